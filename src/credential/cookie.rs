@@ -1,0 +1,126 @@
+//! The cookie carrier.
+//!
+//! A cookie is sent by the browser on its own, whatever page opened the
+//! socket, so the layer only accepts it together with an
+//! [`OriginPolicy`](crate::OriginPolicy).
+
+use http::HeaderMap;
+use http::header::COOKIE;
+
+use super::{CarrierError, Limits, is_vchar};
+
+/// Finds the cookie `name` in every `Cookie` header line (HTTP/2 clients
+/// send one line per cookie). Malformed pairs of other cookies are skipped.
+/// The same name twice with different values is ambiguous and refused.
+pub(crate) fn parse_cookie<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+    limits: Limits,
+) -> Result<Option<&'a str>, CarrierError> {
+    let values = headers.get_all(COOKIE);
+    let mut total = 0usize;
+    for v in values.iter() {
+        total = total.saturating_add(v.len() + 2);
+        if total > limits.max_header {
+            return Err(CarrierError::TooLarge);
+        }
+    }
+    let mut found: Option<&'a str> = None;
+    for value in values.iter() {
+        // Cookie values are ASCII; a line with other bytes holds no cookie of ours.
+        let Ok(line) = value.to_str() else { continue };
+        for pair in line.split(';') {
+            let Some((key, val)) = pair.split_once('=') else {
+                continue;
+            };
+            if key.trim_matches([' ', '\t']) != name {
+                continue;
+            }
+            let mut val = val.trim_matches([' ', '\t']);
+            if let Some(unquoted) = val.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                val = unquoted;
+            }
+            if val.is_empty() {
+                return Err(CarrierError::Malformed("empty credential cookie"));
+            }
+            if val.len() > limits.max_credential {
+                return Err(CarrierError::TooLarge);
+            }
+            if !val
+                .bytes()
+                .all(|b| is_vchar(b) && b != b'"' && b != b';' && b != b',' && b != b'\\')
+            {
+                return Err(CarrierError::Malformed(
+                    "credential cookie holds invalid characters",
+                ));
+            }
+            match found {
+                Some(previous) if previous != val => {
+                    return Err(CarrierError::Malformed(
+                        "credential cookie sent twice with different values",
+                    ));
+                }
+                _ => found = Some(val),
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    fn cookie(lines: &[&str]) -> Result<Option<String>, CarrierError> {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(COOKIE, HeaderValue::from_str(l).unwrap());
+        }
+        parse_cookie(&h, "session", Limits::default()).map(|o| o.map(str::to_owned))
+    }
+
+    #[test]
+    fn finds_the_cookie() {
+        assert_eq!(cookie(&["a=1; session=abc; b=2"]), Ok(Some("abc".into())));
+        assert_eq!(cookie(&["a=1", "session=abc"]), Ok(Some("abc".into())));
+        assert_eq!(cookie(&["session=\"abc\""]), Ok(Some("abc".into())));
+        assert_eq!(cookie(&["sessionx=abc; xsession=abc"]), Ok(None));
+        assert_eq!(
+            cookie(&["garbage; ==; session=a+b/c="]),
+            Ok(Some("a+b/c=".into()))
+        );
+        assert_eq!(
+            cookie(&["session=abc; session=abc"]),
+            Ok(Some("abc".into()))
+        );
+        assert_eq!(cookie(&[]), Ok(None));
+    }
+
+    #[test]
+    fn refuses_ambiguity_and_junk() {
+        assert!(cookie(&["session=abc; session=def"]).is_err());
+        assert!(cookie(&["session=abc", "session=def"]).is_err());
+        assert!(cookie(&["session="]).is_err());
+        assert!(cookie(&["session=a\\b"]).is_err());
+        let big = format!(
+            "session={}",
+            "a".repeat(Limits::default().max_credential + 1)
+        );
+        assert_eq!(cookie(&[&big]), Err(CarrierError::TooLarge));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..20_000)) {
+            if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+                let mut h = HeaderMap::new();
+                h.insert(COOKIE, v);
+                if let Ok(Some(val)) = parse_cookie(&h, "session", Limits::default()) {
+                    prop_assert!(!val.is_empty() && val.len() <= Limits::default().max_credential);
+                }
+            }
+        }
+    }
+}

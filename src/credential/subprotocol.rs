@@ -1,0 +1,403 @@
+//! The `Sec-WebSocket-Protocol` carrier.
+//!
+//! Browsers cannot set an `Authorization` header on a WebSocket, but they can
+//! offer subprotocols. A client offers its real protocol (say `chat`) and,
+//! beside it, one entry `base64url.bearer.<base64url(token), no padding>`.
+//! The layer takes the token out, removes the entry from the request the
+//! handler sees, and makes sure the `101` echoes exactly one protocol the
+//! client offered, never the credential (browsers fail the connection
+//! otherwise).
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::header::SEC_WEBSOCKET_PROTOCOL;
+use http::{HeaderMap, HeaderValue};
+
+use super::{CarrierError, Limits};
+
+/// Configuration of the `Sec-WebSocket-Protocol` carrier; pass it to
+/// [`WsAuthLayer::subprotocol`](crate::WsAuthLayer::subprotocol).
+///
+/// ```
+/// use tower_ws_auth::SubprotocolCarrier;
+///
+/// // Accept `base64url.bearer.<token>` next to `chat` or `chat.v2` only.
+/// let carrier = SubprotocolCarrier::new().protocols(["chat.v2", "chat"]);
+/// assert_eq!(carrier.prefix_str(), "base64url.bearer.");
+/// ```
+#[derive(Clone)]
+pub struct SubprotocolCarrier {
+    prefix: Box<str>,
+    protocols: Option<Box<[Box<str>]>>,
+}
+
+impl fmt::Debug for SubprotocolCarrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubprotocolCarrier")
+            .field("prefix", &self.prefix)
+            .field("protocols", &self.protocols)
+            .finish()
+    }
+}
+
+impl Default for SubprotocolCarrier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `tchar` of RFC 9110: the characters a subprotocol name may hold.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().copied().all(is_tchar)
+}
+
+impl SubprotocolCarrier {
+    /// The default credential prefix, `base64url.bearer.`.
+    pub const DEFAULT_PREFIX: &'static str = "base64url.bearer.";
+
+    /// The default carrier: prefix `base64url.bearer.`, any companion
+    /// protocol accepted, the client's first one echoed.
+    pub fn new() -> Self {
+        Self {
+            prefix: Self::DEFAULT_PREFIX.into(),
+            protocols: None,
+        }
+    }
+
+    /// Sets the prefix that marks the credential entry.
+    ///
+    /// # Panics
+    ///
+    /// If `prefix` is empty or is not a valid subprotocol token.
+    #[must_use]
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        assert!(
+            is_token(prefix.as_bytes()),
+            "subprotocol credential prefix {prefix:?} must be a non-empty token"
+        );
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The prefix that marks the credential entry.
+    pub fn prefix_str(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Restricts the companion protocols to `protocols`. A request whose
+    /// credential entry comes with none of them is refused (400); otherwise
+    /// the first one the client offered that is in this list is echoed.
+    ///
+    /// # Panics
+    ///
+    /// If a protocol is not a valid token or starts with the prefix.
+    #[must_use]
+    pub fn protocols<I>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let list: Box<[Box<str>]> = protocols
+            .into_iter()
+            .map(|p| p.into().into_boxed_str())
+            .collect();
+        for p in list.iter() {
+            assert!(
+                is_token(p.as_bytes()) && !p.starts_with(&*self.prefix),
+                "subprotocol {p:?} must be a token that does not start with the credential prefix"
+            );
+        }
+        self.protocols = Some(list);
+        self
+    }
+
+    /// Encodes `token` as the entry a client offers:
+    /// `<prefix><base64url(token), no padding>`.
+    ///
+    /// ```
+    /// use tower_ws_auth::SubprotocolCarrier;
+    ///
+    /// let entry = SubprotocolCarrier::new().encode("a.b.c");
+    /// assert_eq!(entry, "base64url.bearer.YS5iLmM");
+    /// ```
+    pub fn encode(&self, token: &str) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + token.len() * 4 / 3 + 4);
+        out.push_str(&self.prefix);
+        URL_SAFE_NO_PAD.encode_string(token.as_bytes(), &mut out);
+        out
+    }
+}
+
+/// A `Sec-WebSocket-Protocol` list that held a credential entry.
+#[derive(Debug)]
+pub(crate) struct ParsedProtocols {
+    credential: Option<Box<str>>,
+    /// The list without the credential entry, for the request the handler sees.
+    pub(crate) stripped: HeaderValue,
+    /// The protocol the `101` must carry if the handler selects none.
+    pub(crate) selected: HeaderValue,
+}
+
+impl ParsedProtocols {
+    pub(crate) fn take_credential(&mut self) -> Option<Box<str>> {
+        self.credential.take()
+    }
+
+    /// `true` if `protocol` is one of the companions the client offered.
+    pub(crate) fn offers(&self, protocol: &HeaderValue) -> bool {
+        let wanted = protocol.as_bytes().trim_ascii();
+        elements(self.stripped.as_bytes()).any(|p| p == wanted)
+    }
+}
+
+/// The non-empty, trimmed elements of a comma-separated list.
+fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|e| !e.is_empty())
+}
+
+/// Parses every `Sec-WebSocket-Protocol` line.
+///
+/// `Ok(None)` when no entry starts with the prefix: the header is left
+/// alone. Otherwise the list is validated strictly: exactly one credential
+/// entry, every element a token, at least one companion protocol (one from
+/// the configured list if there is one), a base64url (no padding) credential
+/// that decodes to UTF-8 without control characters.
+pub(crate) fn parse_protocols(
+    headers: &HeaderMap,
+    config: &SubprotocolCarrier,
+    limits: Limits,
+) -> Result<Option<ParsedProtocols>, CarrierError> {
+    let values = headers.get_all(SEC_WEBSOCKET_PROTOCOL);
+    let mut total = 0usize;
+    for v in values.iter() {
+        total = total.saturating_add(v.len() + 2);
+        if total > limits.max_header {
+            return Err(CarrierError::TooLarge);
+        }
+    }
+    let prefix = config.prefix.as_bytes();
+    let has_credential = values
+        .iter()
+        .flat_map(|v| elements(v.as_bytes()))
+        .any(|e| e.starts_with(prefix));
+    if !has_credential {
+        return Ok(None);
+    }
+
+    let mut encoded: Option<&[u8]> = None;
+    let mut companions: Vec<&[u8]> = Vec::new();
+    for element in values.iter().flat_map(|v| elements(v.as_bytes())) {
+        if !is_token(element) {
+            return Err(CarrierError::Malformed("subprotocol entry is not a token"));
+        }
+        if let Some(rest) = element.strip_prefix(prefix) {
+            if encoded.replace(rest).is_some() {
+                return Err(CarrierError::Malformed(
+                    "two credential entries in Sec-WebSocket-Protocol",
+                ));
+            }
+        } else {
+            companions.push(element);
+        }
+    }
+    let encoded = encoded.ok_or(CarrierError::Malformed("credential entry vanished"))?;
+    if encoded.len() > limits.max_credential {
+        return Err(CarrierError::TooLarge);
+    }
+    if encoded.is_empty() {
+        return Err(CarrierError::Malformed("empty subprotocol credential"));
+    }
+    let selected = match &config.protocols {
+        None => companions.first().copied(),
+        Some(allowed) => companions
+            .iter()
+            .copied()
+            .find(|c| allowed.iter().any(|a| a.as_bytes() == *c)),
+    }
+    .ok_or(CarrierError::Malformed(
+        "no acceptable companion protocol beside the credential entry",
+    ))?;
+
+    let decoded = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| {
+        CarrierError::Malformed("subprotocol credential is not base64url without padding")
+    })?;
+    let credential = String::from_utf8(decoded)
+        .map_err(|_| CarrierError::Malformed("subprotocol credential is not UTF-8"))?;
+    if credential.is_empty() || credential.chars().any(char::is_control) {
+        return Err(CarrierError::Malformed(
+            "subprotocol credential holds control characters",
+        ));
+    }
+
+    let stripped = HeaderValue::from_bytes(&companions.join(&b", "[..]))
+        .map_err(|_| CarrierError::Malformed("subprotocol list is not a valid header"))?;
+    let selected = HeaderValue::from_bytes(selected)
+        .map_err(|_| CarrierError::Malformed("subprotocol is not a valid header"))?;
+    Ok(Some(ParsedProtocols {
+        credential: Some(credential.into_boxed_str()),
+        stripped,
+        selected,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn headers(lines: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(l).unwrap());
+        }
+        h
+    }
+
+    fn parse(lines: &[&str]) -> Result<Option<ParsedProtocols>, CarrierError> {
+        parse_protocols(
+            &headers(lines),
+            &SubprotocolCarrier::new(),
+            Limits::default(),
+        )
+    }
+
+    #[test]
+    fn extracts_and_strips() {
+        let entry = SubprotocolCarrier::new().encode("header.payload.sig");
+        let mut p = parse(&[&format!("chat, {entry}, other")]).unwrap().unwrap();
+        assert_eq!(p.take_credential().as_deref(), Some("header.payload.sig"));
+        assert_eq!(p.stripped, "chat, other");
+        assert_eq!(p.selected, "chat");
+        assert!(p.offers(&HeaderValue::from_static("other")));
+        assert!(!p.offers(&HeaderValue::from_static(&*Box::leak(
+            entry.into_boxed_str()
+        ))));
+    }
+
+    #[test]
+    fn merges_header_lines() {
+        let entry = SubprotocolCarrier::new().encode("tok");
+        let mut p = parse(&[&entry, "chat"]).unwrap().unwrap();
+        assert_eq!(p.take_credential().as_deref(), Some("tok"));
+        assert_eq!(p.stripped, "chat");
+        let twice = parse(&[&entry, &format!("chat, {entry}")]);
+        assert!(matches!(twice, Err(CarrierError::Malformed(_))));
+    }
+
+    #[test]
+    fn leaves_lists_without_credential_alone() {
+        assert!(parse(&["chat, superchat"]).unwrap().is_none());
+        assert!(parse(&["not a token!"]).unwrap().is_none());
+        assert!(parse(&[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn refuses_broken_entries() {
+        let pad = "base64url.bearer.YWJj="; // '=' is not base64url-no-pad (and not a tchar issue)
+        for lines in [
+            vec!["base64url.bearer.dG9r"],       // no companion
+            vec!["chat, base64url.bearer."],     // empty
+            vec!["chat, base64url.bearer.***"],  // not base64url
+            vec!["chat", pad],                   // padding
+            vec!["chat, base64url.bearer.YWJ"],  // non-canonical trailing bits
+            vec!["chat, base64url.bearer._w"],   // decodes to invalid UTF-8
+            vec!["chat, base64url.bearer.AA"],   // decodes to a control character
+            vec!["ch@t, base64url.bearer.dG9r"], // companion not a token
+        ] {
+            assert!(
+                matches!(parse(&lines), Err(CarrierError::Malformed(_))),
+                "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn configured_protocols() {
+        let config = SubprotocolCarrier::new().protocols(["v2", "v1"]);
+        let entry = config.encode("tok");
+        let h = headers(&[&format!("x, v1, v2, {entry}")]);
+        let p = parse_protocols(&h, &config, Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.selected, "v1");
+        let h = headers(&[&format!("x, {entry}")]);
+        assert!(parse_protocols(&h, &config, Limits::default()).is_err());
+    }
+
+    #[test]
+    fn custom_prefix() {
+        let config = SubprotocolCarrier::new().prefix("access_token.");
+        let entry = config.encode("tok");
+        assert!(entry.starts_with("access_token."));
+        let h = headers(&[&format!("chat, {entry}")]);
+        let mut p = parse_protocols(&h, &config, Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.take_credential().as_deref(), Some("tok"));
+    }
+
+    #[test]
+    fn caps_sizes() {
+        let limits = Limits::default();
+        let big = SubprotocolCarrier::new().encode(&"a".repeat(limits.max_credential));
+        assert_eq!(
+            parse(&[&format!("chat, {big}")]).unwrap_err(),
+            CarrierError::TooLarge
+        );
+        let line = "chat, ".repeat(limits.max_header / 6 + 1);
+        assert_eq!(parse(&[&line]).unwrap_err(), CarrierError::TooLarge);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..8)) {
+            let mut h = HeaderMap::new();
+            for l in &lines {
+                if let Ok(v) = HeaderValue::from_bytes(l) {
+                    h.append(SEC_WEBSOCKET_PROTOCOL, v);
+                }
+            }
+            let limits = Limits::default();
+            if let Ok(Some(mut p)) = parse_protocols(&h, &SubprotocolCarrier::new(), limits) {
+                let c = p.take_credential().unwrap();
+                prop_assert!(c.len() <= limits.max_credential);
+                prop_assert!(!p.stripped.as_bytes().windows(17).any(|w| w == b"base64url.bearer."));
+            }
+        }
+
+        #[test]
+        fn round_trips(token in "[ -~]{1,300}", companion in "[a-z][a-z0-9.]{0,20}") {
+            let entry = SubprotocolCarrier::new().encode(&token);
+            let mut p = parse(&[&format!("{companion}, {entry}")]).unwrap().unwrap();
+            let credential = p.take_credential();
+            prop_assert_eq!(credential.as_deref(), Some(token.as_str()));
+            prop_assert_eq!(p.selected.to_str().unwrap(), companion.as_str());
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Authenticate WebSocket upgrades before the handshake completes.
+//!
+//! A WebSocket lives for hours but is authenticated once, on the HTTP
+//! upgrade request. [`WsAuthLayer`] is a tower layer that takes that request,
+//! finds the credential (an `Authorization: Bearer` header, a
+//! `Sec-WebSocket-Protocol` entry browsers can send, a cookie guarded by an
+//! [`OriginPolicy`], or an opt-in query parameter), runs your async
+//! [`Authenticator`], and either answers with the right HTTP error (401, 400,
+//! 403, 431 or 503, with an RFC 6750 `WWW-Authenticate` challenge) or lets
+//! the upgrade through with an [`Identity`] in the request extensions.
+//!
+//! # Quickstart (axum)
+//!
+//! ```no_run
+//! use axum::{Router, extract::ws::{Message, WebSocket, WebSocketUpgrade}, response::Response, routing::get};
+//! use tower_ws_auth::{ApiKeyAuthenticator, AuthMethod, Identity, WsAuthLayer};
+//!
+//! async fn ws_handler(ws: WebSocketUpgrade, identity: Identity) -> Response {
+//!     ws.protocols(["chat"])
+//!         .on_upgrade(move |socket| chat(socket, identity))
+//! }
+//!
+//! async fn chat(mut socket: WebSocket, identity: Identity) {
+//!     let hello = format!("hello {}", identity.subject());
+//!     let _ = socket.send(Message::Text(hello.into())).await;
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let auth = ApiKeyAuthenticator::from_keys([
+//!         ("demo-key-please-change", Identity::new("alice", AuthMethod::ApiKey)),
+//!     ]);
+//!     let app = Router::new()
+//!         .route("/ws", get(ws_handler))
+//!         .layer(WsAuthLayer::new(auth).bearer_header().subprotocol_token());
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await
+//! }
+//! ```
+//!
+//! A browser connects with the subprotocol carrier, since it cannot set
+//! headers on a WebSocket:
+//!
+//! ```js
+//! const b64url = btoa(token).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+//! new WebSocket("wss://example.com/ws", ["chat", "base64url.bearer." + b64url]);
+//! ```
+//!
+//! # Pieces
+//!
+//! * [`WsAuthLayer`] / [`WsAuth`]: the layer and its service.
+//! * [`Authenticator`]: the trait your verifier implements, with
+//!   [`authenticate_fn`] for closures, [`Authenticator::or`] to chain,
+//!   [`Authenticator::for_carriers`] to route by carrier,
+//!   [`Authenticator::cached`] to cache, [`BoxAuthenticator`] to erase types.
+//! * [`ApiKeyAuthenticator`]: API keys stored as digests.
+//! * [`Identity`]: who connected, with scopes, expiry and typed claims.
+//! * [`OriginPolicy`]: the Origin allow-list that cookie credentials need.
+//! * [`Rejection`] and [`RejectionHandler`]: the answer to a refused request.
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `http2` | yes | detects HTTP/2 extended CONNECT upgrades (RFC 8441) through hyper's `:protocol` extension; without it every HTTP/2 CONNECT is authenticated |
+//! | `cache` | yes | [`Authenticator::cached`] ([`Cached`]), on moka |
+//! | `axum` | yes | [`Identity`] and `Option<Identity>` extractors ([`IdentityRejection`]) |
+//!
+//! # Security notes
+//!
+//! * Cookie credentials cannot be configured without an [`OriginPolicy`]
+//!   (cross-site WebSocket hijacking).
+//! * The client gets the same generic body whatever the reason of a
+//!   refusal; the reason goes to `tracing` (target `tower_ws_auth`), which
+//!   never records a credential or a query string.
+//! * Every carrier is size-capped before it is decoded (default: 8 KiB per
+//!   credential, 16 KiB per header) and parsed in linear time.
+//! * Headers a client sends (`X-User-Id`, ...) never become an identity: it
+//!   travels in request extensions only.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod api_key;
+mod authenticator;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+mod axum;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+mod cache;
+mod credential;
+mod error;
+mod identity;
+mod layer;
+mod origin;
+mod rejection;
+mod upgrade;
+
+pub use api_key::{ApiKeyAuthenticator, ApiKeyDigest, ApiKeyStore, MemoryApiKeys};
+pub use authenticator::{
+    Authenticator, BoxAuthenticator, BoxFuture, DynAuthenticator, FnAuthenticator, ForCarriers, Or,
+    authenticate_fn,
+};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use axum::IdentityRejection;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use cache::Cached;
+pub use credential::{Carrier, Credential, SubprotocolCarrier};
+pub use error::{AuthError, ConfigError};
+pub use identity::{AuthMethod, Identity, IdentityBuilder};
+pub use layer::{ResponseFuture, WsAuth, WsAuthLayer};
+pub use origin::{MissingOrigin, OriginPolicy};
+pub use rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};

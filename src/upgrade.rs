@@ -1,0 +1,97 @@
+//! Recognising WebSocket upgrade requests.
+
+use http::header::UPGRADE;
+use http::{Method, Request, Version};
+
+/// `true` if `list` (a comma-separated header value) holds `token`,
+/// compared case-insensitively.
+fn list_contains(list: &[u8], token: &[u8]) -> bool {
+    list.split(|&b| b == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// `true` if the request asks for a WebSocket:
+///
+/// * HTTP/1.x: any `Upgrade` header line lists `websocket`. `Connection:
+///   upgrade` is deliberately not required: a request that names the
+///   WebSocket protocol is authenticated even if it is malformed otherwise,
+///   so no server quirk can turn an unauthenticated one into a socket.
+/// * HTTP/2 and later: an extended CONNECT (RFC 8441) whose `:protocol` is
+///   `websocket`. Without the `http2` feature the `:protocol` cannot be
+///   read, and every CONNECT over HTTP/2 or later is treated as one.
+pub(crate) fn is_websocket_upgrade<B>(request: &Request<B>) -> bool {
+    if request.version() >= Version::HTTP_2 {
+        return request.method() == Method::CONNECT && connect_protocol_is_websocket(request);
+    }
+    request
+        .headers()
+        .get_all(UPGRADE)
+        .iter()
+        .any(|v| list_contains(v.as_bytes(), b"websocket"))
+}
+
+#[cfg(feature = "http2")]
+fn connect_protocol_is_websocket<B>(request: &Request<B>) -> bool {
+    request
+        .extensions()
+        .get::<hyper::ext::Protocol>()
+        .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+#[cfg(not(feature = "http2"))]
+fn connect_protocol_is_websocket<B>(_request: &Request<B>) -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h1(upgrade: &[&str]) -> Request<()> {
+        let mut b = Request::builder().uri("/ws");
+        for u in upgrade {
+            b = b.header(UPGRADE, *u);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn http1_detection() {
+        assert!(is_websocket_upgrade(&h1(&["websocket"])));
+        assert!(is_websocket_upgrade(&h1(&["WebSocket"])));
+        assert!(is_websocket_upgrade(&h1(&["h2c, WEBSOCKET"])));
+        assert!(is_websocket_upgrade(&h1(&["h2c", " websocket "])));
+        assert!(!is_websocket_upgrade(&h1(&[])));
+        assert!(!is_websocket_upgrade(&h1(&["h2c"])));
+        assert!(!is_websocket_upgrade(&h1(&["websocketx"])));
+    }
+
+    #[test]
+    fn http2_detection() {
+        let plain = Request::builder()
+            .method(Method::CONNECT)
+            .version(Version::HTTP_2)
+            .uri("https://example.com/ws")
+            .body(())
+            .unwrap();
+        assert_eq!(is_websocket_upgrade(&plain), cfg!(not(feature = "http2")));
+        let get = Request::builder()
+            .version(Version::HTTP_2)
+            .header(UPGRADE, "websocket")
+            .body(())
+            .unwrap();
+        assert!(!is_websocket_upgrade(&get));
+        #[cfg(feature = "http2")]
+        {
+            let mut ws = Request::builder()
+                .method(Method::CONNECT)
+                .version(Version::HTTP_2)
+                .uri("https://example.com/ws")
+                .body(())
+                .unwrap();
+            ws.extensions_mut()
+                .insert(hyper::ext::Protocol::from_static("websocket"));
+            assert!(is_websocket_upgrade(&ws));
+        }
+    }
+}
