@@ -114,3 +114,8 @@ pub use identity::{AuthMethod, Identity, IdentityBuilder};
 pub use layer::{ResponseFuture, WsAuth, WsAuthLayer};
 pub use origin::{MissingOrigin, OriginPolicy};
 pub use rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
