@@ -83,18 +83,21 @@
 
 mod api_key;
 mod authenticator;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-mod axum;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 mod cache;
 mod credential;
 mod error;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+mod extract;
 mod identity;
 mod layer;
 mod origin;
 mod rejection;
+#[cfg(feature = "socket")]
+#[cfg_attr(docsrs, doc(cfg(feature = "socket")))]
+pub mod socket;
 mod upgrade;
 
 pub use api_key::{ApiKeyAuthenticator, ApiKeyDigest, ApiKeyStore, MemoryApiKeys};
@@ -102,18 +105,24 @@ pub use authenticator::{
     Authenticator, BoxAuthenticator, BoxFuture, DynAuthenticator, FnAuthenticator, ForCarriers, Or,
     authenticate_fn,
 };
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use axum::IdentityRejection;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use cache::Cached;
 pub use credential::{Carrier, Credential, SubprotocolCarrier};
 pub use error::{AuthError, ConfigError};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use extract::IdentityRejection;
 pub use identity::{AuthMethod, Identity, IdentityBuilder};
 pub use layer::{ResponseFuture, WsAuth, WsAuthLayer};
 pub use origin::{MissingOrigin, OriginPolicy};
 pub use rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};
+#[cfg(feature = "socket")]
+#[cfg_attr(docsrs, doc(cfg(feature = "socket")))]
+pub use socket::{
+    AuthSocket, CloseCodes, EndReason, FirstMessageAuth, FirstMessageError, GuardedSocket,
+    Registration, Revocation, RevocationBus, Revocations, SessionGuard, close_reason,
+};
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -36,8 +36,9 @@ pub enum Carrier {
     Cookie,
     /// A query parameter (opt-in; redacted from the request the handler sees).
     Query,
-    /// The first message on an accepted socket.
-    FirstMessage,
+    /// A WebSocket message on an accepted socket: first-message
+    /// authentication or an in-band refresh.
+    Message,
 }
 
 impl Carrier {
@@ -49,7 +50,7 @@ impl Carrier {
             Self::Subprotocol => "subprotocol",
             Self::Cookie => "cookie",
             Self::Query => "query",
-            Self::FirstMessage => "first_message",
+            Self::Message => "message",
         }
     }
 

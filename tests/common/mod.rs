@@ -24,6 +24,8 @@ use tower_ws_auth::{
     authenticate_fn,
 };
 
+pub mod redis;
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Counts calls to the test authenticator.

@@ -1,7 +1,7 @@
 //! axum extractors for [`Identity`].
 
-use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
-use axum_core::response::{IntoResponse, Response};
+use ::axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use ::axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 

@@ -1,0 +1,44 @@
+//! [`AuthSocket`] for axum's `WebSocket`.
+
+use ::axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+
+use super::{AuthSocket, Frame, SocketError};
+
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl AuthSocket for WebSocket {
+    type Message = Message;
+
+    async fn recv_message(&mut self) -> Option<Result<Message, SocketError>> {
+        WebSocket::recv(self)
+            .await
+            .map(|r| r.map_err(SocketError::new))
+    }
+
+    async fn send_message(&mut self, message: Message) -> Result<(), SocketError> {
+        WebSocket::send(self, message)
+            .await
+            .map_err(SocketError::new)
+    }
+
+    fn text(text: String) -> Message {
+        Message::Text(Utf8Bytes::from(text))
+    }
+
+    fn close_frame(code: u16, reason: &str) -> Message {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason.to_owned()),
+        }))
+    }
+
+    fn frame(message: &Message) -> Frame<'_> {
+        match message {
+            Message::Text(text) => Frame::Text(text.as_str()),
+            Message::Binary(bytes) => Frame::Binary(bytes),
+            Message::Ping(_) | Message::Pong(_) => Frame::Control,
+            Message::Close(frame) => {
+                Frame::Close(frame.as_ref().map(|f| (f.code, f.reason.as_str())))
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! A private Redis server for a test: spawned from the `redis-server`
+//! binary on a free loopback port, with persistence off, stoppable and
+//! restartable on the same port, killed on drop.
+//!
+//! `.ci/run` installs Debian's `redis-server` and sets
+//! `TOWER_WS_AUTH_REDIS_SERVER` to its path. Outside CI a test without a
+//! binary prints a loud SKIPPED line and returns; under `CI` it fails.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct RedisServer {
+    binary: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+fn find_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TOWER_WS_AUTH_REDIS_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("redis-server"))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+impl RedisServer {
+    /// Starts a server, or `None` (after a loud message) when no
+    /// `redis-server` exists outside CI.
+    pub fn start(test: &str) -> Option<Self> {
+        let Some(binary) = find_binary() else {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "{test}: no redis-server (set TOWER_WS_AUTH_REDIS_SERVER); CI must run the Redis tests"
+                );
+            }
+            eprintln!(
+                "\n*** SKIPPED {test}: no redis-server binary (apt-get install redis-server, or set TOWER_WS_AUTH_REDIS_SERVER) ***\n"
+            );
+            return None;
+        };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            binary,
+            port,
+            child: None,
+        };
+        server.restart();
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on its port and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new(&self.binary)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
