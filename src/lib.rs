@@ -57,6 +57,9 @@
 //! * [`Identity`]: who connected, with scopes, expiry and typed claims.
 //! * [`OriginPolicy`]: the Origin allow-list that cookie credentials need.
 //! * [`Rejection`] and [`RejectionHandler`]: the answer to a refused request.
+//! * After the handshake ([`socket`]): [`FirstMessageAuth`], [`SessionGuard`]
+//!   and [`GuardedSocket`] (expiry, in-band refresh), [`Revocations`] (local
+//!   or across instances), [`CloseCodes`].
 //!
 //! # Feature flags
 //!
@@ -64,7 +67,10 @@
 //! |---|---|---|
 //! | `http2` | yes | detects HTTP/2 extended CONNECT upgrades (RFC 8441) through hyper's `:protocol` extension; without it every HTTP/2 CONNECT is authenticated |
 //! | `cache` | yes | [`Authenticator::cached`] ([`Cached`]), on moka |
-//! | `axum` | yes | [`Identity`] and `Option<Identity>` extractors ([`IdentityRejection`]) |
+//! | `axum` | yes | [`Identity`] and `Option<Identity>` extractors ([`IdentityRejection`]) and [`AuthSocket`] for axum's `WebSocket` |
+//! | `tungstenite` | no | [`AuthSocket`] for tokio-tungstenite's `WebSocketStream` (0.29, as axum 0.8) |
+//! | `socket` | with `axum` or `tungstenite` | after the handshake: [`FirstMessageAuth`], [`SessionGuard`] (expiry, refresh), [`Revocations`], [`CloseCodes`] |
+//! | `redis` | no | `socket::RedisBus`: revocations across instances over Redis pub/sub |
 //!
 //! # Security notes
 //!
