@@ -65,6 +65,8 @@
 //! | `http2` | yes | detects HTTP/2 extended CONNECT upgrades (RFC 8441) through hyper's `:protocol` extension; without it every HTTP/2 CONNECT is authenticated |
 //! | `cache` | yes | [`Authenticator::cached`] ([`Cached`]), on moka |
 //! | `axum` | yes | [`Identity`] and `Option<Identity>` extractors ([`IdentityRejection`]) |
+//! | `sessions` | no | cookie sessions: [`SessionAuthenticator`] over an async [`SessionStore`], [`MemorySessionStore`] with expiry, [`SessionCookie`] (plain, signed or private, with the [`cookie`] crate's `Key`) to issue, clear and verify the session cookie |
+//! | `tower-sessions` | no | [`TowerSessionStore`]: authenticate with the sessions of tower-sessions 0.14, through any of its stores (Redis, SQLx, memory, ...); implies `sessions` |
 //!
 //! # Security notes
 //!
@@ -95,6 +97,9 @@ mod identity;
 mod layer;
 mod origin;
 mod rejection;
+#[cfg(feature = "sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sessions")))]
+mod session;
 mod upgrade;
 
 pub use api_key::{ApiKeyAuthenticator, ApiKeyDigest, ApiKeyStore, MemoryApiKeys};
@@ -108,9 +113,23 @@ pub use axum::IdentityRejection;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use cache::Cached;
+/// The cookie crate (0.18), for its [`Key`](cookie::Key) and
+/// [`SameSite`](cookie::SameSite): the same crate tower-sessions re-exports.
+#[cfg(feature = "sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sessions")))]
+pub use cookie;
 pub use credential::{Carrier, Credential, SubprotocolCarrier};
 pub use error::{AuthError, ConfigError};
 pub use identity::{AuthMethod, Identity, IdentityBuilder};
 pub use layer::{ResponseFuture, WsAuth, WsAuthLayer};
 pub use origin::{MissingOrigin, OriginPolicy};
 pub use rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};
+#[cfg(feature = "tower-sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
+pub use session::TowerSessionStore;
+#[cfg(feature = "sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sessions")))]
+pub use session::{
+    MemorySessionStore, SessionAuthenticator, SessionCookie, SessionDigest, SessionId,
+    SessionRecord, SessionStore, StoreError,
+};
