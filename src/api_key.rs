@@ -271,10 +271,10 @@ impl<S: ApiKeyStore> Authenticator for ApiKeyAuthenticator<S> {
         _request: &Parts,
     ) -> Result<Identity, AuthError> {
         let key = credential.expose_secret();
-        if let Some(prefix) = &self.prefix {
-            if !key.starts_with(&**prefix) {
-                return Err(AuthError::NotApplicable);
-            }
+        if let Some(prefix) = &self.prefix
+            && !key.starts_with(&**prefix)
+        {
+            return Err(AuthError::NotApplicable);
         }
         match self.store.lookup(&ApiKeyDigest::of(key)).await? {
             Some(identity) => Ok(identity),

@@ -142,13 +142,12 @@ impl fmt::Debug for BoxAuthenticator {
 }
 
 impl Authenticator for BoxAuthenticator {
-    fn authenticate(
+    async fn authenticate(
         &self,
         credential: &Credential,
         request: &Parts,
-    ) -> impl Future<Output = Result<Identity, AuthError>> + Send {
-        // An async block, so the future may borrow each argument for its own lifetime.
-        async move { self.0.authenticate_boxed(credential, request).await }
+    ) -> Result<Identity, AuthError> {
+        self.0.authenticate_boxed(credential, request).await
     }
 }
 

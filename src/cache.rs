@@ -138,7 +138,11 @@ impl<A: Authenticator> Authenticator for Cached<A> {
         let key = key(credential);
         let identity = self
             .cache
-            .try_get_with(key, self.inner.authenticate(credential, request))
+            // Lazy: the inner authenticator is not even called on a hit, and
+            // only one of several concurrent callers for a key runs it.
+            .try_get_with(key, async {
+                self.inner.authenticate(credential, request).await
+            })
             .await
             .map_err(Arc::unwrap_or_clone)?;
         if identity.is_expired_at(SystemTime::now()) {

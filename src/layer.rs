@@ -365,7 +365,7 @@ impl<S, A, H> WsAuth<S, A, H> {
     }
 }
 
-fn carrier_rejection((error, carrier): (CarrierError, Option<Carrier>)) -> Rejection {
+fn carrier_rejection((error, carrier): (CarrierError, Option<Carrier>)) -> Box<Rejection> {
     let rejection = match error {
         CarrierError::Malformed(reason) => Rejection::new(RejectionKind::InvalidRequest, reason),
         CarrierError::TooLarge => Rejection::new(
@@ -373,7 +373,7 @@ fn carrier_rejection((error, carrier): (CarrierError, Option<Carrier>)) -> Rejec
             "credential or header over its size cap",
         ),
     };
-    rejection.with_carrier(carrier)
+    Box::new(rejection.with_carrier(carrier))
 }
 
 fn origin_rejection(verdict: OriginVerdict, carrier: Option<&Carrier>) -> Option<Rejection> {
@@ -394,7 +394,7 @@ fn prepare(
     config: &Config,
     parts: &mut Parts,
     upgrade: bool,
-) -> Result<(Credential, Option<ParsedProtocols>), Rejection> {
+) -> Result<(Credential, Option<ParsedProtocols>), Box<Rejection>> {
     let extracted = extract(
         &config.sources,
         parts,
@@ -405,22 +405,22 @@ fn prepare(
     .map_err(carrier_rejection)?;
     let carrier = extracted.credential.as_ref().map(Credential::carrier);
     if upgrade {
-        if let Some(policy) = &config.origin {
-            if let Some(rejection) = origin_rejection(policy.check(&parts.headers), carrier) {
-                return Err(rejection);
-            }
+        if let Some(policy) = &config.origin
+            && let Some(rejection) = origin_rejection(policy.check(&parts.headers), carrier)
+        {
+            return Err(Box::new(rejection));
         }
-        if let (Some(Carrier::Cookie), Some(policy)) = (carrier, &config.cookie_origin) {
-            if let Some(rejection) = origin_rejection(policy.check(&parts.headers), carrier) {
-                return Err(rejection);
-            }
+        if let (Some(Carrier::Cookie), Some(policy)) = (carrier, &config.cookie_origin)
+            && let Some(rejection) = origin_rejection(policy.check(&parts.headers), carrier)
+        {
+            return Err(Box::new(rejection));
         }
     }
     let Some(credential) = extracted.credential else {
-        return Err(Rejection::new(
+        return Err(Box::new(Rejection::new(
             RejectionKind::MissingCredential,
             "no credential in any configured carrier",
-        ));
+        )));
     };
     if let Some(protocols) = &extracted.protocols {
         parts.headers.remove(SEC_WEBSOCKET_PROTOCOL);
@@ -435,10 +435,10 @@ fn prepare(
                 .path_and_query(parts.uri.path())
                 .build()
                 .map_err(|_| {
-                    Rejection::new(
+                    Box::new(Rejection::new(
                         RejectionKind::InvalidRequest,
                         "URI cannot be rebuilt without its query",
-                    )
+                    ))
                 })?,
         };
     }
@@ -507,7 +507,7 @@ where
         let (credential, protocols) = match prepare(&self.shared.config, &mut parts, upgrade) {
             Ok(prepared) => prepared,
             Err(rejection) => {
-                let rejection = rejection.with_realm(self.shared.config.realm.as_ref());
+                let rejection = (*rejection).with_realm(self.shared.config.realm.as_ref());
                 log_rejection(&rejection, parts.uri.path(), None);
                 return ResponseFuture {
                     state: State::Rejected {

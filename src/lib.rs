@@ -133,3 +133,8 @@ pub use session::{
     MemorySessionStore, SessionAuthenticator, SessionCookie, SessionDigest, SessionId,
     SessionRecord, SessionStore, StoreError,
 };
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

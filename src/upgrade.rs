@@ -46,6 +46,25 @@ fn connect_protocol_is_websocket<B>(_request: &Request<B>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn detection_never_panics(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..2000), 0..6)) {
+            let mut request = Request::new(());
+            for line in &lines {
+                if let Ok(value) = http::HeaderValue::from_bytes(line) {
+                    request.headers_mut().append(UPGRADE, value);
+                }
+            }
+            let expected = request
+                .headers()
+                .get_all(UPGRADE)
+                .iter()
+                .any(|v| String::from_utf8_lossy(v.as_bytes()).split(',').any(|t| t.trim_matches(|c: char| c.is_ascii_whitespace()).eq_ignore_ascii_case("websocket")));
+            prop_assert_eq!(is_websocket_upgrade(&request), expected);
+        }
+    }
 
     fn h1(upgrade: &[&str]) -> Request<()> {
         let mut b = Request::builder().uri("/ws");

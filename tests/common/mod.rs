@@ -1,0 +1,297 @@
+//! Shared helpers for the integration tests: a real axum server on an
+//! ephemeral loopback port and a real tokio-tungstenite client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message as AxumMessage, WebSocketUpgrade};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use futures_util::{SinkExt, StreamExt};
+use http::header::SEC_WEBSOCKET_PROTOCOL;
+use http::{HeaderName, HeaderValue, StatusCode};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tower_ws_auth::{
+    AuthError, AuthMethod, Authenticator, Identity, SubprotocolCarrier, WsAuthLayer,
+    authenticate_fn,
+};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Counts calls to the test authenticator.
+#[derive(Clone, Default)]
+pub struct Calls(Arc<AtomicUsize>);
+
+impl Calls {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The test authenticator: a fixed table of tokens, each standing for one
+/// outcome a real verifier can have.
+pub fn tokens(calls: &Calls) -> impl Authenticator + Clone {
+    let calls = calls.0.clone();
+    authenticate_fn(move |credential, _request| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let outcome = match credential.expose_secret() {
+            "alice-token" | "alice-session" => {
+                Ok(Identity::builder("alice", AuthMethod::Custom("test"))
+                    .scopes(["chat"])
+                    .build())
+            }
+            "bob-token" => Ok(Identity::new("bob", AuthMethod::Custom("test"))),
+            "readonly-token" => Err(AuthError::insufficient_scope("chat:write")),
+            "banned-token" => Err(AuthError::forbidden("subject banned")),
+            "backend-down" => Err(AuthError::unavailable("user database down")
+                .with_retry_after(Duration::from_secs(7))),
+            "expired-token" => Err(AuthError::invalid("token expired")),
+            "malformed-token" => Err(AuthError::malformed("token structure")),
+            _ => Err(AuthError::invalid("unknown token")),
+        };
+        async move { outcome }
+    })
+}
+
+/// What the handler saw, sent as the first message on the socket.
+async fn report(
+    ws: WebSocketUpgrade,
+    identity: Identity,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let seen = serde_json::json!({
+        "subject": identity.subject(),
+        "scopes": identity.scopes().collect::<Vec<_>>(),
+        "protocols": headers.get(SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()),
+        "query": uri.query(),
+    });
+    ws.on_upgrade(move |mut socket| async move {
+        if socket
+            .send(AxumMessage::Text(seen.to_string().into()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        while let Some(Ok(msg)) = socket.recv().await {
+            if let AxumMessage::Text(t) = msg
+                && socket.send(AxumMessage::Text(t)).await.is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+/// Like `report`, but the handler selects the `chat` protocol itself.
+async fn report_selecting(
+    ws: WebSocketUpgrade,
+    identity: Identity,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    report(ws.protocols(["chat"]), identity, headers, uri).await
+}
+
+async fn plain(identity: Option<Identity>) -> impl IntoResponse {
+    match identity {
+        Some(identity) => format!("hello {}", identity.subject()),
+        None => "hello anonymous".to_owned(),
+    }
+}
+
+async fn plain_required(identity: Identity) -> impl IntoResponse {
+    format!("hello {}", identity.subject())
+}
+
+/// The standard test app behind `layer`.
+pub fn app<A, H>(layer: WsAuthLayer<A, H>) -> Router
+where
+    A: Authenticator,
+    H: tower_ws_auth::RejectionHandler<axum::body::Body>,
+{
+    Router::new()
+        .route("/ws", any(report))
+        .route("/ws/select", any(report_selecting))
+        .route("/plain", get(plain))
+        .route("/plain/required", get(plain_required))
+        .layer(layer)
+}
+
+/// Serves `app` on 127.0.0.1 with an ephemeral port.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+/// A refused handshake, as the client saw it.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Refused {
+    pub fn challenge(&self) -> Option<&str> {
+        self.headers
+            .get(http::header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap())
+    }
+}
+
+/// Opens a WebSocket to `path` with extra `headers` (appended, so a name
+/// may repeat). `Err` holds the HTTP answer of a refused handshake; any
+/// other client error panics.
+pub async fn connect(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(Ws, http::Response<Option<Vec<u8>>>), Refused> {
+    match try_connect(addr, path, headers).await {
+        Ok(ok) => Ok(ok),
+        Err(tungstenite::Error::Http(response)) => {
+            let (parts, body) = (*response).into_parts();
+            Err(Refused {
+                status: parts.status,
+                headers: parts.headers,
+                body: String::from_utf8_lossy(&body.unwrap_or_default()).into_owned(),
+            })
+        }
+        Err(other) => panic!("handshake failed: {other}"),
+    }
+}
+
+/// Like `connect`, returning the client's own error as is.
+pub async fn try_connect(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tungstenite::Error> {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .expect("handshake timed out")
+}
+
+/// Connects and returns the handler's report as JSON.
+pub async fn connect_ok(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (Ws, serde_json::Value, http::Response<Option<Vec<u8>>>) {
+    let (mut ws, response) = match connect(addr, path, headers).await {
+        Ok(ok) => ok,
+        Err(refused) => panic!("expected an upgrade, got {refused:?}"),
+    };
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let report = next_text(&mut ws).await;
+    (ws, serde_json::from_str(&report).unwrap(), response)
+}
+
+/// The next text message.
+pub async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no message within 10 s")
+            .expect("socket closed")
+            .expect("socket error");
+        match msg {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+}
+
+/// Sends `text` and expects it echoed.
+pub async fn assert_echo(ws: &mut Ws, text: &str) {
+    ws.send(Message::Text(text.into())).await.unwrap();
+    assert_eq!(next_text(ws).await, text);
+}
+
+/// The subprotocol offer `chat, base64url.bearer.<token>`.
+pub fn offer(token: &str) -> String {
+    format!("chat, {}", SubprotocolCarrier::new().encode(token))
+}
+
+/// A plain HTTP/1.1 GET over hyper's client; returns status and body.
+pub async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let (status, _, body) = http_request(addr, path, headers).await;
+    (status, body)
+}
+
+/// A raw HTTP/1.1 GET with arbitrary (repeatable) headers; for a `101` the
+/// body is left unread. Returns status, headers and body.
+pub async fn http_request(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, String) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let mut request = http::Request::builder()
+        .uri(path)
+        .header("host", addr.to_string())
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    for (name, value) in headers {
+        request.headers_mut().append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return (status, headers, String::new());
+    }
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The headers of a WebSocket handshake, for `http_request`.
+pub const UPGRADE_HEADERS: [(&str, &str); 4] = [
+    ("connection", "upgrade"),
+    ("upgrade", "websocket"),
+    ("sec-websocket-version", "13"),
+    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];

@@ -1,0 +1,216 @@
+//! The layer in front of a plain hyper 1 server (no axum) that upgrades
+//! with tokio-tungstenite, and HTTP/2 extended CONNECT (RFC 8441) upgrades.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tower::ServiceBuilder;
+use tower_ws_auth::{Identity, WsAuthLayer};
+
+/// A hand-written hyper handler: completes the handshake, greets the
+/// identity the layer inserted and echoes.
+async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let Some(identity) = request.extensions().get::<Identity>().cloned() else {
+        return Ok(Response::builder()
+            .status(500)
+            .body(Full::default())
+            .unwrap());
+    };
+    let Some(key) = request.headers().get(SEC_WEBSOCKET_KEY).cloned() else {
+        return Ok(Response::builder()
+            .status(400)
+            .body(Full::default())
+            .unwrap());
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        if ws
+            .send(Message::text(format!("hello {}", identity.subject())))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        while let Some(Ok(Message::Text(t))) = ws.next().await {
+            if ws.send(Message::Text(t)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(CONNECTION, "upgrade")
+        .header(UPGRADE, "websocket")
+        .header(SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
+        .body(Full::default())
+        .unwrap())
+}
+
+async fn hyper_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = ServiceBuilder::new()
+        .layer(
+            WsAuthLayer::new(tokens(&Calls::default()))
+                .bearer_header()
+                .subprotocol_token(),
+        )
+        .service_fn(handle);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn plain_hyper_server_behind_the_layer() {
+    let addr = hyper_server().await;
+    let (mut ws, _) = connect(addr, "/", &[("authorization", "Bearer alice-token")])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, "hello alice");
+    assert_echo(&mut ws, "over hyper").await;
+
+    // The handler selects no protocol; the layer echoes the companion.
+    let offer = offer("bob-token");
+    let (mut ws, response) = connect(addr, "/", &[("sec-websocket-protocol", &offer)])
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "chat");
+    assert_eq!(next_text(&mut ws).await, "hello bob");
+
+    let refused = connect(addr, "/", &[]).await.unwrap_err();
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.challenge(), Some("Bearer"));
+    let refused = connect(addr, "/", &[("authorization", "Bearer nonsense")])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.challenge(), Some("Bearer error=\"invalid_token\""));
+    assert_eq!(refused.body, "Unauthorized\n");
+}
+
+/// Opens an HTTP/2 connection and sends an extended CONNECT for `/ws`.
+async fn h2_connect(addr: SocketAddr, headers: &[(&str, &str)]) -> Response<Incoming> {
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(io)
+        .await
+        .unwrap();
+    // Let the server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) arrive.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(conn.is_extended_connect_protocol_enabled());
+    tokio::spawn(conn);
+    let mut builder = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("http://{addr}/ws"))
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .header("sec-websocket-version", "13");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    send.send_request(builder.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn h2_socket(
+    response: &mut Response<Incoming>,
+) -> WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
+    let upgraded = hyper::upgrade::on(response).await.unwrap();
+    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await
+}
+
+#[tokio::test]
+async fn http2_extended_connect_is_authenticated_like_http1() {
+    let calls = Calls::default();
+    let addr = serve(app(WsAuthLayer::new(tokens(&calls))
+        .bearer_header()
+        .subprotocol_token()))
+    .await;
+
+    let mut response = h2_connect(addr, &[("authorization", "Bearer alice-token")]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut ws = h2_socket(&mut response).await;
+    let Some(Ok(Message::Text(report))) = ws.next().await else {
+        panic!("no report")
+    };
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["subject"], "alice");
+
+    let offer = offer("bob-token");
+    let mut response = h2_connect(addr, &[("sec-websocket-protocol", &offer)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["sec-websocket-protocol"], "chat");
+    let mut ws = h2_socket(&mut response).await;
+    let Some(Ok(Message::Text(report))) = ws.next().await else {
+        panic!("no report")
+    };
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["subject"], "bob");
+    assert_eq!(report["protocols"], "chat");
+
+    for (headers, status, challenge) in [
+        (vec![], StatusCode::UNAUTHORIZED, Some("Bearer")),
+        (
+            vec![("authorization", "Bearer nonsense")],
+            StatusCode::UNAUTHORIZED,
+            Some("Bearer error=\"invalid_token\""),
+        ),
+        (
+            vec![("authorization", "Basic eA==")],
+            StatusCode::BAD_REQUEST,
+            Some("Bearer error=\"invalid_request\""),
+        ),
+        (
+            vec![("authorization", "Bearer banned-token")],
+            StatusCode::FORBIDDEN,
+            None,
+        ),
+    ] {
+        let response = h2_connect(addr, &headers).await;
+        assert_eq!(response.status(), status, "{headers:?}");
+        assert_eq!(
+            response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap()),
+            challenge
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(!body.is_empty());
+    }
+    assert_eq!(calls.get(), 4);
+}
