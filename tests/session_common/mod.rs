@@ -338,11 +338,11 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some(child) = &mut self.child {
-                if child.try_wait().ok().flatten().is_some() {
-                    self.child = None;
-                    return false;
-                }
+            if let Some(child) = &mut self.child
+                && child.try_wait().ok().flatten().is_some()
+            {
+                self.child = None;
+                return false;
             }
             if ping(self.port).await {
                 return true;
@@ -439,4 +439,46 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+// ------------------------------------------------------------------- logs
+
+/// Captures what `tower_ws_auth` logs on this thread (the test's
+/// current-thread runtime runs the server too) until dropped.
+pub struct LogCapture {
+    buf: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone)]
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    pub fn start() -> Self {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = LogWriter(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("tower_ws_auth=trace")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        Self {
+            buf,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+    }
 }
