@@ -124,15 +124,15 @@ pub use identity::{AuthMethod, Identity, IdentityBuilder};
 pub use layer::{ResponseFuture, WsAuth, WsAuthLayer};
 pub use origin::{MissingOrigin, OriginPolicy};
 pub use rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};
-#[cfg(feature = "tower-sessions")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
-pub use session::TowerSessionStore;
 #[cfg(feature = "sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sessions")))]
 pub use session::{
     MemorySessionStore, SessionAuthenticator, SessionCookie, SessionDigest, SessionId,
     SessionRecord, SessionStore, StoreError,
 };
+#[cfg(feature = "tower-sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
+pub use session::{TowerSessionData, TowerSessionStore};
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -16,12 +16,11 @@ use axum::routing::{get, post};
 use serde_json::Value;
 use session_common::*;
 use tower_sessions::cookie::{Key, time};
-use tower_sessions::session::Record;
 use tower_sessions::{Expiry, MemoryStore, Session, SessionManagerLayer};
 use tower_sessions_redis_store::RedisStore;
 use tower_ws_auth::{
     AuthError, AuthMethod, Identity, OriginPolicy, SessionAuthenticator, SessionCookie,
-    TowerSessionStore, WsAuthLayer,
+    TowerSessionData, TowerSessionStore, WsAuthLayer,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -81,16 +80,14 @@ async fn ws_handler(ws: WebSocketUpgrade, identity: Identity) -> Response {
     })
 }
 
-/// The identity of a tower-sessions record: `user_id` is the subject,
+/// The identity of a tower-sessions session: `user_id` is the subject,
 /// `roles` the scopes; a session nobody logged into is refused.
-fn identity(record: &Record) -> Result<tower_ws_auth::IdentityBuilder, AuthError> {
-    let user = record
-        .data
+fn identity(data: &TowerSessionData) -> Result<tower_ws_auth::IdentityBuilder, AuthError> {
+    let user = data
         .get("user_id")
         .and_then(Value::as_str)
         .ok_or_else(|| AuthError::invalid("session without a logged-in user"))?;
-    let roles = record
-        .data
+    let roles = data
         .get("roles")
         .and_then(Value::as_array)
         .into_iter()

@@ -42,7 +42,7 @@ use crate::identity::{Identity, IdentityBuilder};
 pub use memory::MemorySessionStore;
 pub use session_cookie::SessionCookie;
 #[cfg(feature = "tower-sessions")]
-pub use tower_sessions::TowerSessionStore;
+pub use tower_sessions::{TowerSessionData, TowerSessionStore};
 
 /// A session id: the secret a session cookie carries (inside its signature
 /// or encryption, if any).
@@ -396,10 +396,11 @@ pub struct SessionAuthenticator<S, F> {
     identity: F,
 }
 
-impl<S: fmt::Debug, F> fmt::Debug for SessionAuthenticator<S, F> {
+impl<S, F> fmt::Debug for SessionAuthenticator<S, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The store's own `Debug` may print sessions; its type is enough.
         f.debug_struct("SessionAuthenticator")
-            .field("store", &self.store)
+            .field("store", &std::any::type_name::<S>())
             .field("cookie", &self.cookie)
             .finish_non_exhaustive()
     }

@@ -1,10 +1,12 @@
 //! [`TowerSessionStore`]: the sessions of tower-sessions, through any of its
 //! stores.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::time::SystemTime;
 
 use tower_sessions_core::SessionStore as TowerStore;
-use tower_sessions_core::session::{Id, Record};
+use tower_sessions_core::session::Id;
 
 use super::{SessionId, SessionRecord, SessionStore, StoreError};
 
@@ -13,11 +15,13 @@ use super::{SessionId, SessionRecord, SessionStore, StoreError};
 /// `tower-sessions-sqlx-store`, ...): WebSocket upgrades are authenticated
 /// with the sessions your app already manages with tower-sessions.
 ///
-/// The session data is tower-sessions' [`Record`]; your function for
+/// The session data is the `data` map of tower-sessions' `Record`
+/// ([`TowerSessionData`]): your function for
 /// [`SessionAuthenticator`](crate::SessionAuthenticator) reads the
-/// logged-in user from `record.data` (the key your login handler
-/// inserted). The record's `expiry_date` becomes the identity's expiry, and
-/// a record past it is refused. Loading a session does not extend it.
+/// logged-in user from it (under the key your login handler inserted). The
+/// record's `expiry_date` becomes the identity's expiry, and a record past
+/// it is refused. Loading a session does not extend it. The record's id, the
+/// session secret, is not handed on.
 ///
 /// Describe the cookie as you configured `SessionManagerLayer`: its name
 /// (tower-sessions' default is `id`) and, if you called `with_signed(key)`
@@ -26,8 +30,11 @@ use super::{SessionId, SessionRecord, SessionStore, StoreError};
 /// key. Only cookie values tower-sessions can have issued reach the store.
 ///
 /// ```
-/// use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::Key, session::Record};
-/// use tower_ws_auth::{AuthError, AuthMethod, Identity, OriginPolicy, SessionAuthenticator, SessionCookie, TowerSessionStore, WsAuthLayer};
+/// use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::Key};
+/// use tower_ws_auth::{
+///     AuthError, AuthMethod, Identity, OriginPolicy, SessionAuthenticator, SessionCookie,
+///     TowerSessionData, TowerSessionStore, WsAuthLayer,
+/// };
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let key = Key::generate();
@@ -37,7 +44,7 @@ use super::{SessionId, SessionRecord, SessionStore, StoreError};
 /// let auth = SessionAuthenticator::new(
 ///     TowerSessionStore::new(store),
 ///     SessionCookie::new("id").signed(key),
-///     |record: &Record| match record.data.get("user_id").and_then(|v| v.as_str()) {
+///     |data: &TowerSessionData| match data.get("user_id").and_then(|v| v.as_str()) {
 ///         Some(user) => Ok(Identity::builder(user, AuthMethod::Session)),
 ///         None => Err(AuthError::invalid("session without a logged-in user")),
 ///     },
@@ -47,9 +54,23 @@ use super::{SessionId, SessionRecord, SessionStore, StoreError};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TowerSessionStore<S> {
     store: S,
+}
+
+/// The data of a tower-sessions session: `Record::data`, what
+/// `Session::insert` stored, as JSON values by key.
+pub type TowerSessionData = HashMap<String, serde_json::Value>;
+
+// Not the store's own `Debug`: tower-sessions' `MemoryStore` prints its
+// records, session ids included.
+impl<S> fmt::Debug for TowerSessionStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TowerSessionStore")
+            .field("store", &std::any::type_name::<S>())
+            .finish()
+    }
 }
 
 impl<S> TowerSessionStore<S> {
@@ -71,9 +92,12 @@ impl<S> TowerSessionStore<S> {
 }
 
 impl<S: TowerStore> SessionStore for TowerSessionStore<S> {
-    type Data = Record;
+    type Data = TowerSessionData;
 
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<Record>>, StoreError> {
+    async fn load(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<SessionRecord<TowerSessionData>>, StoreError> {
         // tower-sessions ids are 128 bits in 22 base64url characters; other
         // values name no session, and are not worth a round trip.
         let Ok(id) = id.expose_secret().parse::<Id>() else {
@@ -82,10 +106,46 @@ impl<S: TowerStore> SessionStore for TowerSessionStore<S> {
         match self.store.load(&id).await {
             Ok(Some(record)) => {
                 let expires_at = SystemTime::from(record.expiry_date);
-                Ok(Some(SessionRecord::new(record, Some(expires_at))))
+                Ok(Some(SessionRecord::new(record.data, Some(expires_at))))
             }
             Ok(None) => Ok(None),
             Err(error) => Err(StoreError::backend("tower-sessions store failed", error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower_sessions::MemoryStore;
+    use tower_sessions::cookie::time;
+    use tower_sessions_core::session::Record;
+
+    #[tokio::test]
+    async fn loads_data_and_expiry_and_hides_ids() {
+        let store = MemoryStore::default();
+        let expiry = time::OffsetDateTime::now_utc() + time::Duration::minutes(5);
+        let mut record = Record {
+            id: Id::default(),
+            data: HashMap::from([("user_id".to_owned(), serde_json::json!("alice"))]),
+            expiry_date: expiry,
+        };
+        store.create(&mut record).await.unwrap();
+        let secret = record.id.to_string();
+
+        let adapter = TowerSessionStore::new(store);
+        let id = SessionId::parse(&secret).unwrap();
+        let loaded = adapter.load(&id).await.unwrap().unwrap();
+        assert_eq!(loaded.data["user_id"], "alice");
+        assert_eq!(loaded.expires_at, Some(SystemTime::from(expiry)));
+
+        // Valid base64url of the wrong length names no tower-sessions session.
+        let other = SessionId::parse(&format!("{secret}AAAA")).unwrap();
+        assert!(adapter.load(&other).await.unwrap().is_none());
+
+        // tower-sessions' MemoryStore prints its records; the adapter does not.
+        assert!(format!("{:?}", adapter.get_ref()).contains(&record.id.0.to_string()));
+        assert!(!format!("{adapter:?}").contains(&record.id.0.to_string()));
+        assert!(!format!("{adapter:?}").contains(&secret));
     }
 }
