@@ -347,7 +347,7 @@ async fn tampered_cookies_are_refused_before_the_store() {
 
 #[tokio::test]
 async fn expired_session_is_refused() {
-    let store = memory(Duration::from_millis(400));
+    let store = memory(Duration::from_secs(1));
     let addr = serve(app(store.clone(), signed_cookie(), app_origin())).await;
     let cookie = http_post(addr, "/login", "alice", None).await.cookie_pair();
 
@@ -355,7 +355,7 @@ async fn expired_session_is_refused() {
     assert!(report.starts_with("alice|"), "{report}");
     assert_eq!(report.rsplit('|').next(), Some("0"), "under a second left");
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_invalid_token(&refused(addr, Some(&cookie), Some(APP_ORIGIN)).await);
     // The store was asked (and found nothing live): the cookie itself was fine.
     assert_eq!(store.loads(), 2);

@@ -263,12 +263,14 @@ async fn redis_store_expired_session_is_refused() {
     let App { addr, .. } = app(
         RedisStore::new(client),
         Cookies::Signed,
-        time::Duration::seconds(1),
+        time::Duration::seconds(2),
     )
     .await;
     let cookie = log_in(addr, "alice").await;
     assert!(connect_and_read(addr, &cookie).await.starts_with("alice|"));
-    // Redis expires keys at whole seconds (EXAT).
+    // The store sets a whole-second EXAT at or before the record's expiry
+    // (hence two seconds: the key lives at least one); past the expiry,
+    // Redis has dropped the key and the authenticator refuses the record.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_invalid_token(&refused(addr, Some(&cookie), Some(APP_ORIGIN)).await);
 }

@@ -526,59 +526,39 @@ mod tests {
         }
     }
 
-    fn auth(
-        store: Fixed,
-    ) -> SessionAuthenticator<
-        Fixed,
-        impl Fn(&&'static str) -> Result<IdentityBuilder, AuthError> + Send + Sync + 'static,
-    > {
-        SessionAuthenticator::new(store, SessionCookie::new("sid"), |user: &&'static str| {
-            Ok(Identity::builder(*user, AuthMethod::Session))
-        })
+    fn identity(user: &&'static str) -> Result<IdentityBuilder, AuthError> {
+        Ok(Identity::builder(*user, AuthMethod::Session))
     }
 
-    fn parts() -> Parts {
-        http::Request::new(()).into_parts().0
+    type Auth =
+        SessionAuthenticator<Fixed, fn(&&'static str) -> Result<IdentityBuilder, AuthError>>;
+
+    fn auth(store: Fixed) -> Auth {
+        SessionAuthenticator::new(store, SessionCookie::new("sid"), identity)
     }
 
-    async fn run<S: SessionStore, F>(
-        auth: &SessionAuthenticator<S, F>,
-        credential: Credential,
-    ) -> Result<Identity, AuthError>
-    where
-        F: Fn(&S::Data) -> Result<IdentityBuilder, AuthError> + Send + Sync + 'static,
-    {
-        auth.authenticate(&credential, &parts()).await
+    async fn run(auth: &Auth, carrier: Carrier, secret: &str) -> Result<Identity, AuthError> {
+        let parts = http::Request::new(()).into_parts().0;
+        auth.authenticate(&Credential::new(carrier, secret), &parts)
+            .await
     }
 
-    fn block_on<T>(f: impl Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
-
-    #[test]
-    fn expiry_is_enforced_and_carried() {
+    #[tokio::test]
+    async fn expiry_is_enforced_and_carried() {
         let id = SessionId::generate().unwrap();
-        let past = auth(fixed(
-            Some(SystemTime::now() - Duration::from_secs(1)),
-            false,
-        ));
-        let err = block_on(run(
-            &past,
-            Credential::new(Carrier::Cookie, id.expose_secret()),
-        ))
-        .unwrap_err();
+        let ended = SystemTime::now() - Duration::from_secs(1);
+        let past = auth(fixed(Some(ended), false));
+        let err = run(&past, Carrier::Cookie, id.expose_secret())
+            .await
+            .unwrap_err();
         assert!(matches!(err, AuthError::Invalid(_)), "{err:?}");
+        assert_eq!(past.store().loads.load(Ordering::SeqCst), 1);
 
         let at = SystemTime::now() + Duration::from_secs(60);
         let live = auth(fixed(Some(at), false));
-        let identity = block_on(run(
-            &live,
-            Credential::new(Carrier::Cookie, id.expose_secret()),
-        ))
-        .unwrap();
+        let identity = run(&live, Carrier::Cookie, id.expose_secret())
+            .await
+            .unwrap();
         assert_eq!(identity.subject(), "alice");
         assert_eq!(identity.method(), AuthMethod::Session);
         assert_eq!(identity.expires_at(), Some(at));
@@ -586,34 +566,26 @@ mod tests {
         assert_ne!(identity.session_id(), Some(id.expose_secret()));
     }
 
-    #[test]
-    fn store_errors_are_unavailable_and_garbage_never_reaches_the_store() {
+    #[tokio::test]
+    async fn store_errors_are_unavailable_and_garbage_never_reaches_the_store() {
         let down = auth(fixed(None, true));
         let id = SessionId::generate().unwrap();
-        let err = block_on(run(
-            &down,
-            Credential::new(Carrier::Cookie, id.expose_secret()),
-        ))
-        .unwrap_err();
+        let err = run(&down, Carrier::Cookie, id.expose_secret())
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, AuthError::Unavailable { retry_after: Some(d), .. } if d == Duration::from_secs(7)),
             "{err:?}"
         );
         assert_eq!(down.store().loads.load(Ordering::SeqCst), 1);
 
-        for junk in [
-            "short",
-            "has spaces in it, and commas too",
-            &"a".repeat(257),
-        ] {
-            let err = block_on(run(&down, Credential::new(Carrier::Cookie, junk))).unwrap_err();
+        for junk in ["short", "has spaces, and commas too", &"a".repeat(257)] {
+            let err = run(&down, Carrier::Cookie, junk).await.unwrap_err();
             assert!(matches!(err, AuthError::Invalid(_)), "{err:?}");
         }
-        let err = block_on(run(
-            &down,
-            Credential::new(Carrier::Bearer, id.expose_secret()),
-        ))
-        .unwrap_err();
+        let err = run(&down, Carrier::Bearer, id.expose_secret())
+            .await
+            .unwrap_err();
         assert!(err.is_not_applicable());
         assert_eq!(down.store().loads.load(Ordering::SeqCst), 1);
     }
