@@ -197,10 +197,7 @@ impl<A, H> WsAuthLayer<A, H> {
     /// If `name` is not a valid cookie name (an RFC 6265 token).
     pub fn cookie(mut self, name: &str, policy: OriginPolicy) -> Self {
         assert!(
-            !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| crate::credential::is_vchar(b) && !b"()<>@,;:\\\"/[]?={}".contains(&b)),
+            crate::credential::is_cookie_name(name),
             "{name:?} is not a valid cookie name"
         );
         self.config.cookie_origin = Some(policy);

@@ -71,6 +71,8 @@
 //! | `tungstenite` | no | [`AuthSocket`] for tokio-tungstenite's `WebSocketStream` (0.29, as axum 0.8) |
 //! | `socket` | with `axum` or `tungstenite` | after the handshake: [`FirstMessageAuth`], [`SessionGuard`] (expiry, refresh), [`Revocations`], [`CloseCodes`] |
 //! | `redis` | no | `socket::RedisBus`: revocations across instances over Redis pub/sub |
+//! | `sessions` | no | cookie sessions: [`SessionAuthenticator`] over an async [`SessionStore`], [`MemorySessionStore`] with expiry, [`SessionCookie`] (plain, signed or private, with the [`cookie`] crate's `Key`) to issue, clear and verify the session cookie |
+//! | `tower-sessions` | no | [`TowerSessionStore`]: authenticate with the sessions of tower-sessions 0.14, through any of its stores (Redis, SQLx, memory, ...); implies `sessions` |
 //!
 //! # Security notes
 //!
@@ -101,6 +103,9 @@ mod identity;
 mod layer;
 mod origin;
 mod rejection;
+#[cfg(feature = "sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sessions")))]
+mod session;
 #[cfg(feature = "socket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "socket")))]
 pub mod socket;
@@ -114,6 +119,11 @@ pub use authenticator::{
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use cache::Cached;
+/// The cookie crate (0.18), for its [`Key`](cookie::Key) and
+/// [`SameSite`](cookie::SameSite): the same crate tower-sessions re-exports.
+#[cfg(feature = "sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sessions")))]
+pub use cookie;
 pub use credential::{Carrier, Credential, SubprotocolCarrier};
 pub use error::{AuthError, ConfigError};
 #[cfg(feature = "axum")]
@@ -123,6 +133,15 @@ pub use identity::{AuthMethod, Identity, IdentityBuilder};
 pub use layer::{ResponseFuture, WsAuth, WsAuthLayer};
 pub use origin::{MissingOrigin, OriginPolicy};
 pub use rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};
+#[cfg(feature = "sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sessions")))]
+pub use session::{
+    MemorySessionStore, SessionAuthenticator, SessionCookie, SessionDigest, SessionId,
+    SessionRecord, SessionStore, StoreError,
+};
+#[cfg(feature = "tower-sessions")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]
+pub use session::{TowerSessionData, TowerSessionStore};
 #[cfg(feature = "socket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "socket")))]
 pub use socket::{

@@ -9,6 +9,14 @@ use http::header::COOKIE;
 
 use super::{CarrierError, Limits, is_vchar};
 
+/// `true` if `name` is a valid cookie name: a non-empty RFC 6265 token.
+pub(crate) fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| is_vchar(b) && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
 /// Finds the cookie `name` in every `Cookie` header line (HTTP/2 clients
 /// send one line per cookie). Malformed pairs of other cookies are skipped.
 /// The same name twice with different values is ambiguous and refused.

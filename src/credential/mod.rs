@@ -17,7 +17,7 @@ use http::HeaderName;
 use http::request::Parts;
 
 pub(crate) use bearer::{parse_bearer, parse_header};
-pub(crate) use cookie::parse_cookie;
+pub(crate) use cookie::{is_cookie_name, parse_cookie};
 pub(crate) use query::{parse_query, strip_query_param};
 pub use subprotocol::SubprotocolCarrier;
 pub(crate) use subprotocol::{ParsedProtocols, parse_protocols};

@@ -1,0 +1,470 @@
+//! [`SessionCookie`]: the name, protection and attributes of the session
+//! cookie; issues it, clears it and opens it.
+
+use std::fmt;
+use std::time::Duration;
+
+use ::cookie::{Cookie, CookieJar, Key, SameSite};
+use http::{HeaderMap, HeaderValue};
+
+use super::SessionId;
+use crate::credential::{Limits, is_cookie_name, is_vchar, parse_cookie};
+
+/// How the session id is protected inside the cookie.
+#[derive(Clone)]
+enum Protection {
+    /// The cookie value is the session id.
+    Plain,
+    /// The value is the session id after an HMAC-SHA256 tag (the cookie
+    /// crate's signed jar).
+    Signed(Key),
+    /// The value is the session id encrypted with AES-256-GCM, the cookie
+    /// name as associated data (the cookie crate's private jar).
+    Private(Key),
+}
+
+impl Protection {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Signed(_) => "signed",
+            Self::Private(_) => "private",
+        }
+    }
+}
+
+/// The session cookie: its name, how the session id inside is protected
+/// (plain, [`signed`](Self::signed) or [`private`](Self::private), with the
+/// cookie crate's [`Key`]), and the attributes it is issued with.
+///
+/// One value describes the cookie everywhere: the login route issues it
+/// ([`issue`](Self::issue)), the logout route reads and clears it
+/// ([`session_id`](Self::session_id), [`clear`](Self::clear)), and
+/// [`SessionAuthenticator`](crate::SessionAuthenticator) opens it. Signed
+/// and private values use the same format as the cookie crate's signed and
+/// private jars, as tower-sessions' `with_signed` and `with_private` do, so
+/// a [`TowerSessionStore`](crate::TowerSessionStore) reads cookies
+/// tower-sessions issued with the same key.
+///
+/// Defaults: `HttpOnly` (always), `Secure`, `SameSite=Lax`, `Path=/`, no
+/// `Domain`, no `Max-Age` (the cookie ends with the browser session).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_ws_auth::cookie::{Key, SameSite};
+/// use tower_ws_auth::{SessionCookie, SessionId};
+///
+/// let cookie = SessionCookie::new("session")
+///     .signed(Key::generate())
+///     .same_site(SameSite::Strict)
+///     .max_age(Duration::from_secs(3600));
+///
+/// let id = SessionId::generate()?;
+/// let set_cookie = cookie.issue(&id);
+/// let text = set_cookie.to_str()?;
+/// assert!(text.starts_with("session="));
+/// assert!(text.contains("; HttpOnly; SameSite=Strict; Secure; Path=/; Max-Age=3600"));
+///
+/// // What the browser sends back opens to the same session id.
+/// let value = text.split(';').next().and_then(|pair| pair.strip_prefix("session=")).unwrap_or_default();
+/// let opened = cookie.open(value).expect("an issued cookie opens");
+/// assert_eq!(opened.digest(), id.digest());
+///
+/// // A tampered one does not.
+/// let mut tampered = value.to_owned();
+/// tampered.push('x');
+/// assert!(cookie.open(&tampered).is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct SessionCookie {
+    name: Box<str>,
+    protection: Protection,
+    secure: bool,
+    same_site: SameSite,
+    path: Box<str>,
+    domain: Option<Box<str>>,
+    max_age: Option<Duration>,
+}
+
+impl fmt::Debug for SessionCookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionCookie")
+            .field("name", &self.name)
+            .field("protection", &self.protection.as_str())
+            .field("secure", &self.secure)
+            .field("same_site", &self.same_site)
+            .field("path", &self.path)
+            .field("domain", &self.domain)
+            .field("max_age", &self.max_age)
+            .finish()
+    }
+}
+
+/// `true` for a `Path` or `Domain` attribute value that cannot break out of
+/// its attribute: visible ASCII without `;`.
+fn is_attribute_value(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| is_vchar(b) && b != b';')
+}
+
+impl SessionCookie {
+    /// A plain session cookie named `name`: its value is the session id.
+    /// Make it [`signed`](Self::signed) or [`private`](Self::private) unless
+    /// the ids are long random values checked by the store alone.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid cookie name (an RFC 6265 token).
+    pub fn new(name: &str) -> Self {
+        assert!(is_cookie_name(name), "{name:?} is not a valid cookie name");
+        Self {
+            name: name.into(),
+            protection: Protection::Plain,
+            secure: true,
+            same_site: SameSite::Lax,
+            path: "/".into(),
+            domain: None,
+            max_age: None,
+        }
+    }
+
+    /// Signs the cookie with `key` (HMAC-SHA256): the client can read the
+    /// session id but not forge one. Same format as tower-sessions'
+    /// `with_signed`.
+    #[must_use]
+    pub fn signed(mut self, key: Key) -> Self {
+        self.protection = Protection::Signed(key);
+        self
+    }
+
+    /// Encrypts the cookie with `key` (AES-256-GCM, authenticated with the
+    /// cookie name): the client can neither read nor forge the session id.
+    /// Same format as tower-sessions' `with_private`.
+    #[must_use]
+    pub fn private(mut self, key: Key) -> Self {
+        self.protection = Protection::Private(key);
+        self
+    }
+
+    /// Sets the `Secure` attribute (default `true`). Turn it off only for
+    /// plain-HTTP development: browsers drop `Secure` cookies over `http:`
+    /// except on `localhost`.
+    #[must_use]
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// Sets the `SameSite` attribute (default `Lax`). `SameSite=None`
+    /// cookies must also be `Secure`.
+    #[must_use]
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// Sets the `Path` attribute (default `/`).
+    ///
+    /// # Panics
+    ///
+    /// If `path` does not start with `/`, or holds a `;`, a space or a
+    /// non-ASCII or control character.
+    #[must_use]
+    pub fn path(mut self, path: &str) -> Self {
+        assert!(
+            path.starts_with('/') && is_attribute_value(path),
+            "{path:?} is not a valid cookie path"
+        );
+        self.path = path.into();
+        self
+    }
+
+    /// Sets the `Domain` attribute (default none: the cookie goes back to
+    /// the host that set it only).
+    ///
+    /// # Panics
+    ///
+    /// If `domain` is empty or holds a `;`, a space or a non-ASCII or
+    /// control character.
+    #[must_use]
+    pub fn domain(mut self, domain: &str) -> Self {
+        assert!(
+            is_attribute_value(domain),
+            "{domain:?} is not a valid cookie domain"
+        );
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// Sets the `Max-Age` attribute, in whole seconds (default none: the
+    /// cookie lasts until the browser closes). Match it to the session's
+    /// time to live.
+    #[must_use]
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+
+    /// The cookie name, for [`WsAuthLayer::cookie`](crate::WsAuthLayer::cookie).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `Set-Cookie` value that gives the browser session `id`, signed or
+    /// encrypted as configured, with this cookie's attributes.
+    ///
+    /// ```
+    /// use axum::http::{StatusCode, header::SET_COOKIE};
+    /// use axum::response::IntoResponse;
+    /// use tower_ws_auth::{MemorySessionStore, SessionCookie};
+    ///
+    /// async fn login(store: MemorySessionStore<String>, cookie: SessionCookie, user: String) -> impl IntoResponse {
+    ///     match store.create(user) {
+    ///         Ok(id) => (StatusCode::NO_CONTENT, [(SET_COOKIE, cookie.issue(&id))]).into_response(),
+    ///         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    ///     }
+    /// }
+    /// ```
+    pub fn issue(&self, id: &SessionId) -> HeaderValue {
+        let mut cookie = self.attributes(id.expose_secret().to_owned());
+        if let Some(max_age) = self.max_age {
+            let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            cookie.set_max_age(::cookie::time::Duration::seconds(seconds));
+        }
+        to_header_value(&self.seal(cookie))
+    }
+
+    /// The `Set-Cookie` value that removes the cookie from the browser: an
+    /// empty value, `Max-Age=0` and an expiry in the past, with the same
+    /// `Path` and `Domain`. Delete the session from the store too.
+    ///
+    /// ```
+    /// use tower_ws_auth::SessionCookie;
+    ///
+    /// let clear = SessionCookie::new("session").clear();
+    /// let text = clear.to_str().unwrap_or_default();
+    /// assert!(text.starts_with("session=;"));
+    /// assert!(text.contains("Max-Age=0"));
+    /// ```
+    pub fn clear(&self) -> HeaderValue {
+        let mut cookie = self.attributes(String::new());
+        cookie.make_removal();
+        to_header_value(&cookie)
+    }
+
+    /// The session id of the cookie in a request's `Cookie` headers, if it
+    /// is there and opens (see [`open`](Self::open)): for a logout route,
+    /// to delete the session.
+    ///
+    /// ```
+    /// use http::{HeaderMap, HeaderValue, header::COOKIE};
+    /// use tower_ws_auth::{SessionCookie, SessionId};
+    ///
+    /// let cookie = SessionCookie::new("session");
+    /// let id = SessionId::generate()?;
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert(COOKIE, HeaderValue::from_str(&format!("theme=dark; session={}", id.expose_secret()))?);
+    /// assert_eq!(cookie.session_id(&headers).map(|found| *found.digest()), Some(*id.digest()));
+    /// assert!(cookie.session_id(&HeaderMap::new()).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
+        let value = parse_cookie(headers, &self.name, Limits::default()).ok()??;
+        self.open(value)
+    }
+
+    /// Opens a cookie value as the browser sent it: verifies its signature
+    /// or decrypts it (with this cookie's name), then reads the session id.
+    /// `None` if it does not verify or holds no valid [`SessionId`]. No
+    /// store is involved.
+    pub fn open(&self, value: &str) -> Option<SessionId> {
+        match &self.protection {
+            Protection::Plain => SessionId::parse(value),
+            Protection::Signed(key) => {
+                let cookie = Cookie::new(self.name.to_string(), value.to_owned());
+                let verified = CookieJar::new().signed(key).verify(cookie)?;
+                SessionId::parse(verified.value())
+            }
+            Protection::Private(key) => {
+                let cookie = Cookie::new(self.name.to_string(), value.to_owned());
+                let decrypted = CookieJar::new().private(key).decrypt(cookie)?;
+                SessionId::parse(decrypted.value())
+            }
+        }
+    }
+
+    /// A cookie with this cookie's name, `value` and attributes (no
+    /// `Max-Age`).
+    fn attributes(&self, value: String) -> Cookie<'static> {
+        let mut cookie = Cookie::new(self.name.to_string(), value);
+        cookie.set_http_only(true);
+        cookie.set_secure(self.secure);
+        cookie.set_same_site(self.same_site);
+        cookie.set_path(self.path.to_string());
+        if let Some(domain) = &self.domain {
+            cookie.set_domain(domain.to_string());
+        }
+        cookie
+    }
+
+    /// Signs or encrypts `cookie`'s value as configured.
+    fn seal(&self, cookie: Cookie<'static>) -> Cookie<'static> {
+        let mut jar = CookieJar::new();
+        match &self.protection {
+            Protection::Plain => return cookie,
+            Protection::Signed(key) => jar.signed_mut(key).add(cookie),
+            Protection::Private(key) => jar.private_mut(key).add(cookie),
+        }
+        // The jar holds exactly the cookie just added, sealed.
+        jar.delta().next().cloned().unwrap_or_else(|| {
+            // Unreachable; an empty value opens to no session, so this fails closed.
+            Cookie::new(self.name.to_string(), "")
+        })
+    }
+}
+
+/// A `Set-Cookie` header value. Every part of the cookie is visible ASCII:
+/// the name and attributes are checked when configured, values are
+/// base64 or base64url, dates are formatted by the cookie crate.
+#[allow(
+    clippy::expect_used,
+    reason = "every byte is visible ASCII or a space by construction"
+)]
+fn to_header_value(cookie: &Cookie<'_>) -> HeaderValue {
+    HeaderValue::from_str(&cookie.to_string()).expect("a session cookie is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value_of(set_cookie: &HeaderValue) -> String {
+        let text = set_cookie.to_str().unwrap();
+        let pair = text.split(';').next().unwrap();
+        pair.split_once('=').unwrap().1.to_owned()
+    }
+
+    #[test]
+    fn each_protection_round_trips_and_refuses_tampering() {
+        let key = Key::generate();
+        let other = Key::generate();
+        let id = SessionId::generate().unwrap();
+        for cookie in [
+            SessionCookie::new("sid"),
+            SessionCookie::new("sid").signed(key.clone()),
+            SessionCookie::new("sid").private(key.clone()),
+        ] {
+            let value = value_of(&cookie.issue(&id));
+            let opened = cookie.open(&value).unwrap();
+            assert_eq!(opened.expose_secret(), id.expose_secret());
+
+            // Flip one character anywhere: nothing opens.
+            for i in 0..value.len() {
+                let mut bytes = value.clone().into_bytes();
+                bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+                let tampered = String::from_utf8(bytes).unwrap();
+                if let Some(opened) = cookie.open(&tampered) {
+                    // Only a plain cookie opens, to another (unknown) id.
+                    assert!(matches!(cookie.protection, Protection::Plain));
+                    assert_ne!(opened.expose_secret(), id.expose_secret());
+                }
+            }
+        }
+
+        // Signed: the id is readable but a bare id or another key's tag fails.
+        let signed = SessionCookie::new("sid").signed(key.clone());
+        let value = value_of(&signed.issue(&id));
+        assert!(value.ends_with(id.expose_secret()));
+        assert!(signed.open(id.expose_secret()).is_none());
+        assert!(
+            SessionCookie::new("sid")
+                .signed(other.clone())
+                .open(&value)
+                .is_none()
+        );
+
+        // Private: the id is hidden, and bound to the key and the name.
+        let private = SessionCookie::new("sid").private(key.clone());
+        let value = value_of(&private.issue(&id));
+        assert!(!value.contains(id.expose_secret()));
+        assert!(
+            SessionCookie::new("sid")
+                .private(other)
+                .open(&value)
+                .is_none()
+        );
+        assert!(
+            SessionCookie::new("other")
+                .private(key)
+                .open(&value)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn attributes() {
+        let id = SessionId::parse("abcdefghijklmnopqrstuv").unwrap();
+        let cookie = SessionCookie::new("s")
+            .secure(false)
+            .same_site(SameSite::Strict)
+            .path("/app")
+            .domain("example.com")
+            .max_age(Duration::from_secs(90));
+        assert_eq!(
+            cookie.issue(&id),
+            "s=abcdefghijklmnopqrstuv; HttpOnly; SameSite=Strict; Path=/app; Domain=example.com; Max-Age=90"
+        );
+        let clear = cookie.clear();
+        let clear = clear.to_str().unwrap();
+        assert!(
+            clear.starts_with(
+                "s=; HttpOnly; SameSite=Strict; Path=/app; Domain=example.com; Max-Age=0; Expires="
+            ),
+            "{clear}"
+        );
+        assert_eq!(
+            SessionCookie::new("s").issue(&id),
+            "s=abcdefghijklmnopqrstuv; HttpOnly; SameSite=Lax; Secure; Path=/"
+        );
+        let huge = SessionCookie::new("s").max_age(Duration::MAX).issue(&id);
+        assert!(huge.to_str().unwrap().contains("Max-Age="));
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let shown = format!(
+            "{:?}",
+            SessionCookie::new("s").private(Key::from(&[7u8; 64]))
+        );
+        assert!(shown.contains("private"), "{shown}");
+        assert!(!shown.contains("7, 7"), "{shown}");
+    }
+
+    #[test]
+    #[should_panic(expected = "not a valid cookie path")]
+    fn path_injection_is_refused() {
+        let _ = SessionCookie::new("s").path("/; Domain=evil.example");
+    }
+
+    #[test]
+    #[should_panic(expected = "not a valid cookie name")]
+    fn bad_name_is_refused() {
+        let _ = SessionCookie::new("a=b");
+    }
+
+    #[test]
+    fn session_id_from_headers() {
+        let cookie = SessionCookie::new("sid").signed(Key::generate());
+        let id = SessionId::generate().unwrap();
+        let mut headers = HeaderMap::new();
+        let line = format!("a=1; sid={}", value_of(&cookie.issue(&id)));
+        headers.insert(http::header::COOKIE, HeaderValue::from_str(&line).unwrap());
+        assert_eq!(
+            cookie.session_id(&headers).unwrap().expose_secret(),
+            id.expose_secret()
+        );
+        let line = format!("sid={}", id.expose_secret());
+        headers.insert(http::header::COOKIE, HeaderValue::from_str(&line).unwrap());
+        assert!(cookie.session_id(&headers).is_none());
+    }
+}

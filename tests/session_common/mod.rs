@@ -1,0 +1,484 @@
+//! Helpers for the session tests: a real `redis-server` the test owns, an
+//! HTTP client for the login routes, a WebSocket client, and a counting
+//! wrapper around a real session store.
+#![allow(dead_code)] // Each test file uses part of this module.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{COOKIE, ORIGIN, SET_COOKIE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tower_ws_auth::{SessionId, SessionRecord, SessionStore, StoreError};
+
+/// The origin the test apps allow.
+pub const APP_ORIGIN: &str = "http://app.test";
+/// An origin they do not.
+pub const EVIL_ORIGIN: &str = "http://evil.test";
+
+// ---------------------------------------------------------------- servers
+
+/// Serves `app` on a fresh loopback port.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+// ------------------------------------------------------------ HTTP client
+
+/// A response as a test sees it.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The `name=value` pair of the one `Set-Cookie` the response carries,
+    /// as a browser would send it back.
+    pub fn cookie_pair(&self) -> String {
+        let mut all = self.headers.get_all(SET_COOKIE).iter();
+        let first = all.next().expect("a Set-Cookie header");
+        assert!(all.next().is_none(), "one Set-Cookie header");
+        first
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// The whole `Set-Cookie` header.
+    pub fn set_cookie(&self) -> &str {
+        self.headers
+            .get(SET_COOKIE)
+            .expect("a Set-Cookie header")
+            .to_str()
+            .unwrap()
+    }
+}
+
+/// `POST path` with `body` (and a `Cookie` header), over a real HTTP/1.1
+/// connection.
+pub async fn http_post(addr: SocketAddr, path: &str, body: &str, cookie: Option<&str>) -> Reply {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut request = Request::post(path)
+        .header(http::header::HOST, addr.to_string())
+        .header(ORIGIN, APP_ORIGIN);
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+// ------------------------------------------------------- WebSocket client
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens `ws://addr/ws` with the given `Cookie` and `Origin` headers.
+pub async fn connect(
+    addr: SocketAddr,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Socket, tungstenite::Error> {
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    if let Some(cookie) = cookie {
+        request
+            .headers_mut()
+            .insert(COOKIE, HeaderValue::from_str(cookie).unwrap());
+    }
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert(ORIGIN, HeaderValue::from_str(origin).unwrap());
+    }
+    let connect = tokio_tungstenite::connect_async(request);
+    let (socket, response) = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .expect("the handshake answers in time")?;
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    Ok(socket)
+}
+
+/// Connects with the app's origin and returns the first text message.
+pub async fn connect_and_read(addr: SocketAddr, cookie: &str) -> String {
+    let mut socket = connect(addr, Some(cookie), Some(APP_ORIGIN))
+        .await
+        .unwrap_or_else(|e| panic!("upgrade refused: {}", describe(&e)));
+    first_text(&mut socket).await
+}
+
+/// The first text message on `socket`.
+pub async fn first_text(socket: &mut Socket) -> String {
+    let next = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("a message in time");
+    match next {
+        Some(Ok(Message::Text(text))) => text.to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// The HTTP response of a refused handshake.
+pub async fn refused(
+    addr: SocketAddr,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+) -> Response<Option<Vec<u8>>> {
+    match connect(addr, cookie, origin).await {
+        Err(tungstenite::Error::Http(response)) => *response,
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("expected an HTTP refusal, the upgrade succeeded"),
+    }
+}
+
+fn describe(error: &tungstenite::Error) -> String {
+    match error {
+        tungstenite::Error::Http(response) => format!("HTTP {}", response.status()),
+        other => other.to_string(),
+    }
+}
+
+/// Asserts a 401 `invalid_token` refusal.
+pub fn assert_invalid_token(response: &Response<Option<Vec<u8>>>) {
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
+    assert_eq!(response.body().as_deref(), Some(&b"Unauthorized\n"[..]));
+}
+
+/// Asserts a 503 with `Retry-After` and no challenge.
+pub fn assert_unavailable(response: &Response<Option<Vec<u8>>>) {
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "Retry-After: {retry}");
+    assert!(response.headers().get("www-authenticate").is_none());
+}
+
+/// Asserts a 403 for a refused Origin.
+pub fn assert_origin_refused(response: &Response<Option<Vec<u8>>>) {
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.headers().get("www-authenticate").is_none());
+    assert_eq!(response.body().as_deref(), Some(&b"Forbidden\n"[..]));
+}
+
+/// Changes one character of a cookie's value (not its name), keeping it a
+/// syntactically valid cookie.
+pub fn tamper(pair: &str, position_from_end: usize) -> String {
+    let (name, value) = pair.split_once('=').unwrap();
+    let mut bytes = value.as_bytes().to_vec();
+    let i = bytes.len() - 1 - position_from_end;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    format!("{name}={}", String::from_utf8(bytes).unwrap())
+}
+
+// ---------------------------------------------------------- store wrapper
+
+/// A real store that counts how often the authenticator asked it.
+#[derive(Clone)]
+pub struct Counting<S> {
+    pub inner: S,
+    loads: Arc<AtomicUsize>,
+}
+
+impl<S> Counting<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            loads: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+}
+
+impl<S: SessionStore> SessionStore for Counting<S> {
+    type Data = S::Data;
+
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<S::Data>>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(id).await
+    }
+}
+
+// ------------------------------------------------------------------ Redis
+
+/// The `redis-server` binary: `$TOWER_WS_AUTH_REDIS_SERVER`, else
+/// `redis-server` on `PATH`. Without one the test is skipped, loudly,
+/// unless `CI` is set: then it fails.
+pub fn redis_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TOWER_WS_AUTH_REDIS_SERVER") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "TOWER_WS_AUTH_REDIS_SERVER={} is not a file",
+            path.display()
+        );
+        return Some(path);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("redis-server"))
+            .find(|candidate| candidate.is_file())
+    });
+    if on_path.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but there is no redis-server: install it and set TOWER_WS_AUTH_REDIS_SERVER"
+        );
+        eprintln!(
+            "SKIPPED: no redis-server (set TOWER_WS_AUTH_REDIS_SERVER or put redis-server on PATH; \
+             apt-get install redis-server)"
+        );
+    }
+    on_path
+}
+
+/// A `redis-server` process of the test's own, on a loopback port, without
+/// persistence. Killed on drop.
+pub struct RedisServer {
+    binary: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one on a free port; `None` when the test is to be skipped.
+    pub async fn start() -> Option<Self> {
+        let binary = redis_binary()?;
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = Self {
+                binary: binary.clone(),
+                port,
+                child: None,
+            };
+            // Another process may take the port between probe and bind: try another.
+            if server.spawn_and_wait().await {
+                return Some(server);
+            }
+        }
+        panic!("redis-server did not start on any of five ports");
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL: no shutdown save) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.stop();
+        assert!(
+            self.spawn_and_wait().await,
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+
+    async fn spawn_and_wait(&mut self) -> bool {
+        let child = Command::new(&self.binary)
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--daemonize", "no"])
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(child) = &mut self.child
+                && child.try_wait().ok().flatten().is_some()
+            {
+                self.child = None;
+                return false;
+            }
+            if ping(self.port).await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.stop();
+        false
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Redis for a test that does not stop it: the shared instance CI
+/// starts (`$TOWER_WS_AUTH_REDIS_URL`), else one of the test's own.
+pub enum Redis {
+    Shared(String),
+    Own(RedisServer),
+}
+
+impl Redis {
+    pub async fn get() -> Option<Self> {
+        match std::env::var("TOWER_WS_AUTH_REDIS_URL") {
+            Ok(url) if !url.is_empty() => Some(Self::Shared(url)),
+            _ => RedisServer::start().await.map(Self::Own),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Self::Shared(url) => url.clone(),
+            Self::Own(server) => server.url(),
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+async fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await else {
+        return false;
+    };
+    if stream.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut reply)).await,
+        Ok(Ok(_)) if &reply == b"+PONG\r\n"
+    )
+}
+
+/// A fred client for `url` that fails fast while Redis is down (a command
+/// times out after 300 ms instead of waiting for a reconnection) and
+/// reconnects every 50 ms: the configuration that turns an outage into a
+/// quick 503.
+pub async fn fred_client(url: &str) -> fred::prelude::Client {
+    use fred::prelude::*;
+    let config = Config::from_url(url).unwrap();
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_millis(300);
+            c.internal_command_timeout = Duration::from_millis(300);
+            c.max_command_attempts = 1;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = Duration::from_millis(300);
+        })
+        .set_policy(ReconnectPolicy::new_constant(0, 50))
+        .build()
+        .unwrap();
+    client.init().await.unwrap();
+    client
+}
+
+/// Waits until `check` holds, for up to five seconds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+// ------------------------------------------------------------------- logs
+
+/// Captures what `tower_ws_auth` logs on this thread (the test's
+/// current-thread runtime runs the server too) until dropped.
+pub struct LogCapture {
+    buf: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone)]
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    pub fn start() -> Self {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = LogWriter(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("tower_ws_auth=trace")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        Self {
+            buf,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+    }
+}
