@@ -54,6 +54,9 @@
 //!   [`Authenticator::for_carriers`] to route by carrier,
 //!   [`Authenticator::cached`] to cache, [`BoxAuthenticator`] to erase types.
 //! * [`ApiKeyAuthenticator`]: API keys stored as digests.
+//! * `JwtAuthenticator` (feature `jwt`): JSON Web Tokens, keys pinned to
+//!   their algorithms, from PEM, DER, JWK or (feature `jwks`) a remote JWK
+//!   Set or OpenID Connect provider (`RemoteJwks`).
 //! * [`Identity`]: who connected, with scopes, expiry and typed claims.
 //! * [`OriginPolicy`]: the Origin allow-list that cookie credentials need.
 //! * [`Rejection`] and [`RejectionHandler`]: the answer to a refused request.
@@ -65,6 +68,10 @@
 //! | `http2` | yes | detects HTTP/2 extended CONNECT upgrades (RFC 8441) through hyper's `:protocol` extension; without it every HTTP/2 CONNECT is authenticated |
 //! | `cache` | yes | [`Authenticator::cached`] ([`Cached`]), on moka |
 //! | `axum` | yes | [`Identity`] and `Option<Identity>` extractors ([`IdentityRejection`]) |
+//! | `jwt` | yes | `JwtAuthenticator`, `JwtKey`, `JwtAlgorithm` over jsonwebtoken, with the aws-lc-rs crypto backend |
+//! | `jwt-rust-crypto` | no | the same JWT support with the pure-Rust RustCrypto backend instead (use with `default-features = false`; when both are enabled, aws-lc-rs is used) |
+//! | `jwks` | no | `RemoteJwks`: remote JWK Sets and OpenID Connect discovery over hyper-util + rustls (webpki-roots), cached and refreshed; implies `jwt` |
+//! | `jwks-native-roots` | no | `jwks`, also trusting the operating system's certificate store |
 //!
 //! # Security notes
 //!
@@ -92,6 +99,9 @@ mod cache;
 mod credential;
 mod error;
 mod identity;
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))))]
+mod jwt;
 mod layer;
 mod origin;
 mod rejection;
@@ -111,6 +121,12 @@ pub use cache::Cached;
 pub use credential::{Carrier, Credential, SubprotocolCarrier};
 pub use error::{AuthError, ConfigError};
 pub use identity::{AuthMethod, Identity, IdentityBuilder};
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))))]
+pub use jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey, MAX_LEEWAY};
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub use jwt::{RemoteJwks, RemoteJwksBuilder};
 pub use layer::{ResponseFuture, WsAuth, WsAuthLayer};
 pub use origin::{MissingOrigin, OriginPolicy};
 pub use rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};
