@@ -569,21 +569,14 @@ where
     }
 
     fn finish(&self, compact: &Compact<'_>, key: &JwtKey) -> Result<Identity, AuthError> {
+        check_signature(compact, key)?;
+        self.validate_claims(compact)
+    }
+
+    fn validate_claims(&self, compact: &Compact<'_>) -> Result<Identity, AuthError> {
         let config = &*self.config;
-        if !signature_len_fits(key, compact.signature) {
-            return Err(AuthError::invalid("signature length does not fit the key"));
-        }
-        let verified = jsonwebtoken::crypto::verify(
-            compact.signature,
-            compact.signing_input.as_bytes(),
-            &key.key,
-            key.alg.to_jsonwebtoken(),
-        )
-        .map_err(|_| AuthError::invalid("signature could not be checked"))?;
-        if !verified {
-            return Err(AuthError::invalid("bad signature"));
-        }
         let payload = URL_SAFE_NO_PAD
+
             .decode(compact.payload)
             .map_err(|_| AuthError::invalid("payload is not canonical base64url"))?;
         let claims = claims::read(&payload, &config.names).map_err(AuthError::invalid)?;
@@ -696,6 +689,29 @@ where
     }
 }
 
+/// Checks the signature of a pre-validated token with `key`: the length
+/// first, then the cryptography, once.
+fn check_signature(compact: &Compact<'_>, key: &JwtKey) -> Result<(), AuthError> {
+    if key.alg != compact.header.alg {
+        return Err(AuthError::invalid(keys::Miss::AlgMismatch.reason()));
+    }
+    if !signature_len_fits(key, compact.signature) {
+        return Err(AuthError::invalid("signature length does not fit the key"));
+    }
+    let verified = jsonwebtoken::crypto::verify(
+        compact.signature,
+        compact.signing_input.as_bytes(),
+        &key.key,
+        key.alg.to_jsonwebtoken(),
+    )
+    .map_err(|_| AuthError::invalid("signature could not be checked"))?;
+    if verified {
+        Ok(())
+    } else {
+        Err(AuthError::invalid("bad signature"))
+    }
+}
+
 impl<C> Authenticator for JwtAuthenticator<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
@@ -706,5 +722,368 @@ where
         _request: &Parts,
     ) -> Result<Identity, AuthError> {
         self.verify(credential.expose_secret()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    // RFC 7515 appendix A: one payload, signed four ways.
+    const A_PAYLOAD: &str = "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+    const A1_JWS: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const A1_JWK: &str = r#"{"kty":"oct","alg":"HS256","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"}"#;
+    const A2_SIG: &str = "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
+    const A2_JWK: &str = r#"{"kty":"RSA","n":"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ","e":"AQAB"}"#;
+    const A3_SIG: &str = "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
+    const A3_JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#;
+    const A5_UNSECURED: &str = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.";
+    // RFC 8037 appendix A.4 (the payload is text, not JWT claims).
+    const RFC8037_JWS: &str = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+    const RFC8037_JWK: &str = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+
+    /// The vectors have no `sub` and an `exp` of 2011: read the subject
+    /// from `iss` and skip the clock.
+    fn vector_auth(jwk: &str) -> JwtAuthenticator {
+        JwtAuthenticator::<serde_json::Value>::new(JwtKey::from_jwk(jwk).unwrap())
+            .unwrap()
+            .subject_claim("iss")
+            .validate_exp(false)
+    }
+
+    fn flip_last_char(token: &str) -> String {
+        let mut t = token.to_owned();
+        let last = t.pop().unwrap();
+        t.push(if last == 'A' { 'Q' } else { 'A' });
+        t
+    }
+
+    #[tokio::test]
+    async fn rfc7515_vectors_verify() {
+        let a2 = format!("eyJhbGciOiJSUzI1NiJ9.{A_PAYLOAD}.{A2_SIG}");
+        let a3 = format!("eyJhbGciOiJFUzI1NiJ9.{A_PAYLOAD}.{A3_SIG}");
+        for (jwk, token) in [(A1_JWK, A1_JWS.to_owned()), (A2_JWK, a2), (A3_JWK, a3)] {
+            let auth = vector_auth(jwk);
+            let id = auth.verify(&token).await.unwrap();
+            assert_eq!(id.subject(), "joe");
+            assert_eq!(id.method(), AuthMethod::Jwt);
+            assert_eq!(
+                id.expires_at(),
+                Some(UNIX_EPOCH + Duration::from_secs(1_300_819_380))
+            );
+            let claims = id.claims::<serde_json::Value>().unwrap();
+            assert_eq!(claims["http://example.com/is_root"], json!(true));
+            // One bit off and it fails.
+            assert!(matches!(
+                auth.verify(&flip_last_char(&token)).await,
+                Err(AuthError::Invalid(_))
+            ));
+            // With the clock checked, the 2011 exp is expired.
+            let strict = JwtAuthenticator::<serde_json::Value>::new(JwtKey::from_jwk(jwk).unwrap())
+                .unwrap()
+                .subject_claim("iss");
+            assert!(matches!(
+                strict.verify(&token).await,
+                Err(AuthError::Invalid(r)) if r == "token expired"
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn rfc7515_unsecured_jws_is_refused() {
+        for jwk in [A1_JWK, A2_JWK, A3_JWK, RFC8037_JWK] {
+            assert!(matches!(
+                vector_auth(jwk).verify(A5_UNSECURED).await,
+                Err(AuthError::Invalid(r)) if r == "unsigned token"
+            ));
+        }
+        // Even with a signature segment attached, alg none names no key.
+        let signed_none = format!("{A5_UNSECURED}{A3_SIG}");
+        assert!(matches!(
+            vector_auth(A3_JWK).verify(&signed_none).await,
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn rfc8037_signature_verifies() {
+        install_crypto_provider();
+        let key = JwtKey::from_jwk(RFC8037_JWK).unwrap();
+        let compact = compact::parse(RFC8037_JWS, 8192).unwrap();
+        assert_eq!(compact.header.alg, JwtAlgorithm::EdDSA);
+        assert!(check_signature(&compact, &key).is_ok());
+        let tampered = flip_last_char(RFC8037_JWS);
+        let compact = compact::parse(&tampered, 8192).unwrap();
+        assert!(check_signature(&compact, &key).is_err());
+    }
+
+    #[tokio::test]
+    async fn rfc8037_token_passes_the_signature_but_not_the_claims() {
+        // The A.4 payload is not a JSON object: refused after the
+        // signature check, not before.
+        assert!(matches!(
+            vector_auth(RFC8037_JWK).verify(RFC8037_JWS).await,
+            Err(AuthError::Invalid(r)) if r == "claims are not a JSON object"
+        ));
+    }
+
+    #[tokio::test]
+    async fn key_pinning_refuses_other_algorithms() {
+        // The A.1 HMAC key is pinned to HS256: an HS512 token naming it is
+        // refused before any cryptography.
+        let auth = vector_auth(A1_JWK);
+        let hs512 = format!("eyJhbGciOiJIUzUxMiJ9.{A_PAYLOAD}.{}", &A2_SIG[..86]);
+        assert!(matches!(
+            auth.verify(&hs512).await,
+            Err(AuthError::Invalid(r)) if r == "alg not accepted"
+        ));
+        // An RSA key never verifies an HMAC token.
+        let auth = vector_auth(A2_JWK);
+        assert!(matches!(
+            auth.verify(A1_JWS).await,
+            Err(AuthError::Invalid(r)) if r == "alg not accepted"
+        ));
+    }
+
+    // --- claims validation, with tokens signed here ---
+
+    const SECRET: &[u8] = b"unit-test-secret-of-at-least-32-bytes!!";
+
+    fn now() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    fn sign(claims: serde_json::Value) -> String {
+        sign_with_header(json!({"alg": "HS256", "typ": "JWT"}), claims)
+    }
+
+    fn sign_with_header(header: serde_json::Value, claims: serde_json::Value) -> String {
+        use hmac_sign::hs256;
+        let h = URL_SAFE_NO_PAD.encode(header.to_string());
+        let p = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let input = format!("{h}.{p}");
+        format!("{input}.{}", hs256(SECRET, input.as_bytes()))
+    }
+
+    /// HMAC-SHA256 through jsonwebtoken's signer, for raw headers.
+    mod hmac_sign {
+        use super::*;
+        pub(super) fn hs256(secret: &[u8], input: &[u8]) -> String {
+            install_crypto_provider();
+            jsonwebtoken::crypto::sign(
+                input,
+                &jsonwebtoken::EncodingKey::from_secret(secret),
+                jsonwebtoken::Algorithm::HS256,
+            )
+            .unwrap()
+        }
+    }
+
+    fn auth() -> JwtAuthenticator {
+        JwtAuthenticator::hs256(SECRET).unwrap()
+    }
+
+    async fn reason(auth: &JwtAuthenticator, token: &str) -> String {
+        match auth.verify(token).await {
+            Err(AuthError::Invalid(reason)) => reason.into_owned(),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn valid_token_becomes_an_identity() {
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct Claims {
+            sub: String,
+            tenant: String,
+        }
+        let exp = now() + 600;
+        let token = sign(json!({
+            "sub": "alice", "exp": exp, "nbf": now() - 5, "iat": now(), "jti": "t-1",
+            "scope": "chat:read chat:write", "tenant": "acme"
+        }));
+        let auth = JwtAuthenticator::<Claims>::hs256(SECRET).unwrap();
+        let id = auth.verify(&token).await.unwrap();
+        assert_eq!(id.subject(), "alice");
+        assert_eq!(id.token_id(), Some("t-1"));
+        assert_eq!(id.expires_at(), Some(UNIX_EPOCH + Duration::from_secs(exp as u64)));
+        assert_eq!(id.scopes().collect::<Vec<_>>(), ["chat:read", "chat:write"]);
+        assert_eq!(
+            id.claims::<Claims>(),
+            Some(&Claims {
+                sub: "alice".into(),
+                tenant: "acme".into()
+            })
+        );
+        // A claims type the payload does not fit is invalid.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Strict {
+            missing_field: u32,
+        }
+        let strict = JwtAuthenticator::<Strict>::hs256(SECRET).unwrap();
+        assert!(matches!(strict.verify(&token).await, Err(AuthError::Invalid(r)) if r == "claims do not fit the claims type"));
+    }
+
+    #[tokio::test]
+    async fn registered_claims_are_strict() {
+        let a = auth();
+        let n = now();
+        let cases = [
+            (json!({"sub": "a"}), "exp missing"),
+            (json!({"sub": "a", "exp": "9999999999"}), "exp is not a NumericDate"),
+            (json!({"sub": "a", "exp": null}), "exp is not a NumericDate"),
+            (json!({"sub": "a", "exp": true}), "exp is not a NumericDate"),
+            (json!({"sub": "a", "exp": n - 31}), "token expired"),
+            (json!({"sub": "a", "exp": n + 60, "nbf": true}), "nbf is not a NumericDate"),
+            (json!({"sub": "a", "exp": n + 60, "nbf": "0"}), "nbf is not a NumericDate"),
+            (json!({"sub": "a", "exp": n + 60, "nbf": n + 120}), "token not yet valid"),
+            (json!({"sub": "a", "exp": n + 60, "iat": "now"}), "iat is not a NumericDate"),
+            (json!({"sub": "a", "exp": n + 60, "iss": 1}), "iss is not a string"),
+            (json!({"sub": "a", "exp": n + 60, "aud": 1}), "aud is not a string or an array of strings"),
+            (json!({"sub": "a", "exp": n + 60, "aud": "x"}), "audience not accepted"),
+            (json!({"exp": n + 60}), "subject missing"),
+            (json!({"sub": 42, "exp": n + 60}), "subject is not a string"),
+            (json!({"sub": "", "exp": n + 60}), "subject is empty"),
+            (json!({"sub": "a", "exp": n + 60, "jti": 5}), "jti is not a string"),
+            (json!({"sub": "a", "exp": n + 60, "scope": ["x", 1]}), "scope claim of the wrong type"),
+            (json!({"sub": "a", "exp": n + 60, "scp": {"x": 1}}), "scope claim of the wrong type"),
+        ];
+        for (claims, want) in cases {
+            assert_eq!(reason(&a, &sign(claims.clone())).await, want, "{claims}");
+        }
+        // Within the leeway.
+        assert!(a.verify(&sign(json!({"sub": "a", "exp": n - 10}))).await.is_ok());
+        assert!(a.verify(&sign(json!({"sub": "a", "exp": n + 60, "nbf": n + 10}))).await.is_ok());
+        // Fractional dates are numbers too.
+        assert!(a.verify(&sign(json!({"sub": "a", "exp": (n + 60) as f64 + 0.5}))).await.is_ok());
+        // A duplicate registered claim is refused, whatever the order.
+        let h = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#);
+        let p = URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"a","exp":{},"exp":1}}"#, n + 60));
+        let input = format!("{h}.{p}");
+        let dup = format!("{input}.{}", hmac_sign::hs256(SECRET, input.as_bytes()));
+        assert_eq!(reason(&a, &dup).await, "duplicate claim");
+    }
+
+    #[tokio::test]
+    async fn leeway_is_bounded() {
+        let n = now();
+        let token = sign(json!({"sub": "a", "exp": n - 200}));
+        assert_eq!(reason(&auth(), &token).await, "token expired");
+        assert!(auth().leeway(Duration::from_secs(250)).verify(&token).await.is_ok());
+        let clamped = auth().leeway(Duration::from_secs(3600));
+        assert!(clamped.verify(&token).await.is_ok());
+        let token = sign(json!({"sub": "a", "exp": n - 400}));
+        assert_eq!(reason(&clamped, &token).await, "token expired");
+        let zero = auth().leeway(Duration::ZERO);
+        assert_eq!(reason(&zero, &sign(json!({"sub": "a", "exp": n}))).await, "token expired");
+    }
+
+    #[tokio::test]
+    async fn audience_issuer_typ_required_claims() {
+        let n = now();
+        let a = auth()
+            .audience(["chat", "admin"])
+            .issuer(["https://idp.example"])
+            .typ("at+jwt")
+            .required_claims(["tenant"]);
+        let good = json!({"sub": "a", "exp": n + 60, "aud": ["other", "chat"], "iss": "https://idp.example", "tenant": "t"});
+        let at = json!({"alg": "HS256", "typ": "application/AT+JWT"});
+        assert!(a.verify(&sign_with_header(at.clone(), good.clone())).await.is_ok());
+        let mut c = good.clone();
+        c["aud"] = json!("nope");
+        assert_eq!(reason(&a, &sign_with_header(at.clone(), c)).await, "audience not accepted");
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove("aud");
+        assert_eq!(reason(&a, &sign_with_header(at.clone(), c)).await, "aud missing");
+        let mut c = good.clone();
+        c["iss"] = json!("https://evil.example");
+        assert_eq!(reason(&a, &sign_with_header(at.clone(), c)).await, "issuer not accepted");
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove("iss");
+        assert_eq!(reason(&a, &sign_with_header(at.clone(), c)).await, "issuer not accepted");
+        let mut c = good.clone();
+        c["tenant"] = json!(null);
+        assert_eq!(reason(&a, &sign_with_header(at.clone(), c)).await, "required claim missing");
+        assert_eq!(reason(&a, &sign(good.clone())).await, "typ not accepted");
+        assert_eq!(
+            reason(&a, &sign_with_header(json!({"alg": "HS256"}), good.clone())).await,
+            "typ missing"
+        );
+    }
+
+    #[tokio::test]
+    async fn scopes_and_authorization() {
+        let n = now();
+        let a = auth().required_scope("chat:write");
+        let ok = sign(json!({"sub": "a", "exp": n + 60, "scope": "chat:read chat:write"}));
+        assert!(a.verify(&ok).await.is_ok());
+        let scp = sign(json!({"sub": "a", "exp": n + 60, "scp": ["chat:write"]}));
+        assert!(a.verify(&scp).await.is_ok());
+        let short = sign(json!({"sub": "a", "exp": n + 60, "scope": "chat:read"}));
+        match a.verify(&short).await {
+            Err(AuthError::InsufficientScope { required }) => {
+                assert_eq!(required.as_deref(), Some("chat:write"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let roles = auth().scope_claims(["roles"]).required_scope("admin");
+        let token = sign(json!({"sub": "a", "exp": n + 60, "roles": ["admin"], "scope": 5}));
+        let id = roles.verify(&token).await.unwrap();
+        assert_eq!(id.scopes().collect::<Vec<_>>(), ["admin"]);
+        let token = sign(json!({"sub": "a", "exp": n + 60, "roles": "admin"}));
+        assert!(roles.verify(&token).await.is_ok());
+        let token = sign(json!({"sub": "a", "exp": n + 60, "scope": "admin"}));
+        assert!(matches!(roles.verify(&token).await, Err(AuthError::InsufficientScope { .. })));
+    }
+
+    #[tokio::test]
+    async fn exp_switches() {
+        let n = now();
+        let no_exp = sign(json!({"sub": "a"}));
+        assert_eq!(reason(&auth(), &no_exp).await, "exp missing");
+        let lax = auth().allow_missing_exp();
+        assert!(lax.verify(&no_exp).await.is_ok());
+        let expired = sign(json!({"sub": "a", "exp": n - 3600}));
+        assert_eq!(reason(&lax, &expired).await, "token expired");
+        assert_eq!(reason(&lax.clone().require_exp(), &no_exp).await, "exp missing");
+        let off = auth().validate_exp(false);
+        assert!(off.verify(&expired).await.is_ok());
+        let wrong_type = sign(json!({"sub": "a", "exp": "x"}));
+        assert_eq!(reason(&off, &wrong_type).await, "exp is not a NumericDate");
+    }
+
+    #[tokio::test]
+    async fn non_jws_credentials() {
+        for opaque in ["sk_live_abc", "a.b", "a.b.c.d.e", r#"{"payload":"e30"}"#] {
+            assert!(matches!(auth().verify(opaque).await, Err(AuthError::NotApplicable)));
+            assert!(matches!(
+                auth().decline_non_jws(false).verify(opaque).await,
+                Err(AuthError::Invalid(_))
+            ));
+        }
+        // Three segments are a JWS: broken ones are invalid, never declined.
+        assert!(matches!(auth().verify("a.b.c").await, Err(AuthError::Invalid(_))));
+    }
+
+    #[tokio::test]
+    async fn token_cap() {
+        let n = now();
+        let big = sign(json!({"sub": "a", "exp": n + 60, "pad": "x".repeat(9000)}));
+        assert_eq!(reason(&auth(), &big).await, "token over the size cap");
+        assert!(auth().max_token_bytes(64 * 1024).verify(&big).await.is_ok());
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let a = auth();
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("unit-test-secret"), "{shown}");
+        assert!(shown.contains("HS256"), "{shown}");
     }
 }
