@@ -576,7 +576,6 @@ where
     fn validate_claims(&self, compact: &Compact<'_>) -> Result<Identity, AuthError> {
         let config = &*self.config;
         let payload = URL_SAFE_NO_PAD
-
             .decode(compact.payload)
             .map_err(|_| AuthError::invalid("payload is not canonical base64url"))?;
         let claims = claims::read(&payload, &config.names).map_err(AuthError::invalid)?;
@@ -737,12 +736,14 @@ mod tests {
     const A1_JWK: &str = r#"{"kty":"oct","alg":"HS256","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"}"#;
     const A2_SIG: &str = "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
     const A2_JWK: &str = r#"{"kty":"RSA","n":"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ","e":"AQAB"}"#;
-    const A3_SIG: &str = "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
+    const A3_SIG: &str =
+        "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
     const A3_JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#;
     const A5_UNSECURED: &str = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.";
     // RFC 8037 appendix A.4 (the payload is text, not JWT claims).
     const RFC8037_JWS: &str = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
-    const RFC8037_JWK: &str = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+    const RFC8037_JWK: &str =
+        r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
 
     /// The vectors have no `sub` and an `exp` of 2011: read the subject
     /// from `iss` and skip the clock.
@@ -911,7 +912,10 @@ mod tests {
         let id = auth.verify(&token).await.unwrap();
         assert_eq!(id.subject(), "alice");
         assert_eq!(id.token_id(), Some("t-1"));
-        assert_eq!(id.expires_at(), Some(UNIX_EPOCH + Duration::from_secs(exp as u64)));
+        assert_eq!(
+            id.expires_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(exp as u64))
+        );
         assert_eq!(id.scopes().collect::<Vec<_>>(), ["chat:read", "chat:write"]);
         assert_eq!(
             id.claims::<Claims>(),
@@ -927,7 +931,9 @@ mod tests {
             missing_field: u32,
         }
         let strict = JwtAuthenticator::<Strict>::hs256(SECRET).unwrap();
-        assert!(matches!(strict.verify(&token).await, Err(AuthError::Invalid(r)) if r == "claims do not fit the claims type"));
+        assert!(
+            matches!(strict.verify(&token).await, Err(AuthError::Invalid(r)) if r == "claims do not fit the claims type")
+        );
     }
 
     #[tokio::test]
@@ -936,32 +942,77 @@ mod tests {
         let n = now();
         let cases = [
             (json!({"sub": "a"}), "exp missing"),
-            (json!({"sub": "a", "exp": "9999999999"}), "exp is not a NumericDate"),
+            (
+                json!({"sub": "a", "exp": "9999999999"}),
+                "exp is not a NumericDate",
+            ),
             (json!({"sub": "a", "exp": null}), "exp is not a NumericDate"),
             (json!({"sub": "a", "exp": true}), "exp is not a NumericDate"),
             (json!({"sub": "a", "exp": n - 31}), "token expired"),
-            (json!({"sub": "a", "exp": n + 60, "nbf": true}), "nbf is not a NumericDate"),
-            (json!({"sub": "a", "exp": n + 60, "nbf": "0"}), "nbf is not a NumericDate"),
-            (json!({"sub": "a", "exp": n + 60, "nbf": n + 120}), "token not yet valid"),
-            (json!({"sub": "a", "exp": n + 60, "iat": "now"}), "iat is not a NumericDate"),
-            (json!({"sub": "a", "exp": n + 60, "iss": 1}), "iss is not a string"),
-            (json!({"sub": "a", "exp": n + 60, "aud": 1}), "aud is not a string or an array of strings"),
-            (json!({"sub": "a", "exp": n + 60, "aud": "x"}), "audience not accepted"),
+            (
+                json!({"sub": "a", "exp": n + 60, "nbf": true}),
+                "nbf is not a NumericDate",
+            ),
+            (
+                json!({"sub": "a", "exp": n + 60, "nbf": "0"}),
+                "nbf is not a NumericDate",
+            ),
+            (
+                json!({"sub": "a", "exp": n + 60, "nbf": n + 120}),
+                "token not yet valid",
+            ),
+            (
+                json!({"sub": "a", "exp": n + 60, "iat": "now"}),
+                "iat is not a NumericDate",
+            ),
+            (
+                json!({"sub": "a", "exp": n + 60, "iss": 1}),
+                "iss is not a string",
+            ),
+            (
+                json!({"sub": "a", "exp": n + 60, "aud": 1}),
+                "aud is not a string or an array of strings",
+            ),
+            (
+                json!({"sub": "a", "exp": n + 60, "aud": "x"}),
+                "audience not accepted",
+            ),
             (json!({"exp": n + 60}), "subject missing"),
             (json!({"sub": 42, "exp": n + 60}), "subject is not a string"),
             (json!({"sub": "", "exp": n + 60}), "subject is empty"),
-            (json!({"sub": "a", "exp": n + 60, "jti": 5}), "jti is not a string"),
-            (json!({"sub": "a", "exp": n + 60, "scope": ["x", 1]}), "scope claim of the wrong type"),
-            (json!({"sub": "a", "exp": n + 60, "scp": {"x": 1}}), "scope claim of the wrong type"),
+            (
+                json!({"sub": "a", "exp": n + 60, "jti": 5}),
+                "jti is not a string",
+            ),
+            (
+                json!({"sub": "a", "exp": n + 60, "scope": ["x", 1]}),
+                "scope claim of the wrong type",
+            ),
+            (
+                json!({"sub": "a", "exp": n + 60, "scp": {"x": 1}}),
+                "scope claim of the wrong type",
+            ),
         ];
         for (claims, want) in cases {
             assert_eq!(reason(&a, &sign(claims.clone())).await, want, "{claims}");
         }
         // Within the leeway.
-        assert!(a.verify(&sign(json!({"sub": "a", "exp": n - 10}))).await.is_ok());
-        assert!(a.verify(&sign(json!({"sub": "a", "exp": n + 60, "nbf": n + 10}))).await.is_ok());
+        assert!(
+            a.verify(&sign(json!({"sub": "a", "exp": n - 10})))
+                .await
+                .is_ok()
+        );
+        assert!(
+            a.verify(&sign(json!({"sub": "a", "exp": n + 60, "nbf": n + 10})))
+                .await
+                .is_ok()
+        );
         // Fractional dates are numbers too.
-        assert!(a.verify(&sign(json!({"sub": "a", "exp": (n + 60) as f64 + 0.5}))).await.is_ok());
+        assert!(
+            a.verify(&sign(json!({"sub": "a", "exp": (n + 60) as f64 + 0.5})))
+                .await
+                .is_ok()
+        );
         // A duplicate registered claim is refused, whatever the order.
         let h = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#);
         let p = URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"a","exp":{},"exp":1}}"#, n + 60));
@@ -975,13 +1026,22 @@ mod tests {
         let n = now();
         let token = sign(json!({"sub": "a", "exp": n - 200}));
         assert_eq!(reason(&auth(), &token).await, "token expired");
-        assert!(auth().leeway(Duration::from_secs(250)).verify(&token).await.is_ok());
+        assert!(
+            auth()
+                .leeway(Duration::from_secs(250))
+                .verify(&token)
+                .await
+                .is_ok()
+        );
         let clamped = auth().leeway(Duration::from_secs(3600));
         assert!(clamped.verify(&token).await.is_ok());
         let token = sign(json!({"sub": "a", "exp": n - 400}));
         assert_eq!(reason(&clamped, &token).await, "token expired");
         let zero = auth().leeway(Duration::ZERO);
-        assert_eq!(reason(&zero, &sign(json!({"sub": "a", "exp": n}))).await, "token expired");
+        assert_eq!(
+            reason(&zero, &sign(json!({"sub": "a", "exp": n}))).await,
+            "token expired"
+        );
     }
 
     #[tokio::test]
@@ -994,22 +1054,41 @@ mod tests {
             .required_claims(["tenant"]);
         let good = json!({"sub": "a", "exp": n + 60, "aud": ["other", "chat"], "iss": "https://idp.example", "tenant": "t"});
         let at = json!({"alg": "HS256", "typ": "application/AT+JWT"});
-        assert!(a.verify(&sign_with_header(at.clone(), good.clone())).await.is_ok());
+        assert!(
+            a.verify(&sign_with_header(at.clone(), good.clone()))
+                .await
+                .is_ok()
+        );
         let mut c = good.clone();
         c["aud"] = json!("nope");
-        assert_eq!(reason(&a, &sign_with_header(at.clone(), c)).await, "audience not accepted");
+        assert_eq!(
+            reason(&a, &sign_with_header(at.clone(), c)).await,
+            "audience not accepted"
+        );
         let mut c = good.clone();
         c.as_object_mut().unwrap().remove("aud");
-        assert_eq!(reason(&a, &sign_with_header(at.clone(), c)).await, "aud missing");
+        assert_eq!(
+            reason(&a, &sign_with_header(at.clone(), c)).await,
+            "aud missing"
+        );
         let mut c = good.clone();
         c["iss"] = json!("https://evil.example");
-        assert_eq!(reason(&a, &sign_with_header(at.clone(), c)).await, "issuer not accepted");
+        assert_eq!(
+            reason(&a, &sign_with_header(at.clone(), c)).await,
+            "issuer not accepted"
+        );
         let mut c = good.clone();
         c.as_object_mut().unwrap().remove("iss");
-        assert_eq!(reason(&a, &sign_with_header(at.clone(), c)).await, "issuer not accepted");
+        assert_eq!(
+            reason(&a, &sign_with_header(at.clone(), c)).await,
+            "issuer not accepted"
+        );
         let mut c = good.clone();
         c["tenant"] = json!(null);
-        assert_eq!(reason(&a, &sign_with_header(at.clone(), c)).await, "required claim missing");
+        assert_eq!(
+            reason(&a, &sign_with_header(at.clone(), c)).await,
+            "required claim missing"
+        );
         assert_eq!(reason(&a, &sign(good.clone())).await, "typ not accepted");
         assert_eq!(
             reason(&a, &sign_with_header(json!({"alg": "HS256"}), good.clone())).await,
@@ -1039,7 +1118,10 @@ mod tests {
         let token = sign(json!({"sub": "a", "exp": n + 60, "roles": "admin"}));
         assert!(roles.verify(&token).await.is_ok());
         let token = sign(json!({"sub": "a", "exp": n + 60, "scope": "admin"}));
-        assert!(matches!(roles.verify(&token).await, Err(AuthError::InsufficientScope { .. })));
+        assert!(matches!(
+            roles.verify(&token).await,
+            Err(AuthError::InsufficientScope { .. })
+        ));
     }
 
     #[tokio::test]
@@ -1051,7 +1133,10 @@ mod tests {
         assert!(lax.verify(&no_exp).await.is_ok());
         let expired = sign(json!({"sub": "a", "exp": n - 3600}));
         assert_eq!(reason(&lax, &expired).await, "token expired");
-        assert_eq!(reason(&lax.clone().require_exp(), &no_exp).await, "exp missing");
+        assert_eq!(
+            reason(&lax.clone().require_exp(), &no_exp).await,
+            "exp missing"
+        );
         let off = auth().validate_exp(false);
         assert!(off.verify(&expired).await.is_ok());
         let wrong_type = sign(json!({"sub": "a", "exp": "x"}));
@@ -1061,14 +1146,20 @@ mod tests {
     #[tokio::test]
     async fn non_jws_credentials() {
         for opaque in ["sk_live_abc", "a.b", "a.b.c.d.e", r#"{"payload":"e30"}"#] {
-            assert!(matches!(auth().verify(opaque).await, Err(AuthError::NotApplicable)));
+            assert!(matches!(
+                auth().verify(opaque).await,
+                Err(AuthError::NotApplicable)
+            ));
             assert!(matches!(
                 auth().decline_non_jws(false).verify(opaque).await,
                 Err(AuthError::Invalid(_))
             ));
         }
         // Three segments are a JWS: broken ones are invalid, never declined.
-        assert!(matches!(auth().verify("a.b.c").await, Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            auth().verify("a.b.c").await,
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[tokio::test]
