@@ -188,12 +188,11 @@ pub(crate) fn cache_max_age(headers: &HeaderMap) -> Option<Duration> {
             {
                 return Some(Duration::ZERO);
             }
-            if let Some((name, secs)) = directive.split_once('=') {
-                if name.trim().eq_ignore_ascii_case("max-age") {
-                    if let Ok(secs) = secs.trim().trim_matches('"').parse::<u64>() {
-                        return Some(Duration::from_secs(secs));
-                    }
-                }
+            if let Some((name, secs)) = directive.split_once('=')
+                && name.trim().eq_ignore_ascii_case("max-age")
+                && let Ok(secs) = secs.trim().trim_matches('"').parse::<u64>()
+            {
+                return Some(Duration::from_secs(secs));
             }
         }
     }

@@ -316,15 +316,15 @@ fn b64url(value: Option<&String>, what: &'static str) -> Result<Vec<u8>, &'stati
 impl RawJwk {
     /// The key this JWK describes, or why it is not usable.
     pub(crate) fn into_key(self, rules: &JwkRules) -> Result<JwtKey, &'static str> {
-        if let Some(use_) = &self.use_ {
-            if use_ != "sig" {
-                return Err("JWK use is not sig");
-            }
+        if self.use_.as_ref().is_some_and(|use_| use_ != "sig") {
+            return Err("JWK use is not sig");
         }
-        if let Some(ops) = &self.key_ops {
-            if !ops.iter().any(|op| op == "verify") {
-                return Err("JWK key_ops lacks verify");
-            }
+        if self
+            .key_ops
+            .as_ref()
+            .is_some_and(|ops| !ops.iter().any(|op| op == "verify"))
+        {
+            return Err("JWK key_ops lacks verify");
         }
         if self.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_BYTES) {
             return Err("JWK kid over 256 bytes");

@@ -625,18 +625,17 @@ where
             .transpose()
             .map_err(|()| AuthError::invalid("aud is not a string or an array of strings"))?;
         match aud {
-            Some(aud) => {
+            Some(aud)
                 if !aud
                     .iter()
-                    .any(|a| config.audiences.iter().any(|want| **want == **a))
-                {
-                    return Err(AuthError::invalid("audience not accepted"));
-                }
+                    .any(|a| config.audiences.iter().any(|want| **want == **a)) =>
+            {
+                return Err(AuthError::invalid("audience not accepted"));
             }
             None if !config.audiences.is_empty() => {
                 return Err(AuthError::invalid("aud missing"));
             }
-            None => {}
+            _ => {}
         }
         let subject = match claims.get(names.subject) {
             Some(value) => {
@@ -667,8 +666,11 @@ where
         let typed: C = serde_json::from_slice(&payload)
             .map_err(|_| AuthError::invalid("claims do not fit the claims type"))?;
 
-        let granted = |want: &Box<str>| scopes.iter().any(|s| *s == &**want);
-        if !config.required_scopes.iter().all(granted) {
+        if !config
+            .required_scopes
+            .iter()
+            .all(|want| scopes.contains(&&**want))
+        {
             let all: Vec<&str> = config.required_scopes.iter().map(|s| &**s).collect();
             return Err(AuthError::insufficient_scope(all.join(" ")));
         }
@@ -676,10 +678,11 @@ where
         let mut builder = Identity::builder(subject, AuthMethod::Jwt)
             .scopes(scopes)
             .claims(typed);
-        if let Some(exp) = exp.and_then(|e| u64::try_from(e).ok()) {
-            if let Some(at) = UNIX_EPOCH.checked_add(Duration::from_secs(exp)) {
-                builder = builder.expires_at(at);
-            }
+        if let Some(at) = exp
+            .and_then(|e| u64::try_from(e).ok())
+            .and_then(|e| UNIX_EPOCH.checked_add(Duration::from_secs(e)))
+        {
+            builder = builder.expires_at(at);
         }
         if let Some(jti) = jti {
             builder = builder.token_id(jti);
