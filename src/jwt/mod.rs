@@ -652,7 +652,7 @@ where
             .transpose()
             .map_err(|()| AuthError::invalid("jti is not a string"))?;
         for &index in &names.required {
-            if matches!(claims.get(index), None | Some(serde_json::Value::Null)) {
+            if claims.get(index).is_none_or(claims::Claim::is_null) {
                 return Err(AuthError::invalid("required claim missing"));
             }
         }
