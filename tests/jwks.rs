@@ -1,7 +1,7 @@
 //! `RemoteJwks` against a JWKS / OpenID Connect server on 127.0.0.1 that
 //! the tests control and count: caching, rotation, outages, floods of
 //! unknown `kid`s, slow endpoints, discovery.
-#![cfg(feature = "jwks")]
+#![cfg(all(feature = "axum", feature = "jwks"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod jwt_common;

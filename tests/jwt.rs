@@ -1,7 +1,7 @@
 //! `JwtAuthenticator` behind `WsAuthLayer`, through real WebSocket
 //! handshakes on 127.0.0.1: every algorithm, the RFC vectors, and the
 //! attacks of SECURITY.md, each asserting the exact status and challenge.
-#![cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+#![cfg(all(feature = "axum", any(feature = "jwt", feature = "jwt-rust-crypto")))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod jwt_common;

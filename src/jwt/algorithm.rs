@@ -180,6 +180,7 @@ impl AlgSet {
         self.0 & alg.bit() != 0
     }
 
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn is_empty(self) -> bool {
         self.0 == 0
     }

@@ -527,10 +527,12 @@ impl KeySet {
         self.algorithms
     }
 
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
 
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

@@ -47,9 +47,11 @@ pub const HS512_SECRET: &[u8] =
 /// are compiled in (`--all-features`); the authenticators install it too,
 /// but tests may sign before building one.
 pub fn init() {
-    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
-        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
-    );
+    #[cfg(feature = "jwt")]
+    let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
+    #[cfg(not(feature = "jwt"))]
+    let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(provider);
 }
 
 pub fn now() -> i64 {
