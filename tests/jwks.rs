@@ -47,6 +47,34 @@ struct KeyServer {
 
 impl KeyServer {
     async fn start(keys: Vec<Value>) -> Self {
+        Self::start_with(keys, None).await
+    }
+
+    /// The same server over HTTPS, with a self-signed certificate for
+    /// 127.0.0.1; returns the certificate (PEM) to trust.
+    async fn start_tls(keys: Vec<Value>) -> (Self, String) {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let pem = certified.cert.pem();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certified.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
+        )
+        .unwrap();
+        let server = Self::start_with(
+            keys,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await;
+        (server, pem)
+    }
+
+    async fn start_with(keys: Vec<Value>, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let state = KeyServerState {
             keys: Arc::new(Mutex::new(keys)),
             mode: Arc::new(Mutex::new(Mode::Up)),
@@ -61,10 +89,40 @@ impl KeyServer {
             .route("/.well-known/openid-configuration", get(discovery))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         *state.issuer.lock().unwrap() = base.clone();
         *state.base.lock().unwrap() = base.clone();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        match tls {
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            return;
+                        };
+                        let acceptor = acceptor.clone();
+                        let app = app.clone();
+                        tokio::spawn(async move {
+                            // A client that refuses the certificate ends here.
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let service = hyper::service::service_fn(move |request| {
+                                tower::ServiceExt::oneshot(app.clone(), request)
+                            });
+                            let _ = hyper_util::server::conn::auto::Builder::new(
+                                hyper_util::rt::TokioExecutor::new(),
+                            )
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                        });
+                    }
+                });
+            }
+        }
         Self { base, state }
     }
 
@@ -542,4 +600,32 @@ async fn warm_up_and_algorithm_restrictions() {
     // Debug output names the source, never key material.
     let shown = format!("{auth:?}", auth = Jwt::from_jwks(&keys.url()).unwrap());
     assert!(shown.contains("jwks_uri"), "{shown}");
+}
+
+#[tokio::test]
+async fn https_key_server() {
+    init();
+    let (keys, root_pem) = KeyServer::start_tls(vec![ec_jwk("tls-1")]).await;
+    assert!(keys.url().starts_with("https://127.0.0.1:"));
+    // Trusting the server's certificate: keys are fetched over TLS.
+    let jwks = quick(&keys.url())
+        .add_root_certificate_pem(&root_pem)
+        .build()
+        .unwrap();
+    assert_eq!(jwks.refresh().await.unwrap(), 1);
+    let server = serve(Jwt::from_remote_jwks(jwks)).await;
+    assert_eq!(
+        accepted(server.addr, &token(Algorithm::ES256, "tls-1", "tls"))
+            .await
+            .subject,
+        "tls"
+    );
+    assert_eq!(keys.hits(), 1);
+
+    // Without it (webpki roots only), the certificate is refused: no keys, 503.
+    let untrusted = quick(&keys.url()).build().unwrap();
+    assert!(untrusted.refresh().await.is_err());
+    let server = serve(Jwt::from_remote_jwks(untrusted)).await;
+    unavailable(server.addr, &token(Algorithm::ES256, "tls-1", "tls")).await;
+    assert_eq!(keys.hits(), 1, "an untrusted server was asked for keys");
 }
