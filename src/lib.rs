@@ -54,9 +54,6 @@
 //!   [`Authenticator::for_carriers`] to route by carrier,
 //!   [`Authenticator::cached`] to cache, [`BoxAuthenticator`] to erase types.
 //! * [`ApiKeyAuthenticator`]: API keys stored as digests.
-//! * `JwtAuthenticator` (feature `jwt`): JSON Web Tokens, keys pinned to
-//!   their algorithms, from PEM, DER, JWK or (feature `jwks`) a remote JWK
-//!   Set or OpenID Connect provider (`RemoteJwks`).
 //! * [`Identity`]: who connected, with scopes, expiry and typed claims.
 //! * [`OriginPolicy`]: the Origin allow-list that cookie credentials need.
 //! * [`Rejection`] and [`RejectionHandler`]: the answer to a refused request.

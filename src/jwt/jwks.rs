@@ -379,6 +379,7 @@ impl RemoteJwks {
     /// returns the number of usable keys. Useful to warm the cache at
     /// startup; needs a Tokio runtime.
     pub async fn refresh(&self) -> Result<usize, AuthError> {
+        self.ensure_background();
         let generation = self.shared.read().generation;
         self.shared.fetch(generation, Trigger::Forced).await;
         let state = self.shared.read();

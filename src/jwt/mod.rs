@@ -132,7 +132,10 @@ struct Config {
 /// 3. **Key**: the `kid` selects among configured keys; each key is pinned
 ///    to one algorithm and a token whose `alg` differs is refused (so an
 ///    HS256 token "signed" with an RSA public key never meets an HMAC
-///    check). A token without `kid` uses the only key of its algorithm.
+///    check). A token without `kid` uses the only key of its algorithm; a
+///    key configured without `kid` also serves tokens whose `kid` names no
+///    key, when it is the only kid-less key of their algorithm. Several
+///    candidates are never tried in turn.
 /// 4. **Signature**, once, with a key parsed when the authenticator was
 ///    built; the signature length is checked against the key first.
 /// 5. **Claims**, strictly typed: `exp` (required unless
