@@ -141,4 +141,48 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A JWT verification key could not be used: unreadable PEM, DER or
+    /// JWK, a private key where a public one belongs, a key that does not
+    /// fit the algorithm it is pinned to, an oversized `kid`.
+    #[error("invalid JWT key: {reason}")]
+    InvalidKey {
+        /// What is wrong with it (never the key material).
+        reason: &'static str,
+    },
+    /// An HMAC secret shorter than the output of its hash (RFC 7518
+    /// section 3.2): 32 bytes for HS256, 48 for HS384, 64 for HS512.
+    #[error("HMAC secret for {algorithm} must be at least {min_bytes} bytes")]
+    WeakHmacSecret {
+        /// The algorithm the secret was meant for.
+        algorithm: &'static str,
+        /// The smallest acceptable length, in bytes.
+        min_bytes: usize,
+    },
+    /// An RSA key whose modulus is under 2048 bits.
+    #[error("RSA key of {bits} bits is too small: at least 2048 are needed")]
+    WeakRsaKey {
+        /// The modulus size, in bits.
+        bits: usize,
+    },
+    /// JWT settings that cannot work together, such as an empty key set or
+    /// two keys with the same `kid` and algorithm.
+    #[error("invalid JWT configuration: {reason}")]
+    InvalidJwtConfig {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A JWKS or OpenID Connect issuer URL that is not an absolute
+    /// `http://` or `https://` URL.
+    #[error("invalid key server URL: {reason}")]
+    InvalidKeyServerUrl {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The HTTPS client for a key server could not be set up (for example,
+    /// the system certificate store could not be read).
+    #[error("TLS client setup failed: {reason}")]
+    Tls {
+        /// What failed.
+        reason: String,
+    },
 }

@@ -73,6 +73,10 @@
 //! | `redis` | no | `socket::RedisBus`: revocations across instances over Redis pub/sub |
 //! | `sessions` | no | cookie sessions: [`SessionAuthenticator`] over an async [`SessionStore`], [`MemorySessionStore`] with expiry, [`SessionCookie`] (plain, signed or private, with the [`cookie`] crate's `Key`) to issue, clear and verify the session cookie |
 //! | `tower-sessions` | no | [`TowerSessionStore`]: authenticate with the sessions of tower-sessions 0.14, through any of its stores (Redis, SQLx, memory, ...); implies `sessions` |
+//! | `jwt` | yes | `JwtAuthenticator`, `JwtKey`, `JwtAlgorithm` over jsonwebtoken, with the aws-lc-rs crypto backend |
+//! | `jwt-rust-crypto` | no | the same JWT support with the pure-Rust RustCrypto backend instead (use with `default-features = false`; when both are enabled, aws-lc-rs is used) |
+//! | `jwks` | no | `RemoteJwks`: remote JWK Sets and OpenID Connect discovery over hyper-util + rustls (webpki-roots), cached and refreshed; implies `jwt` |
+//! | `jwks-native-roots` | no | `jwks`, also trusting the operating system's certificate store |
 //!
 //! # Security notes
 //!
@@ -100,6 +104,9 @@ mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 mod extract;
 mod identity;
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))))]
+mod jwt;
 mod layer;
 mod origin;
 mod rejection;
@@ -130,6 +137,12 @@ pub use error::{AuthError, ConfigError};
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::IdentityRejection;
 pub use identity::{AuthMethod, Identity, IdentityBuilder};
+#[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))))]
+pub use jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey, MAX_LEEWAY};
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub use jwt::{RemoteJwks, RemoteJwksBuilder};
 pub use layer::{ResponseFuture, WsAuth, WsAuthLayer};
 pub use origin::{MissingOrigin, OriginPolicy};
 pub use rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};

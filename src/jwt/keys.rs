@@ -1,0 +1,802 @@
+//! Verification keys: [`JwtKey`] (one key pinned to one algorithm) and
+//! the key set tokens are matched against, with the JWK reader shared by
+//! static configuration and remote JWKS.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::DecodingKey;
+use serde::Deserialize;
+
+use super::algorithm::{AlgSet, Family, JwtAlgorithm};
+use super::compact::{MAX_KID_BYTES, decoded_len};
+use crate::error::ConfigError;
+
+/// Smallest RSA modulus accepted, in bits.
+const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus accepted, in bits (what the crypto backends verify).
+const MAX_RSA_BITS: usize = 8192;
+
+/// A signature verification key, pinned to one [`JwtAlgorithm`], with an
+/// optional key id (`kid`).
+///
+/// The key is parsed once, when it is built; a malformed key, a private key
+/// where a public one belongs, a key that does not fit its algorithm, a
+/// short HMAC secret or an RSA modulus under 2048 bits is a
+/// [`ConfigError`].
+///
+/// ```
+/// use tower_ws_auth::{JwtAlgorithm, JwtKey};
+///
+/// # fn main() -> Result<(), tower_ws_auth::ConfigError> {
+/// let current = JwtKey::hmac(JwtAlgorithm::HS256, b"a-32-byte-or-longer-shared-secret!")?.with_kid("2024-06");
+/// assert_eq!(current.algorithm(), JwtAlgorithm::HS256);
+/// assert_eq!(current.kid(), Some("2024-06"));
+///
+/// assert!(JwtKey::hmac(JwtAlgorithm::HS256, b"too short").is_err());
+///
+/// let ed = JwtKey::from_jwk(r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#)?;
+/// assert_eq!(ed.algorithm(), JwtAlgorithm::EdDSA);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct JwtKey {
+    pub(crate) alg: JwtAlgorithm,
+    pub(crate) kid: Option<Box<str>>,
+    pub(crate) key: DecodingKey,
+    /// The signature length in base64url characters, known from the key.
+    pub(crate) signature_chars: Option<usize>,
+}
+
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(reason: &'static str) -> ConfigError {
+    ConfigError::InvalidKey { reason }
+}
+
+fn b64_chars(bytes: usize) -> usize {
+    (bytes * 4).div_ceil(3)
+}
+
+/// The bit length of a big-endian unsigned integer.
+fn bit_len(be: &[u8]) -> usize {
+    let mut bytes = be.iter().skip_while(|b| **b == 0);
+    match bytes.next() {
+        Some(first) => (8 - first.leading_zeros() as usize) + 8 * bytes.count(),
+        None => 0,
+    }
+}
+
+fn check_rsa_modulus(n: &[u8]) -> Result<usize, ConfigError> {
+    let bits = bit_len(n);
+    if bits < MIN_RSA_BITS {
+        return Err(ConfigError::WeakRsaKey { bits });
+    }
+    if bits > MAX_RSA_BITS {
+        return Err(invalid("RSA modulus over 8192 bits"));
+    }
+    Ok(bits.div_ceil(8))
+}
+
+#[cfg(feature = "jwt")]
+fn rsa_public_components(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
+        .key_utils
+        .rsa_pub_components_from_public_key)(der)
+    .ok()
+}
+
+#[cfg(not(feature = "jwt"))]
+fn rsa_public_components(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
+        .key_utils
+        .rsa_pub_components_from_public_key)(der)
+    .ok()
+}
+
+/// The label of the first PEM block in `pem`, if any.
+fn pem_label(pem: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
+    let rest = text.get(start..)?;
+    let end = rest.find("-----")?;
+    rest.get(..end)
+}
+
+fn looks_like_pem(secret: &[u8]) -> bool {
+    secret
+        .windows(b"-----BEGIN".len())
+        .any(|w| w == b"-----BEGIN")
+}
+
+impl JwtKey {
+    /// An HMAC secret for `alg` (HS256, HS384 or HS512).
+    ///
+    /// The secret must be at least as long as the hash output (32, 48 or 64
+    /// bytes; RFC 7518 section 3.2). A PEM document is refused: using a
+    /// public key as an HMAC secret is the classic algorithm-confusion
+    /// mistake.
+    pub fn hmac(alg: JwtAlgorithm, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let secret = secret.as_ref();
+        let Some(min_bytes) = alg.min_hmac_secret() else {
+            return Err(ConfigError::InvalidJwtConfig {
+                reason: "JwtKey::hmac needs HS256, HS384 or HS512",
+            });
+        };
+        if secret.len() < min_bytes {
+            return Err(ConfigError::WeakHmacSecret {
+                algorithm: alg.as_str(),
+                min_bytes,
+            });
+        }
+        if looks_like_pem(secret) {
+            return Err(invalid(
+                "a PEM document is not an HMAC secret (algorithm confusion)",
+            ));
+        }
+        Ok(Self {
+            alg,
+            kid: None,
+            key: DecodingKey::from_secret(secret),
+            signature_chars: alg.fixed_signature_len().map(b64_chars),
+        })
+    }
+
+    /// A public key in PEM form, pinned to `alg`.
+    ///
+    /// Accepted: `PUBLIC KEY` (SubjectPublicKeyInfo) for every asymmetric
+    /// algorithm, and `RSA PUBLIC KEY` (PKCS#1) for RSA. The key type must
+    /// fit `alg`: RSA for RS*/PS*, a P-256 key for ES256, P-384 for ES384,
+    /// Ed25519 for EdDSA. Private keys and certificates are refused.
+    pub fn from_pem(alg: JwtAlgorithm, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let pem = pem.as_ref();
+        match pem_label(pem) {
+            Some("PUBLIC KEY") => {}
+            Some("RSA PUBLIC KEY") if alg.family() == Family::Rsa => {}
+            Some(label) if label.contains("PRIVATE") => {
+                return Err(invalid("a private key was given: configure the public key"));
+            }
+            Some(_) => return Err(invalid("unsupported PEM type (expected PUBLIC KEY)")),
+            None => return Err(invalid("not a PEM document")),
+        }
+        let key = match alg.family() {
+            Family::Hmac => {
+                return Err(ConfigError::InvalidJwtConfig {
+                    reason: "HMAC keys are secrets: use JwtKey::hmac",
+                });
+            }
+            Family::Rsa => DecodingKey::from_rsa_pem(pem),
+            Family::Ec => DecodingKey::from_ec_pem(pem),
+            Family::Ed => DecodingKey::from_ed_pem(pem),
+        }
+        .map_err(|_| invalid("the PEM key does not fit the algorithm"))?;
+        Self::checked(alg, key)
+    }
+
+    /// A public key in DER form, pinned to `alg`: SubjectPublicKeyInfo for
+    /// every asymmetric algorithm, or PKCS#1 `RSAPublicKey` for RSA.
+    pub fn from_der(alg: JwtAlgorithm, der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let der = der.as_ref();
+        let wrap = |label: &str| {
+            let body = STANDARD.encode(der);
+            let mut pem = format!("-----BEGIN {label}-----\n");
+            for line in body.as_bytes().chunks(64) {
+                pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+                pem.push('\n');
+            }
+            pem.push_str(&format!("-----END {label}-----\n"));
+            pem
+        };
+        match Self::from_pem(alg, wrap("PUBLIC KEY")) {
+            Err(_) if alg.family() == Family::Rsa => Self::from_pem(alg, wrap("RSA PUBLIC KEY"))
+                .map_err(|e| match e {
+                    ConfigError::WeakRsaKey { .. } => e,
+                    _ => invalid("the DER key does not fit the algorithm"),
+                }),
+            other => other,
+        }
+    }
+
+    /// A key from a JSON Web Key (RFC 7517) document.
+    ///
+    /// `RSA`, `EC` (P-256, P-384), `OKP` (Ed25519) and `oct` (HMAC) keys are
+    /// read; private members are ignored. The JWK's `alg` pins the key when
+    /// present; otherwise it is inferred where unambiguous: `EC` from its
+    /// curve, `OKP` is EdDSA, `RSA` is RS256. An `oct` key needs an `alg`.
+    /// A key whose `use` is not `sig`, or whose `key_ops` lacks `verify`,
+    /// is refused.
+    pub fn from_jwk(jwk: &str) -> Result<Self, ConfigError> {
+        let raw: RawJwk =
+            serde_json::from_str(jwk).map_err(|_| invalid("not a JSON Web Key object"))?;
+        raw.into_key(&JwkRules::STATIC).map_err(invalid)
+    }
+
+    /// Sets the key id (`kid`) tokens select this key by. At most 256 bytes
+    /// (checked when the authenticator is built).
+    #[must_use]
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into().into_boxed_str());
+        self
+    }
+
+    /// The algorithm this key is pinned to.
+    pub fn algorithm(&self) -> JwtAlgorithm {
+        self.alg
+    }
+
+    /// The key id, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// Checks a key built by jsonwebtoken against its algorithm.
+    fn checked(alg: JwtAlgorithm, key: DecodingKey) -> Result<Self, ConfigError> {
+        let bytes = key.try_get_as_bytes().unwrap_or_default();
+        let signature_chars = match alg.family() {
+            Family::Rsa => {
+                let (n, _e) = rsa_public_components(bytes)
+                    .ok_or_else(|| invalid("unreadable RSA public key"))?;
+                Some(b64_chars(check_rsa_modulus(&n)?))
+            }
+            Family::Ec => {
+                let point = match alg {
+                    JwtAlgorithm::ES256 => 65,
+                    _ => 97,
+                };
+                if bytes.len() != point || bytes.first() != Some(&4) {
+                    return Err(invalid("the EC key is not on the algorithm's curve"));
+                }
+                alg.fixed_signature_len().map(b64_chars)
+            }
+            Family::Ed => {
+                if bytes.len() != 32 {
+                    return Err(invalid("not an Ed25519 public key"));
+                }
+                alg.fixed_signature_len().map(b64_chars)
+            }
+            Family::Hmac => alg.fixed_signature_len().map(b64_chars),
+        };
+        Ok(Self {
+            alg,
+            kid: None,
+            key,
+            signature_chars,
+        })
+    }
+}
+
+/// What a JWK source may contain.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JwkRules {
+    /// `oct` (HMAC) keys are allowed: only from local configuration, never
+    /// from a remote key server.
+    pub(crate) allow_symmetric: bool,
+    /// The algorithm of an `RSA` key without `alg`.
+    pub(crate) default_rsa: JwtAlgorithm,
+}
+
+impl JwkRules {
+    pub(crate) const STATIC: Self = Self {
+        allow_symmetric: true,
+        default_rsa: JwtAlgorithm::RS256,
+    };
+}
+
+/// The members of a JWK this crate reads. Unknown members are ignored.
+#[derive(Deserialize)]
+pub(crate) struct RawJwk {
+    kty: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    key_ops: Option<Vec<String>>,
+    alg: Option<String>,
+    kid: Option<String>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    k: Option<String>,
+}
+
+fn b64url(value: Option<&String>, what: &'static str) -> Result<Vec<u8>, &'static str> {
+    let value = value.ok_or(what)?;
+    URL_SAFE_NO_PAD.decode(value).map_err(|_| what)
+}
+
+impl RawJwk {
+    /// The key this JWK describes, or why it is not usable.
+    pub(crate) fn into_key(self, rules: &JwkRules) -> Result<JwtKey, &'static str> {
+        if self.use_.as_ref().is_some_and(|use_| use_ != "sig") {
+            return Err("JWK use is not sig");
+        }
+        if self
+            .key_ops
+            .as_ref()
+            .is_some_and(|ops| !ops.iter().any(|op| op == "verify"))
+        {
+            return Err("JWK key_ops lacks verify");
+        }
+        if self.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_BYTES) {
+            return Err("JWK kid over 256 bytes");
+        }
+        let pinned = match &self.alg {
+            Some(name) => Some(JwtAlgorithm::from_name(name).ok_or("JWK alg not supported")?),
+            None => None,
+        };
+        let key = match self.kty.as_deref() {
+            Some("RSA") => {
+                let alg = pinned.unwrap_or(rules.default_rsa);
+                if alg.family() != Family::Rsa {
+                    return Err("JWK alg does not fit an RSA key");
+                }
+                let n = b64url(self.n.as_ref(), "RSA JWK without a valid n")?;
+                let e = b64url(self.e.as_ref(), "RSA JWK without a valid e")?;
+                if e.is_empty() || e.len() > 8 {
+                    return Err("RSA JWK exponent out of range");
+                }
+                let modulus_bytes = check_rsa_modulus(&n).map_err(|e| match e {
+                    ConfigError::WeakRsaKey { .. } => "RSA JWK under 2048 bits",
+                    _ => "RSA JWK over 8192 bits",
+                })?;
+                JwtKey {
+                    alg,
+                    kid: None,
+                    key: DecodingKey::from_rsa_raw_components(&n, &e),
+                    signature_chars: Some(b64_chars(modulus_bytes)),
+                }
+            }
+            Some("EC") => {
+                let (alg, size) = match self.crv.as_deref() {
+                    Some("P-256") => (JwtAlgorithm::ES256, 32),
+                    Some("P-384") => (JwtAlgorithm::ES384, 48),
+                    _ => return Err("EC JWK curve not supported"),
+                };
+                if pinned.is_some_and(|p| p != alg) {
+                    return Err("JWK alg does not fit its curve");
+                }
+                let x = b64url(self.x.as_ref(), "EC JWK without a valid x")?;
+                let y = b64url(self.y.as_ref(), "EC JWK without a valid y")?;
+                if x.len() != size || y.len() != size {
+                    return Err("EC JWK coordinates of the wrong size");
+                }
+                let mut point = Vec::with_capacity(1 + 2 * size);
+                point.push(4);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                JwtKey {
+                    alg,
+                    kid: None,
+                    key: DecodingKey::from_ec_der(&point),
+                    signature_chars: alg.fixed_signature_len().map(b64_chars),
+                }
+            }
+            Some("OKP") => {
+                if self.crv.as_deref() != Some("Ed25519") {
+                    return Err("OKP JWK curve not supported");
+                }
+                if pinned.is_some_and(|p| p != JwtAlgorithm::EdDSA) {
+                    return Err("JWK alg does not fit an Ed25519 key");
+                }
+                let x = b64url(self.x.as_ref(), "OKP JWK without a valid x")?;
+                if x.len() != 32 {
+                    return Err("Ed25519 JWK of the wrong size");
+                }
+                let alg = JwtAlgorithm::EdDSA;
+                JwtKey {
+                    alg,
+                    kid: None,
+                    key: DecodingKey::from_ed_der(&x),
+                    signature_chars: alg.fixed_signature_len().map(b64_chars),
+                }
+            }
+            Some("oct") => {
+                if !rules.allow_symmetric {
+                    return Err("symmetric JWK refused from a key server");
+                }
+                let alg = pinned.ok_or("oct JWK without alg")?;
+                let k = b64url(self.k.as_ref(), "oct JWK without a valid k")?;
+                JwtKey::hmac(alg, &k).map_err(|e| match e {
+                    ConfigError::WeakHmacSecret { .. } => "oct JWK secret shorter than its hash",
+                    _ => "oct JWK alg is not an HMAC algorithm",
+                })?
+            }
+            _ => return Err("JWK kty not supported"),
+        };
+        Ok(JwtKey {
+            kid: self.kid.map(String::into_boxed_str),
+            ..key
+        })
+    }
+}
+
+/// Parses a JWK Set document, keeping the usable keys and skipping the
+/// others (unknown `kty`, `use` other than `sig`, unsupported curves, ...).
+/// Returns the keys and the number skipped. At most `max_keys` are kept.
+pub(crate) fn parse_jwk_set(
+    json: &[u8],
+    rules: &JwkRules,
+    max_keys: usize,
+) -> Result<(Vec<JwtKey>, usize), &'static str> {
+    #[derive(Deserialize)]
+    struct RawSet {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: RawSet = serde_json::from_slice(json).map_err(|_| "not a JWK Set document")?;
+    let mut keys = Vec::new();
+    let mut skipped = 0;
+    for value in set.keys {
+        if keys.len() >= max_keys {
+            skipped += 1;
+            continue;
+        }
+        match RawJwk::deserialize(&value)
+            .map_err(|_| "malformed JWK")
+            .and_then(|raw| raw.into_key(rules))
+        {
+            Ok(key) => keys.push(key),
+            Err(reason) => {
+                skipped += 1;
+                tracing::debug!(target: "tower_ws_auth", reason, "JWK skipped");
+            }
+        }
+    }
+    Ok((keys, skipped))
+}
+
+/// Why no key was found for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Miss {
+    /// The token's `kid` names no key (and no key without a `kid` fits).
+    UnknownKid,
+    /// The `kid` names a key pinned to another algorithm.
+    AlgMismatch,
+    /// The token has no `kid` and no key has its algorithm.
+    NoKeyForAlg,
+    /// The token has no `kid` and several keys have its algorithm.
+    Ambiguous,
+}
+
+impl Miss {
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::UnknownKid => "unknown kid",
+            Self::AlgMismatch => "alg does not match the key's pinned algorithm",
+            Self::NoKeyForAlg => "no key for the token's alg",
+            Self::Ambiguous => "token without kid and several keys for its alg",
+        }
+    }
+}
+
+/// A set of keys, looked up by `kid` and algorithm.
+#[derive(Clone, Default)]
+pub(crate) struct KeySet {
+    keys: Vec<JwtKey>,
+    algorithms: AlgSet,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.keys).finish()
+    }
+}
+
+impl KeySet {
+    /// A key set from configured keys: at least one, no two with the same
+    /// `kid` and algorithm (or two kid-less keys of one algorithm), every
+    /// `kid` within the cap.
+    pub(crate) fn from_configured(keys: Vec<JwtKey>) -> Result<Self, ConfigError> {
+        if keys.is_empty() {
+            return Err(ConfigError::InvalidJwtConfig {
+                reason: "no verification key",
+            });
+        }
+        for (i, key) in keys.iter().enumerate() {
+            if key.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_BYTES) {
+                return Err(invalid("kid over 256 bytes"));
+            }
+            if keys
+                .iter()
+                .skip(i + 1)
+                .any(|other| other.kid == key.kid && other.alg == key.alg)
+            {
+                return Err(ConfigError::InvalidJwtConfig {
+                    reason: "two keys with the same kid and algorithm",
+                });
+            }
+        }
+        Ok(Self::from_keys(keys))
+    }
+
+    /// A key set from a key server's answer; duplicates keep the first key.
+    pub(crate) fn from_keys(keys: Vec<JwtKey>) -> Self {
+        let algorithms = keys.iter().map(|k| k.alg).collect();
+        Self { keys, algorithms }
+    }
+
+    pub(crate) fn algorithms(&self) -> AlgSet {
+        self.algorithms
+    }
+
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key for a token with `alg` and `kid`.
+    ///
+    /// With a `kid`: the key with that `kid` and algorithm; a key with that
+    /// `kid` but another algorithm is [`Miss::AlgMismatch`]. When no key has
+    /// that `kid`, a key configured without a `kid` is used if it is the
+    /// only one for the algorithm. Without a `kid`: the only key for the
+    /// algorithm.
+    pub(crate) fn select(&self, alg: JwtAlgorithm, kid: Option<&str>) -> Result<&JwtKey, Miss> {
+        if let Some(kid) = kid {
+            let mut named = false;
+            for key in &self.keys {
+                if key.kid.as_deref() == Some(kid) {
+                    if key.alg == alg {
+                        return Ok(key);
+                    }
+                    named = true;
+                }
+            }
+            if named {
+                return Err(Miss::AlgMismatch);
+            }
+            let mut anonymous = self.keys.iter().filter(|k| k.kid.is_none() && k.alg == alg);
+            return match (anonymous.next(), anonymous.next()) {
+                (Some(key), None) => Ok(key),
+                _ => Err(Miss::UnknownKid),
+            };
+        }
+        let mut candidates = self.keys.iter().filter(|k| k.alg == alg);
+        match (candidates.next(), candidates.next()) {
+            (Some(key), None) => Ok(key),
+            (None, _) => Err(Miss::NoKeyForAlg),
+            (Some(_), Some(_)) => Err(Miss::Ambiguous),
+        }
+    }
+}
+
+/// The signature length check done before any cryptography.
+pub(crate) fn signature_len_fits(key: &JwtKey, signature_b64: &str) -> bool {
+    match key.signature_chars {
+        Some(chars) => signature_b64.len() == chars && decoded_len(chars).is_some(),
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RSA_PUB: &str = include_str!("../../tests/fixtures/rsa_public.pem");
+    const RSA_PRIV: &str = include_str!("../../tests/fixtures/rsa_private.pem");
+    const RSA_DER: &[u8] = include_bytes!("../../tests/fixtures/rsa_public.der");
+    const RSA_1024: &str = include_str!("../../tests/fixtures/rsa1024_public.pem");
+    const EC256_PUB: &str = include_str!("../../tests/fixtures/ec256_public.pem");
+    const EC384_PUB: &str = include_str!("../../tests/fixtures/ec384_public.pem");
+    const ED_PUB: &str = include_str!("../../tests/fixtures/ed25519_public.pem");
+
+    #[test]
+    fn pem_keys_are_pinned_and_checked() {
+        let k = JwtKey::from_pem(JwtAlgorithm::RS256, RSA_PUB).unwrap();
+        assert_eq!(k.signature_chars, Some(342));
+        assert!(JwtKey::from_pem(JwtAlgorithm::PS512, RSA_PUB).is_ok());
+        assert!(JwtKey::from_pem(JwtAlgorithm::ES256, EC256_PUB).is_ok());
+        assert!(JwtKey::from_pem(JwtAlgorithm::ES384, EC384_PUB).is_ok());
+        assert!(JwtKey::from_pem(JwtAlgorithm::EdDSA, ED_PUB).is_ok());
+
+        // Wrong family or curve.
+        for (alg, pem) in [
+            (JwtAlgorithm::ES256, RSA_PUB),
+            (JwtAlgorithm::RS256, EC256_PUB),
+            (JwtAlgorithm::ES384, EC256_PUB),
+            (JwtAlgorithm::ES256, EC384_PUB),
+            (JwtAlgorithm::EdDSA, EC256_PUB),
+            (JwtAlgorithm::RS256, ED_PUB),
+        ] {
+            assert!(
+                matches!(
+                    JwtKey::from_pem(alg, pem),
+                    Err(ConfigError::InvalidKey { .. })
+                ),
+                "{alg}"
+            );
+        }
+        assert!(matches!(
+            JwtKey::from_pem(JwtAlgorithm::HS256, RSA_PUB),
+            Err(ConfigError::InvalidJwtConfig { .. })
+        ));
+        assert_eq!(
+            JwtKey::from_pem(JwtAlgorithm::RS256, RSA_PRIV).unwrap_err(),
+            ConfigError::InvalidKey {
+                reason: "a private key was given: configure the public key"
+            }
+        );
+        assert_eq!(
+            JwtKey::from_pem(JwtAlgorithm::RS256, RSA_1024).unwrap_err(),
+            ConfigError::WeakRsaKey { bits: 1024 }
+        );
+        assert!(JwtKey::from_pem(JwtAlgorithm::RS256, "garbage").is_err());
+    }
+
+    #[test]
+    fn der_keys() {
+        let k = JwtKey::from_der(JwtAlgorithm::RS256, RSA_DER).unwrap();
+        assert_eq!(k.algorithm(), JwtAlgorithm::RS256);
+        assert!(JwtKey::from_der(JwtAlgorithm::RS256, b"\x30\x03\x02\x01\x01").is_err());
+        assert!(JwtKey::from_der(JwtAlgorithm::ES256, RSA_DER).is_err());
+    }
+
+    #[test]
+    fn hmac_secrets() {
+        assert_eq!(
+            JwtKey::hmac(JwtAlgorithm::HS256, [7u8; 31]).unwrap_err(),
+            ConfigError::WeakHmacSecret {
+                algorithm: "HS256",
+                min_bytes: 32
+            }
+        );
+        assert!(JwtKey::hmac(JwtAlgorithm::HS256, [7u8; 32]).is_ok());
+        assert!(JwtKey::hmac(JwtAlgorithm::HS384, [7u8; 47]).is_err());
+        assert!(JwtKey::hmac(JwtAlgorithm::HS384, [7u8; 48]).is_ok());
+        assert!(JwtKey::hmac(JwtAlgorithm::HS512, [7u8; 63]).is_err());
+        assert!(JwtKey::hmac(JwtAlgorithm::HS512, [7u8; 64]).is_ok());
+        assert!(JwtKey::hmac(JwtAlgorithm::RS256, [7u8; 64]).is_err());
+        // The public key PEM is not a secret.
+        assert!(matches!(
+            JwtKey::hmac(JwtAlgorithm::HS256, RSA_PUB),
+            Err(ConfigError::InvalidKey { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let k = JwtKey::hmac(JwtAlgorithm::HS256, b"super-secret-value-that-is-32-bytes")
+            .unwrap()
+            .with_kid("k1");
+        let shown = format!("{k:?}");
+        assert!(!shown.contains("super-secret"), "{shown}");
+        assert!(shown.contains("k1") && shown.contains("HS256"), "{shown}");
+    }
+
+    #[test]
+    fn jwks_rules() {
+        let rsa_n = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+        let set = serde_json::json!({"keys": [
+            {"kty": "RSA", "kid": "r1", "n": rsa_n, "e": "AQAB"},
+            {"kty": "RSA", "kid": "r2", "alg": "PS384", "n": rsa_n, "e": "AQAB"},
+            {"kty": "RSA", "kid": "enc", "use": "enc", "n": rsa_n, "e": "AQAB"},
+            {"kty": "RSA", "kid": "ops", "key_ops": ["encrypt"], "n": rsa_n, "e": "AQAB"},
+            {"kty": "EC", "kid": "e1", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "EC", "kid": "e2", "alg": "ES384", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "EC", "kid": "e3", "crv": "P-521", "x": "AA", "y": "AA"},
+            {"kty": "OKP", "kid": "o1", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty": "OKP", "kid": "o2", "crv": "X25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty": "oct", "kid": "h1", "alg": "HS256", "k": "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"},
+            {"kty": "RSA", "kid": "small", "n": "0TQGH4DQ5AEY7CyqdeEV2xddIqLFJxJMZSN8b8TybBhOyQfdzQMst7zaJF1N9K2d-9lnSfCUjXW17ekMct2XTM--IEAlrtkEZ0O_xGeOV0rSYTCQ-mEHoVG_8Ru-Whnc5Fku3YceVap3V_kclLdrDP61ceoqpUlFP70ShHNl_r0", "e": "AQAB"},
+            {"kty": "XYZ", "kid": "x"},
+            {"kty": "RSA", "kid": 5, "n": rsa_n, "e": "AQAB"},
+            "not an object"
+        ]})
+        .to_string();
+        let remote = JwkRules {
+            allow_symmetric: false,
+            default_rsa: JwtAlgorithm::RS256,
+        };
+        let (keys, skipped) = parse_jwk_set(set.as_bytes(), &remote, 100).unwrap();
+        let got: Vec<(&str, JwtAlgorithm)> =
+            keys.iter().map(|k| (k.kid().unwrap(), k.alg)).collect();
+        assert_eq!(
+            got,
+            [
+                ("r1", JwtAlgorithm::RS256),
+                ("r2", JwtAlgorithm::PS384),
+                ("e1", JwtAlgorithm::ES256),
+                ("o1", JwtAlgorithm::EdDSA),
+            ]
+        );
+        assert_eq!(skipped, 10);
+        let (keys, _) = parse_jwk_set(set.as_bytes(), &JwkRules::STATIC, 100).unwrap();
+        assert!(
+            keys.iter()
+                .any(|k| k.kid() == Some("h1") && k.alg == JwtAlgorithm::HS256)
+        );
+        let (keys, skipped) = parse_jwk_set(set.as_bytes(), &remote, 2).unwrap();
+        assert_eq!((keys.len(), skipped), (2, 12));
+        assert!(parse_jwk_set(b"{\"keys\":{}}", &remote, 10).is_err());
+        assert!(parse_jwk_set(b"[]", &remote, 10).is_err());
+    }
+
+    #[test]
+    fn selection() {
+        let secret = [1u8; 32];
+        let a = JwtKey::hmac(JwtAlgorithm::HS256, secret)
+            .unwrap()
+            .with_kid("a");
+        let b = JwtKey::hmac(JwtAlgorithm::HS384, [2u8; 48])
+            .unwrap()
+            .with_kid("b");
+        let anon = JwtKey::hmac(JwtAlgorithm::HS512, [3u8; 64]).unwrap();
+        let set = KeySet::from_configured(vec![a, b, anon]).unwrap();
+        assert_eq!(
+            set.select(JwtAlgorithm::HS256, Some("a")).unwrap().kid(),
+            Some("a")
+        );
+        assert_eq!(
+            set.select(JwtAlgorithm::HS384, Some("a")).unwrap_err(),
+            Miss::AlgMismatch
+        );
+        assert_eq!(
+            set.select(JwtAlgorithm::HS256, Some("zz")).unwrap_err(),
+            Miss::UnknownKid
+        );
+        assert_eq!(
+            set.select(JwtAlgorithm::HS512, Some("zz")).unwrap().kid(),
+            None
+        );
+        assert_eq!(
+            set.select(JwtAlgorithm::HS256, None).unwrap().kid(),
+            Some("a")
+        );
+        assert_eq!(
+            set.select(JwtAlgorithm::RS256, None).unwrap_err(),
+            Miss::NoKeyForAlg
+        );
+
+        let two = KeySet::from_configured(vec![
+            JwtKey::hmac(JwtAlgorithm::HS256, secret)
+                .unwrap()
+                .with_kid("x"),
+            JwtKey::hmac(JwtAlgorithm::HS256, secret)
+                .unwrap()
+                .with_kid("y"),
+        ])
+        .unwrap();
+        assert_eq!(
+            two.select(JwtAlgorithm::HS256, None).unwrap_err(),
+            Miss::Ambiguous
+        );
+
+        assert!(KeySet::from_configured(vec![]).is_err());
+        assert!(
+            KeySet::from_configured(vec![
+                JwtKey::hmac(JwtAlgorithm::HS256, secret).unwrap(),
+                JwtKey::hmac(JwtAlgorithm::HS256, secret).unwrap(),
+            ])
+            .is_err()
+        );
+        assert!(
+            KeySet::from_configured(vec![
+                JwtKey::hmac(JwtAlgorithm::HS256, secret)
+                    .unwrap()
+                    .with_kid("k".repeat(257))
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn bit_lengths() {
+        assert_eq!(bit_len(&[]), 0);
+        assert_eq!(bit_len(&[0, 0, 1]), 1);
+        assert_eq!(bit_len(&[0x80, 0]), 16);
+        assert_eq!(bit_len(&[0, 0x7f, 0xff]), 15);
+    }
+}

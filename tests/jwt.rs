@@ -1,0 +1,621 @@
+//! `JwtAuthenticator` behind `WsAuthLayer`, through real WebSocket
+//! handshakes on 127.0.0.1: every algorithm, the RFC vectors, and the
+//! attacks of SECURITY.md, each asserting the exact status and challenge.
+#![cfg(all(feature = "axum", any(feature = "jwt", feature = "jwt-rust-crypto")))]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod jwt_common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::routing::get;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use jwt_common::*;
+use serde_json::json;
+use tower_ws_auth::{
+    ApiKeyAuthenticator, AuthMethod, Authenticator, Identity, JwtAlgorithm, JwtAuthenticator,
+    JwtKey, WsAuthLayer,
+};
+
+type Jwt = JwtAuthenticator<TestClaims>;
+
+/// One authenticator holding a key for every supported algorithm.
+fn every_algorithm() -> Jwt {
+    let rsa = |alg| {
+        JwtKey::from_pem(alg, RSA_PUBLIC)
+            .unwrap()
+            .with_kid(format!("{alg}"))
+    };
+    Jwt::with_keys([
+        JwtKey::hmac(JwtAlgorithm::HS256, HS256_SECRET)
+            .unwrap()
+            .with_kid("HS256"),
+        JwtKey::hmac(JwtAlgorithm::HS384, HS384_SECRET)
+            .unwrap()
+            .with_kid("HS384"),
+        JwtKey::hmac(JwtAlgorithm::HS512, HS512_SECRET)
+            .unwrap()
+            .with_kid("HS512"),
+        rsa(JwtAlgorithm::RS256),
+        rsa(JwtAlgorithm::RS384),
+        rsa(JwtAlgorithm::RS512),
+        rsa(JwtAlgorithm::PS256),
+        rsa(JwtAlgorithm::PS384),
+        rsa(JwtAlgorithm::PS512),
+        JwtKey::from_pem(JwtAlgorithm::ES256, EC256_PUBLIC)
+            .unwrap()
+            .with_kid("ES256"),
+        JwtKey::from_pem(JwtAlgorithm::ES384, EC384_PUBLIC)
+            .unwrap()
+            .with_kid("ES384"),
+        JwtKey::from_pem(JwtAlgorithm::EdDSA, ED_PUBLIC)
+            .unwrap()
+            .with_kid("EdDSA"),
+    ])
+    .unwrap()
+}
+
+const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+#[tokio::test]
+async fn every_algorithm_upgrades_and_the_handler_gets_the_identity() {
+    init();
+    let server = serve(every_algorithm()).await;
+    for alg in ALGORITHMS {
+        let kid = format!("{alg:?}");
+        let mut c = claims(&format!("user-{kid}"));
+        c["jti"] = json!(format!("jti-{kid}"));
+        c["tenant"] = json!("acme");
+        c["scope"] = json!("chat:read chat:write");
+        let token = sign(alg, Some(&kid), &c);
+        let seen = accepted(server.addr, &token).await;
+        assert_eq!(seen.subject, format!("user-{kid}"));
+        assert_eq!(seen.method, "jwt");
+        assert_eq!(
+            seen.token_id.as_deref(),
+            Some(format!("jti-{kid}").as_str())
+        );
+        assert_eq!(seen.expires_at, Some(c["exp"].as_u64().unwrap()));
+        assert_eq!(seen.tenant.as_deref(), Some("acme"));
+        assert_eq!(seen.scopes, ["chat:read", "chat:write"]);
+    }
+    // The browser carrier works too, and the credential is not echoed.
+    let token = sign(Algorithm::ES256, Some("ES256"), &claims("browser"));
+    let seen = accepted_via(server.addr, &token, Via::Subprotocol).await;
+    assert_eq!(seen.subject, "browser");
+    assert_eq!(server.handled.get(), ALGORITHMS.len() + 1);
+}
+
+#[tokio::test]
+async fn ergonomic_constructors() {
+    init();
+    // hs256 + require_exp: the shape from the design document.
+    let auth = Jwt::hs256(HS256_SECRET).unwrap().require_exp();
+    let server = serve(auth).await;
+    let token = sign(Algorithm::HS256, None, &claims("alice"));
+    assert_eq!(accepted(server.addr, &token).await.subject, "alice");
+
+    // DER and JWK keys, and a static JWK Set.
+    let der = Jwt::new(JwtKey::from_der(JwtAlgorithm::RS256, RSA_PUBLIC_DER).unwrap()).unwrap();
+    let server = serve(der).await;
+    let token = sign(Algorithm::RS256, None, &claims("der"));
+    assert_eq!(accepted(server.addr, &token).await.subject, "der");
+
+    let jwk = public_jwk(Algorithm::ES256, &encoding_key(Algorithm::ES256), "ec-1");
+    let set = json!({"keys": [jwk, {"kty": "unknown"}]}).to_string();
+    let server = serve(Jwt::from_jwk_set_json(&set).unwrap()).await;
+    let token = sign(Algorithm::ES256, Some("ec-1"), &claims("jwk"));
+    assert_eq!(accepted(server.addr, &token).await.subject, "jwk");
+    invalid(
+        server.addr,
+        &sign(Algorithm::ES256, Some("ec-2"), &claims("jwk")),
+    )
+    .await;
+}
+
+// --- RFC vectors -----------------------------------------------------------
+
+const A_PAYLOAD: &str = "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+const A1_JWS: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const A1_JWK: &str = r#"{"kty":"oct","alg":"HS256","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"}"#;
+const A2_SIG: &str = "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
+const A2_JWK: &str = r#"{"kty":"RSA","n":"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ","e":"AQAB"}"#;
+const A3_SIG: &str =
+    "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
+const A3_JWK: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#;
+const A5_UNSECURED: &str = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.";
+/// RFC 8037 appendix A.1: the Ed25519 key pair.
+const RFC8037_D: &str = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
+const RFC8037_JWK: &str =
+    r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+
+/// The vectors have no `sub` and expired in 2011: read the subject from
+/// `iss` and do not compare `exp` with the clock.
+fn vector_auth(jwk: &str) -> JwtAuthenticator {
+    JwtAuthenticator::new(JwtKey::from_jwk(jwk).unwrap())
+        .unwrap()
+        .subject_claim("iss")
+        .validate_exp(false)
+}
+
+#[tokio::test]
+async fn rfc7515_vectors_upgrade() {
+    let a2 = format!("eyJhbGciOiJSUzI1NiJ9.{A_PAYLOAD}.{A2_SIG}");
+    let a3 = format!("eyJhbGciOiJFUzI1NiJ9.{A_PAYLOAD}.{A3_SIG}");
+    for (jwk, token) in [
+        (A1_JWK, A1_JWS),
+        (A2_JWK, a2.as_str()),
+        (A3_JWK, a3.as_str()),
+    ] {
+        let server = serve(vector_auth(jwk)).await;
+        let seen = accepted(server.addr, token).await;
+        assert_eq!(seen.subject, "joe");
+        assert_eq!(seen.expires_at, Some(1_300_819_380));
+        // The unsecured A.5 JWS of the same claims is refused.
+        invalid(server.addr, A5_UNSECURED).await;
+        // With the clock on, the vector is expired.
+        let strict = JwtAuthenticator::<serde_json::Value>::new(JwtKey::from_jwk(jwk).unwrap())
+            .unwrap()
+            .subject_claim("iss");
+        let server = serve(strict).await;
+        invalid(server.addr, token).await;
+    }
+}
+
+#[tokio::test]
+async fn rfc8037_key_upgrades() {
+    // RFC 8037's A.4 payload is plain text, not claims (its signature is
+    // checked in the unit tests); here its key signs and verifies a JWT.
+    let seed = jwt_common::b64_decode(RFC8037_D);
+    let mut pkcs8 = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    pkcs8.extend_from_slice(&seed);
+    let signing = EncodingKey::from_ed_der(&pkcs8);
+    let token = sign_raw(
+        &json!({"alg": "EdDSA"}),
+        &claims("rfc8037"),
+        &signing,
+        Algorithm::EdDSA,
+    );
+    let server = serve(
+        JwtAuthenticator::<serde_json::Value>::new(JwtKey::from_jwk(RFC8037_JWK).unwrap()).unwrap(),
+    )
+    .await;
+    assert_eq!(accepted(server.addr, &token).await.subject, "rfc8037");
+    // Signed with another Ed25519 key, the same claims are refused.
+    let other = sign(Algorithm::EdDSA, None, &claims("rfc8037"));
+    invalid(server.addr, &other).await;
+}
+
+// --- attacks ---------------------------------------------------------------
+
+#[tokio::test]
+async fn alg_none_in_every_spelling_is_refused() {
+    init();
+    let server = serve(every_algorithm()).await;
+    let body = b64(claims("mallory").to_string());
+    for none in ["none", "None", "NONE", "nOnE"] {
+        let header = b64(json!({"alg": none, "typ": "JWT"}).to_string());
+        // Unsigned, and with a signature segment copied from a real token.
+        invalid(server.addr, &format!("{header}.{body}.")).await;
+        let real = sign(Algorithm::HS256, Some("HS256"), &claims("mallory"));
+        let sig = real.rsplit('.').next().unwrap();
+        invalid(server.addr, &format!("{header}.{body}.{sig}")).await;
+        let with_kid = b64(json!({"alg": none, "kid": "HS256"}).to_string());
+        invalid(server.addr, &format!("{with_kid}.{body}.{sig}")).await;
+    }
+    assert_eq!(server.handled.get(), 0);
+}
+
+#[tokio::test]
+async fn hmac_signed_with_the_public_key_is_refused() {
+    init();
+    for (alg, public_pem) in [
+        (JwtAlgorithm::RS256, RSA_PUBLIC),
+        (JwtAlgorithm::ES256, EC256_PUBLIC),
+        (JwtAlgorithm::EdDSA, ED_PUBLIC),
+    ] {
+        let server = serve(Jwt::from_pem(alg, public_pem).unwrap()).await;
+        // The classic confusion: HS256 keyed with the public key, as PEM
+        // text, as PEM without its trailing newline, and as DER.
+        let der = jwt_common::pem_body(public_pem);
+        for secret in [
+            public_pem.as_bytes(),
+            public_pem.trim_end().as_bytes(),
+            der.as_slice(),
+        ] {
+            for hs in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+                let token = sign_raw(
+                    &json!({"alg": format!("{hs:?}"), "typ": "JWT"}),
+                    &claims("mallory"),
+                    &EncodingKey::from_secret(secret),
+                    hs,
+                );
+                invalid(server.addr, &token).await;
+            }
+        }
+        // A genuine token for that key still works.
+        let good = sign(alg_of(alg), None, &claims("alice"));
+        assert_eq!(accepted(server.addr, &good).await.subject, "alice");
+        assert_eq!(server.handled.get(), 1);
+    }
+}
+
+fn alg_of(alg: JwtAlgorithm) -> Algorithm {
+    match alg {
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
+        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => unreachable!(),
+    }
+}
+
+/// A loopback server that counts every request: header URLs must never be
+/// fetched.
+async fn counting_server() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = Router::new().fallback(get(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { "{}" }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), hits)
+}
+
+#[tokio::test]
+async fn key_material_in_the_header_is_never_trusted_or_fetched() {
+    init();
+    let (base, hits) = counting_server().await;
+    let server = serve(
+        Jwt::from_pem(JwtAlgorithm::RS256, RSA_PUBLIC)
+            .unwrap()
+            .allow_missing_exp(),
+    )
+    .await;
+    let attacker = EncodingKey::from_rsa_pem(RSA2_PRIVATE.as_bytes()).unwrap();
+    let attacker_jwk = public_jwk(Algorithm::RS256, &attacker, "attacker");
+    let x5c = jwt_common::pem_body_b64(RSA2_PUBLIC);
+    let headers = [
+        json!({"alg": "RS256", "jwk": attacker_jwk}),
+        json!({"alg": "RS256", "jku": format!("{base}/jwks.json")}),
+        json!({"alg": "RS256", "x5u": format!("{base}/cert.pem")}),
+        json!({"alg": "RS256", "x5c": [x5c]}),
+        json!({"alg": "RS256", "kid": "attacker", "jwk": attacker_jwk, "jku": format!("{base}/k"), "x5u": format!("{base}/x")}),
+    ];
+    for header in &headers {
+        let token = sign_raw(header, &claims("mallory"), &attacker, Algorithm::RS256);
+        invalid(server.addr, &token).await;
+    }
+    // The same headers on a token signed with the real key change nothing:
+    // they are ignored, not followed.
+    let genuine = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    for header in &headers {
+        let token = sign_raw(header, &claims("alice"), &genuine, Algorithm::RS256);
+        assert_eq!(accepted(server.addr, &token).await.subject, "alice");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a header URL was fetched");
+    assert_eq!(server.handled.get(), headers.len());
+}
+
+#[tokio::test]
+async fn hostile_kids_are_refused() {
+    init();
+    let server = serve(every_algorithm()).await;
+    let huge = "k".repeat(300);
+    let nul = "HS256\u{0}";
+    for kid in [
+        huge.as_str(),
+        "../../../../etc/passwd",
+        "/dev/null",
+        "' OR '1'='1' --",
+        "HS256'; DROP TABLE keys; --",
+        nul,
+        "hs256",
+        "HS256 ",
+        "unknown-kid",
+        "",
+        "☃",
+    ] {
+        let token = sign(Algorithm::HS256, Some(kid), &claims("mallory"));
+        invalid(server.addr, &token).await;
+    }
+    // A kid that is not a string.
+    for kid in [
+        json!(1),
+        json!(null),
+        json!(["HS256"]),
+        json!({"k": "HS256"}),
+    ] {
+        let token = sign_raw(
+            &json!({"alg": "HS256", "kid": kid}),
+            &claims("mallory"),
+            &encoding_key(Algorithm::HS256),
+            Algorithm::HS256,
+        );
+        invalid(server.addr, &token).await;
+    }
+    // A kid naming a key of another algorithm.
+    let token = sign(Algorithm::HS256, Some("HS512"), &claims("mallory"));
+    invalid(server.addr, &token).await;
+    assert_eq!(server.handled.get(), 0);
+}
+
+#[tokio::test]
+async fn claims_of_the_wrong_type_or_missing_are_refused() {
+    init();
+    let server = serve(Jwt::hs256(HS256_SECRET).unwrap()).await;
+    let n = now();
+    for c in [
+        json!({"sub": "m", "exp": (n + 300).to_string()}),
+        json!({"sub": "m", "exp": true}),
+        json!({"sub": "m", "exp": null}),
+        json!({"sub": "m", "exp": [n + 300]}),
+        json!({"sub": "m", "exp": n + 300, "nbf": true}),
+        json!({"sub": "m", "exp": n + 300, "nbf": "0"}),
+        json!({"sub": "m", "exp": n + 300, "nbf": null}),
+        json!({"sub": "m", "exp": n + 300, "iat": "yesterday"}),
+        json!({"sub": "m"}),
+        json!({"exp": n + 300}),
+        json!({"sub": 7, "exp": n + 300}),
+        json!({"sub": "m", "exp": n + 300, "aud": {"a": 1}}),
+        json!({"sub": "m", "exp": n + 300, "iss": ["x"]}),
+    ] {
+        invalid(server.addr, &sign(Algorithm::HS256, None, &c)).await;
+    }
+    assert_eq!(server.handled.get(), 0);
+}
+
+#[tokio::test]
+async fn time_audience_and_issuer() {
+    init();
+    let auth = Jwt::hs256(HS256_SECRET)
+        .unwrap()
+        .audience(["chat"])
+        .issuer(["https://idp.test"]);
+    let server = serve(auth).await;
+    let n = now();
+    let good = json!({"sub": "alice", "exp": n + 300, "aud": "chat", "iss": "https://idp.test"});
+    assert_eq!(
+        accepted(server.addr, &sign(Algorithm::HS256, None, &good))
+            .await
+            .subject,
+        "alice"
+    );
+    let mut multi = good.clone();
+    multi["aud"] = json!(["other", "chat"]);
+    assert_eq!(
+        accepted(server.addr, &sign(Algorithm::HS256, None, &multi))
+            .await
+            .subject,
+        "alice"
+    );
+
+    let variants: [(&str, serde_json::Value); 7] = [
+        ("aud", json!("other")),
+        ("aud", json!(["other", "chat2"])),
+        ("iss", json!("https://evil.test")),
+        ("iss", json!("https://idp.test/")),
+        ("exp", json!(n - 120)),
+        ("nbf", json!(n + 120)),
+        ("aud", json!([])),
+    ];
+    for (claim, value) in variants {
+        let mut c = good.clone();
+        c[claim] = value;
+        invalid(server.addr, &sign(Algorithm::HS256, None, &c)).await;
+    }
+    for missing in ["aud", "iss", "exp"] {
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove(missing);
+        invalid(server.addr, &sign(Algorithm::HS256, None, &c)).await;
+    }
+    assert_eq!(server.handled.get(), 2);
+}
+
+#[tokio::test]
+async fn broken_structure_is_refused() {
+    init();
+    let server = serve(every_algorithm()).await;
+    let good = sign(Algorithm::HS256, Some("HS256"), &claims("alice"));
+    let parts: Vec<&str> = good.split('.').collect();
+    let (h, p, s) = (parts[0], parts[1], parts[2]);
+    let cases = [
+        format!("{h}.{p}"),
+        format!("{h}.{p}.{s}.{s}"),
+        format!("{h}.{p}.{s}.{s}.{s}"),
+        format!("{h}.{p}.{s}~"),
+        format!("{h}+.{p}.{s}"),
+        format!("{h}.{p}/.{s}"),
+        format!("{}.{p}.{s}", b64("not json")),
+        format!("{}.{p}.{s}", b64("[\"alg\",\"HS256\"]")),
+        format!("{}.{p}.{s}", b64(r#"{"alg":"HS256","crit":["exp"]}"#)),
+        format!("{h}.{}.{s}", b64("not json")),
+        format!("{h}..{s}"),
+        format!(".{p}.{s}"),
+        format!("{h}.{p}."),
+        "..".to_owned(),
+        "a".to_owned(),
+        // A JWE (five segments) in compact form.
+        "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZKTyKOMTYUmKoTCVJRgckCL9kiMT03JGeipsEdY3mx_etLbbWSrFr05kLzcSr4qKAq7YN7e9jwQRb23nfa6c9d-StnImGyFDbSv04uVuxIp5Zms1gNxKKK2Da14B8S4rzVRltdYwam_lDp5XnZAYpQdb76FdIKLaVmqgfwX7XWRxv2322i-vDxRfqNzo_tETKzpVLzfiwQyeyPGLBIO56YJ7eObdv0je81860ppamavo35UgoRdbYaBcoh9QcfylQr66oc6vFWXRcZ_ZT2LawVCWTIy3brGPi6UklfCpIMfIjf7iGdXKHzg.48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6jiSdiwkIr3ajwQzaBtQD_A.XFBoMYUZodetZdvTiFvSkQ".to_owned(),
+    ];
+    for token in &cases {
+        invalid(server.addr, token).await;
+    }
+    // Padding inside a segment and the JWS JSON serialization are not
+    // token68: the bearer carrier itself is malformed (400). Through the
+    // subprotocol carrier they reach the authenticator, which refuses them
+    // (401).
+    for token in [
+        format!("{h}==.{p}.{s}"),
+        format!(r#"{{"payload":"{p}","protected":"{h}","signature":"{s}"}}"#),
+    ] {
+        rejected(
+            server.addr,
+            &token,
+            Via::Bearer,
+            400,
+            Some("Bearer error=\"invalid_request\""),
+        )
+        .await;
+        rejected(server.addr, &token, Via::Subprotocol, 401, INVALID_TOKEN).await;
+    }
+    for token in &cases[..4] {
+        rejected(server.addr, token, Via::Subprotocol, 401, INVALID_TOKEN).await;
+    }
+    assert_eq!(server.handled.get(), 0);
+    // The untouched token still works.
+    assert_eq!(accepted(server.addr, &good).await.subject, "alice");
+}
+
+#[tokio::test]
+async fn oversized_tokens_are_refused() {
+    init();
+    let mut c = claims("big");
+    c["pad"] = json!("x".repeat(10 * 1024));
+    let token = sign(Algorithm::HS256, None, &c);
+    // The layer's credential cap (8 KiB by default) answers 431.
+    let server = serve(Jwt::hs256(HS256_SECRET).unwrap()).await;
+    rejected(server.addr, &token, Via::Bearer, 431, None).await;
+    // With the layer's cap raised, the authenticator's own cap (8 KiB) answers 401.
+    let layer = WsAuthLayer::new(Jwt::hs256(HS256_SECRET).unwrap())
+        .bearer_header()
+        .max_credential_bytes(64 * 1024);
+    let server = serve_layer(layer).await;
+    invalid(server.addr, &token).await;
+    // Raised on both, it is accepted.
+    let layer = WsAuthLayer::new(Jwt::hs256(HS256_SECRET).unwrap().max_token_bytes(64 * 1024))
+        .bearer_header()
+        .max_credential_bytes(64 * 1024);
+    let server = serve_layer(layer).await;
+    assert_eq!(accepted(server.addr, &token).await.subject, "big");
+}
+
+#[tokio::test]
+async fn missing_scope_is_403() {
+    init();
+    let auth = Jwt::hs256(HS256_SECRET)
+        .unwrap()
+        .required_scope("chat:write");
+    let server = serve(auth).await;
+    let mut c = claims("reader");
+    c["scope"] = json!("chat:read");
+    rejected(
+        server.addr,
+        &sign(Algorithm::HS256, None, &c),
+        Via::Bearer,
+        403,
+        Some("Bearer error=\"insufficient_scope\", scope=\"chat:write\""),
+    )
+    .await;
+    c["scope"] = json!("chat:read chat:write");
+    assert_eq!(
+        accepted(server.addr, &sign(Algorithm::HS256, None, &c))
+            .await
+            .subject,
+        "reader"
+    );
+
+    // Roles from an array claim.
+    let auth = Jwt::hs256(HS256_SECRET)
+        .unwrap()
+        .scope_claims(["roles"])
+        .required_scope("admin");
+    let server = serve(auth).await;
+    let mut c = claims("root");
+    c["roles"] = json!(["admin", "ops"]);
+    let seen = accepted(server.addr, &sign(Algorithm::HS256, None, &c)).await;
+    assert_eq!(seen.scopes, ["admin", "ops"]);
+    c["roles"] = json!(["ops"]);
+    rejected(
+        server.addr,
+        &sign(Algorithm::HS256, None, &c),
+        Via::Bearer,
+        403,
+        Some("Bearer error=\"insufficient_scope\", scope=\"admin\""),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jwt_or_api_keys_share_the_bearer_carrier() {
+    init();
+    let api_keys = ApiKeyAuthenticator::from_keys([(
+        "sk_live_opaque_key_123",
+        Identity::new("billing", AuthMethod::ApiKey),
+    )]);
+    let auth = Jwt::hs256(HS256_SECRET).unwrap().or(api_keys);
+    let server = serve(auth).await;
+    let seen = accepted(server.addr, "sk_live_opaque_key_123").await;
+    assert_eq!(
+        (seen.subject.as_str(), seen.method.as_str()),
+        ("billing", "api_key")
+    );
+    let seen = accepted(server.addr, &sign(Algorithm::HS256, None, &claims("alice"))).await;
+    assert_eq!(
+        (seen.subject.as_str(), seen.method.as_str()),
+        ("alice", "jwt")
+    );
+    // A bad JWT is final: it never reaches the API keys.
+    invalid(
+        server.addr,
+        &sign(Algorithm::HS256, None, &json!({"sub": "x"})),
+    )
+    .await;
+    invalid(server.addr, "sk_live_unknown").await;
+
+    // With decline_non_jws(false), opaque keys are refused by the JWT side.
+    let api_keys = ApiKeyAuthenticator::from_keys([(
+        "sk_live_opaque_key_123",
+        Identity::new("billing", AuthMethod::ApiKey),
+    )]);
+    let strict = Jwt::hs256(HS256_SECRET)
+        .unwrap()
+        .decline_non_jws(false)
+        .or(api_keys);
+    let server = serve(strict).await;
+    invalid(server.addr, "sk_live_opaque_key_123").await;
+}
+
+#[tokio::test]
+async fn typ_check() {
+    init();
+    let server = serve(Jwt::hs256(HS256_SECRET).unwrap().typ("at+jwt")).await;
+    let key = encoding_key(Algorithm::HS256);
+    for typ in ["at+jwt", "application/at+jwt", "AT+JWT"] {
+        let token = sign_raw(
+            &json!({"alg": "HS256", "typ": typ}),
+            &claims("a"),
+            &key,
+            Algorithm::HS256,
+        );
+        assert_eq!(accepted(server.addr, &token).await.subject, "a");
+    }
+    for header in [
+        json!({"alg": "HS256", "typ": "JWT"}),
+        json!({"alg": "HS256"}),
+        json!({"alg": "HS256", "typ": 1}),
+    ] {
+        let token = sign_raw(&header, &claims("a"), &key, Algorithm::HS256);
+        invalid(server.addr, &token).await;
+    }
+}
