@@ -71,7 +71,7 @@
 //! | `tungstenite` | no | [`AuthSocket`] for tokio-tungstenite's `WebSocketStream` (0.29, as axum 0.8) |
 //! | `socket` | with `axum` or `tungstenite` | after the handshake: [`FirstMessageAuth`], [`SessionGuard`] (expiry, refresh), [`Revocations`], [`CloseCodes`] |
 //! | `redis` | no | `socket::RedisBus`: revocations across instances over Redis pub/sub |
-//! | `sessions` | no | cookie sessions: [`SessionAuthenticator`] over an async [`SessionStore`], [`MemorySessionStore`] with expiry, [`SessionCookie`] (plain, signed or private, with the [`cookie`] crate's `Key`) to issue, clear and verify the session cookie |
+//! | `sessions` | yes | cookie sessions: [`SessionAuthenticator`] over an async [`SessionStore`], [`MemorySessionStore`] with expiry, [`SessionCookie`] (plain, signed or private, with the [`cookie`] crate's `Key`) to issue, clear and verify the session cookie |
 //! | `tower-sessions` | no | [`TowerSessionStore`]: authenticate with the sessions of tower-sessions 0.14, through any of its stores (Redis, SQLx, memory, ...); implies `sessions` |
 //! | `jwt` | yes | `JwtAuthenticator`, `JwtKey`, `JwtAlgorithm` over jsonwebtoken, with the aws-lc-rs crypto backend |
 //! | `jwt-rust-crypto` | no | the same JWT support with the pure-Rust RustCrypto backend instead (use with `default-features = false`; when both are enabled, aws-lc-rs is used) |
@@ -162,7 +162,13 @@ pub use socket::{
     Registration, Revocation, RevocationBus, Revocations, SessionGuard, close_reason,
 };
 
-/// The README's examples, compiled as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled as doctests (they use every feature).
+#[cfg(all(
+    doctest,
+    feature = "jwks",
+    feature = "redis",
+    feature = "tungstenite",
+    feature = "tower-sessions"
+))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
