@@ -1,26 +1,77 @@
-//! Quickstart: an axum WebSocket echo server whose upgrades are
-//! authenticated by tower-ws-auth before the handshake completes.
+//! The tower-ws-auth demo: a WebSocket echo server whose upgrades are
+//! authenticated before the handshake completes, by JWT (header,
+//! subprotocol or query) or by a session cookie, and whose sockets are
+//! closed when their credential expires or their session logs out.
 //!
 //! ```sh
 //! cargo run --example quickstart
 //! ```
 //!
-//! Then open http://127.0.0.1:3000/ in a browser, or connect from a shell:
+//! Then open http://127.0.0.1:3000/, log in as `alice` / `alice-password`
+//! (or `bob` / `bob-password`) and connect; or use the token printed at
+//! start:
 //!
 //! ```sh
-//! websocat -H 'Authorization: Bearer <token printed at start>' ws://127.0.0.1:3000/ws
+//! websocat -H 'Authorization: Bearer <token>' ws://127.0.0.1:3000/ws
 //! ```
 //!
-//! Environment: `ADDR` (default `127.0.0.1:3000`), `DEMO_TOKEN` (default: a
-//! random token printed at start).
+//! Environment: `ADDR` (default `127.0.0.1:3000`); `JWT_SECRET` (HS256, at
+//! least 32 bytes; without it a development secret is used, with a warning).
+//!
+//! The behaviour below is a contract other test suites rely on; see the
+//! README's "Quickstart contract":
+//!
+//! * `GET /`: the demo page.
+//! * `POST /login` (`username`, `password`): sets the `session` cookie, 303
+//!   to `/`; a wrong password is 401. `POST /logout`: ends the session,
+//!   closes its live sockets with 4003, 303 to `/`.
+//! * `GET /ws`: authenticated before the upgrade by, in this order,
+//!   `Authorization: Bearer <jwt>`, the subprotocol
+//!   `base64url.bearer.<base64url(jwt)>` beside `chat` (the 101 selects
+//!   `chat`), the `session` cookie (from this server's own origin only), the
+//!   query parameter `token`. JWTs are HS256 and need `sub` and `exp`. The
+//!   server first sends `{"type":"authenticated","user":{"id":"<subject>"}}`,
+//!   then echoes every text message; it closes with 4002 when the credential
+//!   expires.
+//! * `GET /ws/echo`: the same authentication, no welcome, a pure echo of
+//!   text and binary messages.
+//! * `GET /ws/first-message`: no credential on the upgrade; the first
+//!   message must be `{"type":"auth","token":"<jwt>"}` within 10 s (else
+//!   4008); then it behaves like `/ws`.
 
 use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::{Html, Response};
-use axum::routing::{any, get};
-use tower_ws_auth::{ApiKeyAuthenticator, AuthMethod, Identity, WsAuthLayer};
+use axum::extract::{Form, Request, State};
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{any, get, post};
+use jsonwebtoken::{EncodingKey, Header};
+use serde::Deserialize;
+use tower_ws_auth::socket::{AuthMessages, JsonMessages, Parsed};
+use tower_ws_auth::{
+    AuthMethod, Authenticator, BoxAuthenticator, Carrier, FirstMessageAuth, Identity,
+    JwtAuthenticator, MemorySessionStore, OriginPolicy, Revocations, SessionAuthenticator,
+    SessionCookie, SessionGuard, WsAuthLayer,
+};
+
+/// The development secret used when `JWT_SECRET` is not set.
+const DEV_SECRET: &str = "tower-ws-auth-quickstart-development-secret-change-me";
+
+/// The demo users: name and password.
+const USERS: [(&str, &str); 2] = [("alice", "alice-password"), ("bob", "bob-password")];
+
+#[derive(Clone)]
+struct App {
+    sessions: MemorySessionStore<String>,
+    cookie: SessionCookie,
+    revocations: Revocations,
+    guard: SessionGuard,
+    first_message: FirstMessageAuth<BoxAuthenticator, Welcome>,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,118 +80,233 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info,tower_ws_auth=debug".into()),
         )
         .init();
-
     let addr: SocketAddr = std::env::var("ADDR")
         .unwrap_or_else(|_| "127.0.0.1:3000".into())
         .parse()?;
-    let token = std::env::var("DEMO_TOKEN").unwrap_or_else(|_| random_token());
-
-    // Any `Authenticator` fits here: JWT, sessions, your own database lookup.
-    // This demo accepts one opaque token for the user `alice`.
-    let auth = ApiKeyAuthenticator::from_keys([(
-        token.as_str(),
-        Identity::builder("alice", AuthMethod::ApiKey)
-            .scope("chat")
-            .build(),
-    )]);
-
-    let app = Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
-        // `any` so that HTTP/2 extended CONNECT upgrades reach the handler too.
-        .route(
-            "/ws",
-            any(ws_handler).layer(
-                WsAuthLayer::new(auth)
-                    .bearer_header()
-                    .subprotocol_token()
-                    .query_param("token"),
-            ),
+    let secret = std::env::var("JWT_SECRET").unwrap_or_else(|_| {
+        tracing::warn!(
+            "JWT_SECRET is not set: using a development secret; never do this in production"
         );
+        DEV_SECRET.to_owned()
+    });
+
+    // JWTs: HS256 only, `exp` required (the default), `sub` required.
+    let jwt = JwtAuthenticator::<serde_json::Value>::hs256(&secret)?.require_exp();
+
+    // Sessions: a signed cookie pointing at an in-memory session.
+    let ttl = Duration::from_secs(8 * 3600);
+    let sessions = MemorySessionStore::new(ttl);
+    // Plain http on loopback: not `Secure`. Behind https, keep the default (`Secure`).
+    let cookie = SessionCookie::new("session")
+        .signed(tower_ws_auth::cookie::Key::generate())
+        .secure(false)
+        .max_age(ttl);
+    let by_session =
+        SessionAuthenticator::new(sessions.clone(), cookie.clone(), |user: &String| {
+            Ok(Identity::builder(user.clone(), AuthMethod::Session))
+        });
+
+    // Each carrier goes to its authenticator: cookies to the sessions, the rest to JWT.
+    let jwt = jwt
+        .for_carriers([
+            Carrier::Bearer,
+            Carrier::Subprotocol,
+            Carrier::Query,
+            Carrier::Message,
+        ])
+        .boxed();
+    let auth = jwt.clone().or(by_session.for_carriers([Carrier::Cookie]));
+
+    // The cookie is accepted from this server's own origin only.
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+    }
+    let layer = WsAuthLayer::new(auth)
+        .bearer_header()
+        .subprotocol_token()
+        .cookie(cookie.name(), OriginPolicy::from_origins(&origins)?)
+        .query_param("token");
+
+    let revocations = Revocations::new();
+    let app = App {
+        sessions,
+        cookie,
+        revocations: revocations.clone(),
+        guard: SessionGuard::expiry_only().revocations(revocations),
+        first_message: FirstMessageAuth::new(jwt).messages(Welcome),
+    };
+    let router = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/ws", any(ws).layer(layer.clone()))
+        .route("/ws/echo", any(ws_echo).layer(layer))
+        .route("/ws/first-message", any(ws_first_message))
+        .with_state(app);
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("tower-ws-auth quickstart listening on http://{addr}/");
-    println!("  demo token (user alice): {token}");
-    println!("  browser:   open http://{addr}/ and press Connect");
-    println!("  websocat:  websocat -H 'Authorization: Bearer {token}' ws://{addr}/ws");
-    axum::serve(listener, app).await?;
+    let token = demo_token(&secret, "alice", Duration::from_secs(3600))?;
+    println!("tower-ws-auth quickstart on http://{addr}/");
+    println!("  log in:       alice / alice-password, bob / bob-password");
+    println!("  demo token:   {token}");
+    println!("                (user alice, HS256, valid for one hour)");
+    println!("  header:       websocat -H 'Authorization: Bearer {token}' ws://{addr}/ws");
+    println!("  query:        websocat 'ws://{addr}/ws?token={token}'");
+    println!("  first message: websocat ws://{addr}/ws/first-message");
+    println!(r#"                then send {{"type":"auth","token":"{token}"}}"#);
+    axum::serve(listener, router).await?;
     Ok(())
 }
 
-/// Runs only for authenticated upgrades: the layer answered everyone else
-/// with 401/400/403 before the handshake.
-async fn ws_handler(ws: WebSocketUpgrade, identity: Identity) -> Response {
-    ws.protocols(["chat"])
-        // Small buffers: about 5 KiB of memory per idle connection instead of ~130 KiB.
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| echo(socket, identity))
+/// An HS256 token for `subject`, valid for `ttl`.
+fn demo_token(
+    secret: &str,
+    subject: &str,
+    ttl: Duration,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let claims = serde_json::json!({ "sub": subject, "iat": now, "exp": now + ttl.as_secs() });
+    Ok(jsonwebtoken::encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )?)
 }
 
-async fn echo(mut socket: WebSocket, identity: Identity) {
-    let hello = format!(
-        r#"{{"type":"authenticated","user":{{"id":"{}"}}}}"#,
-        identity.subject().replace(['"', '\\'], "")
-    );
-    if socket.send(Message::Text(hello.into())).await.is_err() {
-        return;
+/// `{"type":"authenticated","user":{"id":"<subject>"}}`.
+fn welcome_text(identity: &Identity) -> String {
+    serde_json::json!({ "type": "authenticated", "user": { "id": identity.subject() } }).to_string()
+}
+
+/// The default JSON messages, with the same welcome as `/ws`.
+#[derive(Clone, Copy)]
+struct Welcome;
+
+impl AuthMessages for Welcome {
+    fn parse_auth(&self, text: &str) -> Parsed {
+        JsonMessages.parse_auth(text)
     }
+    fn parse_refresh(&self, text: &str) -> Parsed {
+        JsonMessages.parse_refresh(text)
+    }
+    fn authenticated(&self, identity: &Identity) -> Option<String> {
+        Some(welcome_text(identity))
+    }
+    fn refreshed(&self, identity: &Identity) -> Option<String> {
+        JsonMessages.refreshed(identity)
+    }
+    fn refresh_failed(&self) -> Option<String> {
+        JsonMessages.refresh_failed()
+    }
+    fn expiring(&self, identity: &Identity, remaining: Duration) -> Option<String> {
+        JsonMessages.expiring(identity, remaining)
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+}
+
+async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response {
+    let known = USERS.iter().any(|(user, password)| {
+        // Demo users only: a real app checks a password hash.
+        *user == form.username && *password == form.password
+    });
+    if !known {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html("<p>Wrong user name or password. <a href=\"/\">Back</a></p>"),
+        )
+            .into_response();
+    }
+    match app.sessions.create(form.username) {
+        Ok(id) => redirect_home(Some(app.cookie.issue(&id))),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(id) = app.cookie.session_id(&headers) {
+        app.sessions.delete(&id);
+        // Close the session's live sockets (4003), here and in any other tab.
+        let _ = app
+            .revocations
+            .revoke_session(&id.digest().to_string())
+            .await;
+    }
+    redirect_home(Some(app.cookie.clear()))
+}
+
+fn redirect_home(cookie: Option<HeaderValue>) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(LOCATION, HeaderValue::from_static("/"));
+    if let Some(cookie) = cookie {
+        response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// Small buffers: about 5.5 KiB per idle connection instead of ~130 KiB.
+fn small(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.read_buffer_size(4 * 1024).write_buffer_size(4 * 1024)
+}
+
+async fn ws(ws: WebSocketUpgrade, State(app): State<App>, identity: Identity) -> Response {
+    small(ws)
+        .protocols(["chat"])
+        .on_upgrade(move |socket| async move {
+            let mut socket = socket;
+            if socket
+                .send(Message::Text(welcome_text(&identity).into()))
+                .await
+                .is_ok()
+            {
+                echo(app, socket, identity, false).await;
+            }
+        })
+}
+
+async fn ws_echo(ws: WebSocketUpgrade, State(app): State<App>, identity: Identity) -> Response {
+    small(ws)
+        .protocols(["chat"])
+        .on_upgrade(move |socket| echo(app, socket, identity, true))
+}
+
+async fn ws_first_message(
+    ws: WebSocketUpgrade,
+    State(app): State<App>,
+    request: Request,
+) -> Response {
+    let parts = request.into_parts().0;
+    small(ws)
+        .protocols(["chat"])
+        .on_upgrade(move |socket| async move {
+            // Answers {"type":"authenticated",...} itself on success.
+            if let Ok((socket, identity)) = app.first_message.authenticate(socket, &parts).await {
+                echo(app, socket, identity, false).await;
+            }
+        })
+}
+
+/// Echoes until the peer leaves, the credential expires (4002) or the
+/// session is revoked (4003).
+async fn echo(app: App, socket: WebSocket, identity: Identity, binary: bool) {
+    let mut socket = app.guard.wrap(socket, identity);
     while let Some(Ok(message)) = socket.recv().await {
         let reply = match message {
             Message::Text(text) => Message::Text(text),
-            Message::Close(_) => return,
+            Message::Binary(bytes) if binary => Message::Binary(bytes),
             _ => continue,
         };
         if socket.send(reply).await.is_err() {
-            return;
+            break;
         }
     }
 }
 
-fn random_token() -> String {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    // Demo only: two SipHash outputs keyed from the OS RNG. Use a CSPRNG for real keys.
-    (0..2)
-        .map(|_| format!("{:016x}", RandomState::new().build_hasher().finish()))
-        .collect::<Vec<_>>()
-        .join("")
-}
-
-const PAGE: &str = r#"<!doctype html>
-<html lang="en">
-<meta charset="utf-8">
-<title>tower-ws-auth quickstart</title>
-<style>
-  body { font: 16px system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; }
-  input { width: 100%; box-sizing: border-box; padding: .4rem; margin: .2rem 0 .6rem; }
-  #log { border: 1px solid #ccc; min-height: 8rem; padding: .5rem; white-space: pre-wrap; font-family: monospace; }
-</style>
-<h1>tower-ws-auth quickstart</h1>
-<p>Paste the demo token the server printed. The browser sends it in the
-<code>Sec-WebSocket-Protocol</code> header as <code>base64url.bearer.&lt;token&gt;</code>
-beside the real protocol <code>chat</code>; the server authenticates it before the handshake.</p>
-<label>Token <input id="token" autocomplete="off"></label>
-<button id="connect">Connect</button>
-<label>Message <input id="message" value="hello"></label>
-<button id="send" disabled>Send</button>
-<div id="log"></div>
-<script>
-const log = (line) => { document.getElementById("log").textContent += line + "\n"; };
-const b64url = (s) => btoa(String.fromCharCode(...new TextEncoder().encode(s)))
-  .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-let ws;
-document.getElementById("connect").onclick = () => {
-  const token = document.getElementById("token").value.trim();
-  const url = location.origin.replace(/^http/, "ws") + "/ws";
-  ws = new WebSocket(url, ["chat", "base64url.bearer." + b64url(token)]);
-  ws.onopen = () => { log("open (protocol: " + ws.protocol + ")"); document.getElementById("send").disabled = false; };
-  ws.onmessage = (e) => log("< " + e.data);
-  ws.onclose = (e) => { log("closed " + e.code); document.getElementById("send").disabled = true; };
-};
-document.getElementById("send").onclick = () => {
-  const text = document.getElementById("message").value;
-  ws.send(text); log("> " + text);
-};
-</script>
-</html>
-"#;
+const PAGE: &str = include_str!("quickstart.html");

@@ -1,0 +1,326 @@
+//! The quickstart in a real browser: headless Chromium driven over
+//! WebDriver (chromedriver). Checks what only a browser can: a login form
+//! that sets the session cookie and a cookie-authenticated WebSocket; the
+//! subprotocol token carrier, whose echo the browser enforces; and a page
+//! from another origin that cannot open a socket with the user's cookie.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
+//! Outside CI the test is skipped, loudly, when they are missing.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const SECRET: &str = "browser-test-secret-0123456789-abcdefghijkl";
+
+/// A child process killed on drop, with its output collected.
+struct Proc {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        Self { child, output }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn find(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Some(PathBuf::from(path));
+    }
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+/// The quickstart example binary, which `cargo test` builds next to the tests.
+fn quickstart_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir
+        .join("examples")
+        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} not built: run through `cargo test`",
+        path.display()
+    );
+    path
+}
+
+fn token(subject: &str) -> String {
+    // Both jsonwebtoken backends are compiled in under --all-features: pick one.
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({ "sub": subject, "exp": now + 600 });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Polls the text of `#id` until `done` accepts it.
+async fn wait_text(client: &Client, id: &str, done: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let text = client
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "#{id} stayed {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A page on another origin that tries to open a socket to the quickstart.
+async fn serve_foreign_page(target: u16) -> SocketAddr {
+    let page = format!(
+        r#"<!doctype html><meta charset="utf-8"><title>elsewhere</title><p id="result">pending</p>
+<script>
+const ws = new WebSocket("ws://127.0.0.1:{target}/ws", ["chat"]);
+ws.onopen = () => {{ document.getElementById("result").textContent = "open"; }};
+ws.onclose = (e) => {{ if (document.getElementById("result").textContent === "pending") document.getElementById("result").textContent = "closed " + e.code; }};
+</script>"#
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(page) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn quickstart_in_headless_chromium() {
+    let (Some(chromium), Some(driver)) = (
+        find(
+            "TOWER_WS_AUTH_CHROMIUM",
+            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        ),
+        find("TOWER_WS_AUTH_CHROMEDRIVER", &["/usr/bin/chromedriver"]),
+    ) else {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI must run the browser test: install chromium and chromium-driver");
+        }
+        eprintln!(
+            "\n*** SKIPPED quickstart_in_headless_chromium: no chromium/chromedriver (apt-get install chromium chromium-driver) ***\n"
+        );
+        return;
+    };
+
+    let port = free_port();
+    let mut command = Command::new(quickstart_binary());
+    command
+        .env("ADDR", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", SECRET)
+        .env("RUST_LOG", "info,tower_ws_auth=debug")
+        .env("NO_COLOR", "1");
+    let server = Proc::spawn(command);
+    wait_for_port(port);
+
+    let driver_port = free_port();
+    let mut command = Command::new(driver);
+    command.arg(format!("--port={driver_port}"));
+    let _driver = Proc::spawn(command);
+    wait_for_port(driver_port);
+
+    let profile = std::env::temp_dir().join(format!("tower-ws-auth-chromium-{driver_port}"));
+    let capabilities = serde_json::json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        },
+    });
+    let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+    builder.capabilities(capabilities.as_object().unwrap().clone());
+    let client = builder
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("webdriver session");
+    let base = format!("http://127.0.0.1:{port}");
+
+    // 1. Log in through the form, then connect with the session cookie.
+    client.goto(&format!("{base}/")).await.unwrap();
+    client
+        .find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("alice-password")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Id("connect-cookie"))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.current_url().await.unwrap().as_str(),
+        format!("{base}/")
+    );
+    client
+        .find(Locator::Id("connect-cookie"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_text(&client, "who", |t| t != "nobody yet").await,
+        "alice"
+    );
+    let message = client.find(Locator::Id("message")).await.unwrap();
+    message.clear().await.unwrap();
+    message.send_keys("hello from chromium").await.unwrap();
+    client
+        .find(Locator::Id("send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&client, "log", |t| t.contains("< hello from chromium")).await;
+
+    // 2. The subprotocol carrier: the browser opens the socket only because
+    // the 101 echoes `chat`. The token (bob) wins over the cookie (alice).
+    client
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(&token("bob"))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("connect-token"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_text(&client, "who", |t| t == "bob" || t.starts_with("x")).await,
+        "bob"
+    );
+    let status = wait_text(&client, "status", |t| t.starts_with("open (token")).await;
+    assert_eq!(status, "open (token, protocol chat)");
+
+    // 3. A page from another origin (another port of the same host, so the
+    // browser does attach alice's cookie) cannot open a socket with it.
+    let foreign = serve_foreign_page(port).await;
+    client.goto(&format!("http://{foreign}/")).await.unwrap();
+    let result = wait_text(&client, "result", |t| t != "pending").await;
+    assert!(
+        result.starts_with("closed"),
+        "a foreign page opened a socket: {result}"
+    );
+    let logs = server.output();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("origin_refused") && l.contains("carrier=\"cookie\"")),
+        "the server should have refused the cookie for its Origin:\n{logs}"
+    );
+
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(profile);
+    assert!(
+        !server.output().contains(SECRET),
+        "the secret must not be logged"
+    );
+}
