@@ -24,7 +24,6 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -180,8 +179,6 @@ async fn spawn_hyper(app: App) -> SocketAddr {
         Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await)
     }
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let guarded_app = app.clone();
     let guarded = tower::ServiceBuilder::new()
         .layer(WsAuthLayer::new(boxed_auth()).bearer_header())
@@ -218,19 +215,7 @@ async fn spawn_hyper(app: App) -> SocketAddr {
             Ok::<_, Infallible>(response)
         }
     });
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
-    addr
+    common::serve_hyper(service).await
 }
 
 async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Ws {

@@ -7,107 +7,23 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
 //! Outside CI the test is skipped, loudly, when they are missing.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::process::{Proc, free_port, start_example, wait_for_port};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 const SECRET: &str = "browser-test-secret-0123456789-abcdefghijkl";
-
-/// A child process killed on drop, with its output collected.
-struct Proc {
-    child: Child,
-    output: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn spawn(mut command: Command) -> Self {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
-        let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut out = output.lock().unwrap();
-                    out.push_str(&line);
-                    out.push('\n');
-                }
-            });
-        }
-        Self { child, output }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn find(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(env) {
         return Some(PathBuf::from(path));
     }
     candidates.iter().map(PathBuf::from).find(|p| p.is_file())
-}
-
-/// The quickstart example binary, which `cargo test` builds next to the tests.
-fn quickstart_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir
-        .join("examples")
-        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "{} not built: run through `cargo test`",
-        path.display()
-    );
-    path
 }
 
 fn token(subject: &str) -> String {
@@ -186,15 +102,8 @@ async fn quickstart_in_headless_chromium() {
         return;
     };
 
-    let port = free_port();
-    let mut command = Command::new(quickstart_binary());
-    command
-        .env("ADDR", format!("127.0.0.1:{port}"))
-        .env("JWT_SECRET", SECRET)
-        .env("RUST_LOG", "info,tower_ws_auth=debug")
-        .env("NO_COLOR", "1");
-    let server = Proc::spawn(command);
-    wait_for_port(port);
+    let (server, addr) = start_example("quickstart", &[("JWT_SECRET", SECRET)]);
+    let port = addr.port();
 
     let driver_port = free_port();
     let mut command = Command::new(driver);

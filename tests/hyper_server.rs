@@ -14,8 +14,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -68,8 +67,6 @@ async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>,
 }
 
 async fn hyper_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let service = ServiceBuilder::new()
         .layer(
             WsAuthLayer::new(tokens(&Calls::default()))
@@ -77,19 +74,7 @@ async fn hyper_server() -> SocketAddr {
                 .subprotocol_token(),
         )
         .service_fn(handle);
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_hyper(service).await
 }
 
 #[tokio::test]

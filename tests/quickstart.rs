@@ -5,14 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use common::process::start_example;
 use common::{Ws, connect, next_text, offer};
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
@@ -21,108 +18,6 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "quickstart-test-secret-0123456789-abcdefgh";
-
-struct Quickstart {
-    child: Child,
-    output: Arc<Mutex<String>>,
-    addr: SocketAddr,
-}
-
-impl Drop for Quickstart {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Quickstart {
-    fn start() -> Self {
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().and_then(Path::parent).unwrap();
-        let binary: PathBuf = dir
-            .join("examples")
-            .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
-        assert!(
-            binary.is_file(),
-            "{} not built: run through `cargo test`",
-            binary.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(binary)
-            .env("ADDR", format!("127.0.0.1:{port}"))
-            .env("JWT_SECRET", SECRET)
-            .env("RUST_LOG", "info,tower_ws_auth=debug")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut out = output.lock().unwrap();
-                    out.push_str(&line);
-                    out.push('\n');
-                }
-            });
-        }
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the quickstart did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        Self {
-            child,
-            output,
-            addr,
-        }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// The demo token printed at start.
-    fn demo_token(&self) -> String {
-        let started = Instant::now();
-        loop {
-            if let Some(line) = self
-                .output()
-                .lines()
-                .find(|l| l.trim_start().starts_with("demo token:"))
-            {
-                return line.split_whitespace().last().unwrap().to_owned();
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "no demo token printed"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 fn token(subject: &str, ttl: u64) -> String {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
@@ -189,9 +84,11 @@ async fn close_code(ws: &mut Ws) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_contract() {
-    let server = Quickstart::start();
-    let addr = server.addr;
-    let demo = server.demo_token();
+    let (server, addr) = start_example("quickstart", &[("JWT_SECRET", SECRET)]);
+    let demo = server.wait_for_line(|line| {
+        let rest = line.trim_start().strip_prefix("demo token:")?;
+        Some(rest.trim().to_owned())
+    });
     let own_origin = format!("http://{addr}");
 
     // The page.

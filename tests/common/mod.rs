@@ -24,6 +24,7 @@ use tower_ws_auth::{
     authenticate_fn,
 };
 
+pub mod process;
 pub mod redis;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -297,3 +298,34 @@ pub const UPGRADE_HEADERS: [(&str, &str); 4] = [
     ("sec-websocket-version", "13"),
     ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
 ];
+
+/// Serves a tower service with hyper's HTTP/1.1 server (no axum) on
+/// 127.0.0.1 with an ephemeral port, upgrades enabled.
+pub async fn serve_hyper<S, B>(service: S) -> SocketAddr
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
