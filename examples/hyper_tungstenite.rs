@@ -101,9 +101,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  websocat --protocol 'chat, base64url.bearer.{}' ws://{addr}/ws",
         URL_SAFE_NO_PAD.encode(&token)
     );
-    println!(
-        "  then, to refresh in-band: {{\"type\":\"refresh\",\"token\":\"<a newer token for alice>\"}}"
-    );
+    println!("  then refresh in-band (normally with a newer token from your identity provider):");
+    println!("    {{\"type\":\"refresh\",\"token\":\"{token}\"}}");
     println!(
         "  curl -i --http1.1 -H 'Connection: Upgrade' -H 'Upgrade: websocket' \
          -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' \
