@@ -191,7 +191,8 @@ impl Example {
         self.lines.lock().expect("output lock").clone()
     }
 
-    /// The shell commands it printed, as (command, expected outcome).
+    /// The `websocat` and `curl` commands it printed (and `NAME=$(curl ...)`
+    /// assignments), trimmed, in order.
     fn commands(&self) -> Vec<String> {
         self.output()
             .into_iter()
