@@ -71,6 +71,13 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- output of {:?} ----\n{}---- end of output ----",
+                self.child.id(),
+                self.output()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -98,27 +105,54 @@ pub fn wait_for_port(port: u16) {
 }
 
 /// The binary of the example `name`, which `cargo test` builds next to the
-/// test binaries (`target/debug/examples/`).
+/// test binaries (`target/debug/examples/`). A filtered run (`cargo test
+/// --test NAME`) does not build examples: a missing or stale binary fails
+/// with a message saying so.
 pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir
+    let binary = dir
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "{} not built: run the tests through `cargo test`",
-        path.display()
-    );
-    path
+    let rebuild = "run the whole `cargo test --all-features`, or `cargo build --examples --all-features` first";
+    let Ok(built) = std::fs::metadata(&binary).and_then(|m| m.modified()) else {
+        panic!("example binary {} not found: {rebuild}", binary.display());
+    };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
+    if let Ok(edited) = std::fs::metadata(&source).and_then(|m| m.modified()) {
+        assert!(
+            edited <= built,
+            "example binary {} is older than its source: {rebuild}",
+            binary.display()
+        );
+    }
+    binary
 }
+
+/// Environment variables the examples read: cleared, so the developer's own
+/// settings cannot change what the tests see.
+const EXAMPLE_ENV: &[&str] = &[
+    "ADDR",
+    "JWT_SECRET",
+    "RS256_PUBLIC_KEY_FILE",
+    "RS256_PRIVATE_KEY_FILE",
+    "ISSUER_URL",
+    "ISSUER_ADDR",
+    "AUDIENCE",
+    "ALLOWED_ORIGINS",
+    "TOKEN_TTL_SECS",
+];
 
 /// Starts the example `name` on a free loopback port (`ADDR`) with `env`,
 /// and waits until it listens.
 pub fn start_example(name: &str, env: &[(&str, &str)]) -> (Proc, SocketAddr) {
     let port = free_port();
     let mut command = Command::new(example_binary(name));
+    for var in EXAMPLE_ENV {
+        command.env_remove(var);
+    }
     command
+        .stdin(Stdio::null())
         .env("ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info,tower_ws_auth=debug")
         .env("NO_COLOR", "1");
