@@ -9,6 +9,13 @@
 //! Requests are built outside the measured part; the futures complete on
 //! their first poll (nothing here waits on I/O), so what is measured is the
 //! layer's CPU work.
+//!
+//! The requests carry the extensions a real one has by the time an axum
+//! route layer sees it: hyper's `OnUpgrade` (upgrade requests only), axum's
+//! `OriginalUri`, `MatchedPath` and URL parameters (stand-ins of the same
+//! count where the real types cannot be built outside their crates). A
+//! request with no extensions at all would make the layer pay for
+//! allocating the extension map, a cost a served request never has.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -25,6 +32,30 @@ use tower_ws_auth::{
 };
 
 type Body = http_body_util::Full<Bytes>;
+
+/// Stand-in for hyper's `OnUpgrade`, present on every HTTP/1.1 upgrade request.
+#[derive(Clone)]
+struct OnUpgradeStandIn;
+/// Stand-in for axum's `MatchedPath`.
+#[derive(Clone)]
+struct MatchedPathStandIn(&'static str);
+/// Stand-in for axum's URL parameters.
+#[derive(Clone)]
+struct UrlParamsStandIn;
+
+/// The extensions axum's router and hyper have inserted before a route
+/// layer runs.
+fn served<B>(mut request: Request<B>, upgrade: bool) -> Request<B> {
+    let uri = request.uri().clone();
+    let extensions = request.extensions_mut();
+    if upgrade {
+        extensions.insert(OnUpgradeStandIn);
+    }
+    extensions.insert(axum::extract::OriginalUri(uri));
+    extensions.insert(MatchedPathStandIn("/ws"));
+    extensions.insert(UrlParamsStandIn);
+    request
+}
 
 fn inner() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
     service_fn(|_request: Request<()>| async {
@@ -43,7 +74,7 @@ fn upgrade_request(extra: &[(&'static str, &str)], uri: &str) -> Request<()> {
     for (name, value) in extra {
         builder = builder.header(*name, *value);
     }
-    builder.body(()).unwrap()
+    served(builder.body(()).unwrap(), true)
 }
 
 /// Runs `service` once on `request`, to completion, on this thread.
@@ -82,7 +113,8 @@ fn layer(c: &mut Criterion) {
         .bearer_header()
         .subprotocol_token()
         .cookie("session", OriginPolicy::from_origins([origin]).unwrap())
-        .query_param("token");
+        .query_param("token")
+        .header("x-api-key");
     let mut bare = inner();
     let mut authed = auth_layer.layer(inner());
 
@@ -123,6 +155,13 @@ fn layer(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    group.bench_function("custom header", |b| {
+        b.iter_batched(
+            || upgrade_request(&[("x-api-key", token)], "/ws"),
+            |r| black_box(run(&mut authed, r)),
+            BatchSize::SmallInput,
+        )
+    });
     group.bench_function("query", |b| {
         b.iter_batched(
             || upgrade_request(&[], &query),
@@ -138,11 +177,12 @@ fn layer(c: &mut Criterion) {
         )
     });
     let plain = || {
-        Request::builder()
+        let request = Request::builder()
             .uri("/index.html")
             .header("host", "127.0.0.1:3000")
             .body(())
-            .unwrap()
+            .unwrap();
+        served(request, false)
     };
     group.bench_function("bare inner service (plain request)", |b| {
         b.iter_batched(

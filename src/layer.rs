@@ -394,7 +394,7 @@ fn prepare(
     config: &Config,
     parts: &mut Parts,
     upgrade: bool,
-) -> Result<(Credential, Option<ParsedProtocols>), Box<Rejection>> {
+) -> Result<(Credential, Option<Box<ParsedProtocols>>), Box<Rejection>> {
     let extracted = extract(
         &config.sources,
         parts,
@@ -423,12 +423,12 @@ fn prepare(
         )));
     };
     if let Some(protocols) = &extracted.protocols {
-        parts.headers.remove(SEC_WEBSOCKET_PROTOCOL);
+        // Replaces every line of the header.
         parts
             .headers
             .insert(SEC_WEBSOCKET_PROTOCOL, protocols.stripped.clone());
     }
-    if let Some(name) = &extracted.query_param {
+    if let Some(name) = extracted.query_param {
         parts.uri = match strip_query_param(&parts.uri, name) {
             Some(uri) => uri,
             None => Uri::builder()
@@ -491,6 +491,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         let upgrade = is_websocket_upgrade(&request);
         if !upgrade && !self.shared.config.protect_all {
@@ -557,7 +558,7 @@ where
 /// What the response to an upgrade whose credential came in the
 /// subprotocol list must echo.
 struct Echo {
-    protocols: ParsedProtocols,
+    protocols: Box<ParsedProtocols>,
     h2: bool,
 }
 
@@ -579,9 +580,9 @@ impl Echo {
             _ => false,
         };
         if !acceptable {
+            // Replaces every line of the header.
             let headers = response.headers_mut();
-            headers.remove(SEC_WEBSOCKET_PROTOCOL);
-            headers.insert(SEC_WEBSOCKET_PROTOCOL, self.protocols.selected.clone());
+            headers.insert(SEC_WEBSOCKET_PROTOCOL, self.protocols.selected().clone());
         }
     }
 }
@@ -629,6 +630,7 @@ where
 {
     type Output = Result<Response<ResB>, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
