@@ -4,7 +4,7 @@
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{CarrierError, Limits, is_vchar};
+use super::{CarrierError, Limits, all_bytes, is_vchar};
 
 /// The single value of `name`, or an error if the header is repeated or
 /// longer than `max`.
@@ -45,7 +45,7 @@ fn is_token68_body(b: u8) -> bool {
 fn is_token68(token: &[u8]) -> bool {
     let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
     let (body, _padding) = token.split_at(token.len() - padding);
-    !body.is_empty() && body.iter().fold(true, |ok, &b| ok & is_token68_body(b))
+    !body.is_empty() && all_bytes(body, is_token68_body)
 }
 
 /// Reads a bearer token. `Ok(None)` when there is no `Authorization` header.

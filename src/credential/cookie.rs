@@ -7,7 +7,7 @@
 use http::HeaderMap;
 use http::header::COOKIE;
 
-use super::{CarrierError, Limits, is_vchar};
+use super::{CarrierError, Limits, all_bytes, is_vchar};
 
 /// `true` if `name` is a valid cookie name: a non-empty RFC 6265 token.
 pub(crate) fn is_cookie_name(name: &str) -> bool {
@@ -78,7 +78,7 @@ pub(crate) fn parse_cookie<'a>(
             if val.len() > limits.max_credential {
                 return Err(CarrierError::TooLarge);
             }
-            if !val.bytes().fold(true, |ok, b| ok & is_cookie_value_byte(b)) {
+            if !all_bytes(val.as_bytes(), is_cookie_value_byte) {
                 return Err(CarrierError::Malformed(
                     "credential cookie holds invalid characters",
                 ));

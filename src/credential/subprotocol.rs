@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::header::SEC_WEBSOCKET_PROTOCOL;
 use http::{HeaderMap, HeaderValue};
 
-use super::{CarrierError, Limits};
+use super::{CarrierError, Limits, all_bytes};
 
 /// Configuration of the `Sec-WebSocket-Protocol` carrier; pass it to
 /// [`WsAuthLayer::subprotocol`](crate::WsAuthLayer::subprotocol).
@@ -49,46 +49,30 @@ impl Default for SubprotocolCarrier {
     }
 }
 
-/// `tchar` of RFC 9110, the characters a subprotocol name may hold, as a
-/// bit set over ASCII.
-const TCHAR: u128 = {
-    let mut set = 0u128;
-    let mut b = 0u8;
-    while b < 128 {
-        if b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            )
-        {
-            set |= 1 << b;
-        }
-        b += 1;
-    }
-    set
-};
-
-/// Branch-free membership test in [`TCHAR`].
+/// `tchar` of RFC 9110, the characters a subprotocol name may hold:
+/// `ALPHA / DIGIT / "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" /
+/// "." / "^" / "_" / "`" / "|" / "~"`. Branch-free, so the loop over a long
+/// entry (the credential) vectorises.
 fn is_tchar(b: u8) -> bool {
-    (b < 128) & ((TCHAR >> (b & 127)) & 1 == 1)
+    (b.wrapping_sub(b'0') < 10)
+        // `| 0x20` lower-cases letters and maps no other byte onto one.
+        | ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b == b'!')
+        // `#` `$` `%` `&` `'`
+        | (b.wrapping_sub(b'#') < 5)
+        | (b == b'*')
+        | (b == b'+')
+        | (b == b'-')
+        | (b == b'.')
+        // `^` `_` `` ` ``
+        | (b.wrapping_sub(b'^') < 3)
+        | (b == b'|')
+        | (b == b'~')
 }
 
 fn is_token(s: &[u8]) -> bool {
-    // No early exit: one table lookup per byte, no branch.
-    !s.is_empty() && s.iter().fold(true, |ok, &b| ok & is_tchar(b))
+    // No early exit, no branch: vectorised.
+    !s.is_empty() && all_bytes(s, is_tchar)
 }
 
 impl SubprotocolCarrier {
@@ -210,9 +194,7 @@ fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub(crate) fn has_control(s: &str) -> bool {
     let bytes = s.as_bytes();
     if bytes.is_ascii() {
-        bytes
-            .iter()
-            .fold(false, |found, &b| found | (b < 0x20) | (b == 0x7f))
+        !all_bytes(bytes, |b| (b >= 0x20) & (b != 0x7f))
     } else {
         s.chars().any(char::is_control)
     }
