@@ -31,7 +31,10 @@ pub(crate) struct PassedThrough;
 
 #[derive(Debug, Clone)]
 struct Config {
+    /// The carriers, in order; `[Bearer]` until one is configured.
     sources: Vec<Source>,
+    /// `sources` is still the default and goes at the first carrier added.
+    default_sources: bool,
     cookie_origin: Option<OriginPolicy>,
     origin: Option<OriginPolicy>,
     protect_all: bool,
@@ -93,7 +96,9 @@ struct Config {
 pub struct WsAuthLayer<A, H = DefaultRejectionHandler> {
     authenticator: Arc<A>,
     handler: Arc<H>,
-    config: Config,
+    // Shared, not copied, by `layer`: axum applies a route's layers again
+    // for every connection, so `layer` runs once per connection.
+    config: Arc<Config>,
 }
 
 impl<A, H> Clone for WsAuthLayer<A, H> {
@@ -120,26 +125,42 @@ impl<A: Authenticator> WsAuthLayer<A> {
         Self {
             authenticator: Arc::new(authenticator),
             handler: Arc::new(DefaultRejectionHandler),
-            config: Config {
-                sources: Vec::new(),
+            config: Arc::new(Config {
+                sources: vec![Source::Bearer],
+                default_sources: true,
                 cookie_origin: None,
                 origin: None,
                 protect_all: false,
                 reject_conflicts: false,
                 limits: Limits::default(),
                 realm: None,
-            },
+            }),
         }
     }
 }
 
 impl<A, H> WsAuthLayer<A, H> {
+    /// The configuration, to change it (copied first only if shared).
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The carriers, without the default once one is configured.
+    fn sources_mut(&mut self) -> &mut Vec<Source> {
+        let config = self.config_mut();
+        if std::mem::take(&mut config.default_sources) {
+            config.sources.clear();
+        }
+        &mut config.sources
+    }
+
     fn add_source(mut self, source: Source) -> Self {
         let same_kind = |s: &Source| std::mem::discriminant(s) == std::mem::discriminant(&source);
-        if let Some(existing) = self.config.sources.iter_mut().find(|s| same_kind(s)) {
+        let sources = self.sources_mut();
+        if let Some(existing) = sources.iter_mut().find(|s| same_kind(s)) {
             *existing = source;
         } else {
-            self.config.sources.push(source);
+            sources.push(source);
         }
         self
     }
@@ -161,13 +182,12 @@ impl<A, H> WsAuthLayer<A, H> {
             .unwrap_or_else(|_| panic!("{name:?} is not a valid header name"));
         // A second custom header is a second source, not a replacement.
         let mut this = self;
-        if !this
-            .config
-            .sources
+        let sources = this.sources_mut();
+        if !sources
             .iter()
             .any(|s| matches!(s, Source::Header(n) if *n == name))
         {
-            this.config.sources.push(Source::Header(name));
+            sources.push(Source::Header(name));
         }
         this
     }
@@ -200,7 +220,7 @@ impl<A, H> WsAuthLayer<A, H> {
             crate::credential::is_cookie_name(name),
             "{name:?} is not a valid cookie name"
         );
-        self.config.cookie_origin = Some(policy);
+        self.config_mut().cookie_origin = Some(policy);
         self.add_source(Source::Cookie(name.into()))
     }
 
@@ -224,14 +244,14 @@ impl<A, H> WsAuthLayer<A, H> {
     /// whatever carried the credential (cookie credentials are also checked
     /// against the policy given to [`cookie`](Self::cookie)).
     pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
-        self.config.origin = Some(policy);
+        self.config_mut().origin = Some(policy);
         self
     }
 
     /// Authenticates every request, not only WebSocket upgrades. Origin
     /// policies and the subprotocol carrier still apply to upgrades only.
     pub fn protect_all_requests(mut self) -> Self {
-        self.config.protect_all = true;
+        self.config_mut().protect_all = true;
         self
     }
 
@@ -239,7 +259,7 @@ impl<A, H> WsAuthLayer<A, H> {
     /// the carrier configured first wins (browsers send cookies along with
     /// any other carrier, so refusing every mix would break them).
     pub fn reject_conflicting_credentials(mut self) -> Self {
-        self.config.reject_conflicts = true;
+        self.config_mut().reject_conflicts = true;
         self
     }
 
@@ -251,7 +271,7 @@ impl<A, H> WsAuthLayer<A, H> {
     /// If `bytes` is zero.
     pub fn max_credential_bytes(mut self, bytes: usize) -> Self {
         assert!(bytes > 0, "max_credential_bytes must be positive");
-        self.config.limits.max_credential = bytes;
+        self.config_mut().limits.max_credential = bytes;
         self
     }
 
@@ -264,7 +284,7 @@ impl<A, H> WsAuthLayer<A, H> {
     /// If `bytes` is zero.
     pub fn max_header_bytes(mut self, bytes: usize) -> Self {
         assert!(bytes > 0, "max_header_bytes must be positive");
-        self.config.limits.max_header = bytes;
+        self.config_mut().limits.max_header = bytes;
         self
     }
 
@@ -280,7 +300,7 @@ impl<A, H> WsAuthLayer<A, H> {
                 .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
             "realm {realm:?} must be printable ASCII without quotes or backslashes"
         );
-        self.config.realm = HeaderValue::from_str(realm).ok();
+        self.config_mut().realm = HeaderValue::from_str(realm).ok();
         self
     }
 
@@ -303,16 +323,12 @@ impl<S, A, H> Layer<S> for WsAuthLayer<A, H> {
     type Service = WsAuth<S, A, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let mut config = self.config.clone();
-        if config.sources.is_empty() {
-            config.sources.push(Source::Bearer);
-        }
         WsAuth {
             inner,
             shared: Arc::new(Shared {
                 authenticator: self.authenticator.clone(),
                 handler: self.handler.clone(),
-                config,
+                config: self.config.clone(),
             }),
         }
     }
@@ -321,7 +337,7 @@ impl<S, A, H> Layer<S> for WsAuthLayer<A, H> {
 struct Shared<A, H> {
     authenticator: Arc<A>,
     handler: Arc<H>,
-    config: Config,
+    config: Arc<Config>,
 }
 
 /// The service [`WsAuthLayer`] wraps around an inner service.
