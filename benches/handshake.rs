@@ -29,9 +29,9 @@
 //! and swamp what is measured here.
 //!
 //! Bounded: a fixed number of connections per run (`HANDSHAKE_BENCH_CONNECTIONS`,
-//! default 2000), fixed concurrency (`HANDSHAKE_BENCH_CONCURRENCY`, default
-//! 8), `HANDSHAKE_BENCH_ROUNDS` rounds (default 4, each variant twice per
-//! two rounds), a 5 s timeout per connection and a 150 s deadline for the
+//! default 3000), fixed concurrency (`HANDSHAKE_BENCH_CONCURRENCY`, default
+//! 8), `HANDSHAKE_BENCH_ROUNDS` rounds (default 6, every variant once per
+//! round), a 5 s timeout per connection and a 150 s deadline for the
 //! whole bench; servers exit when this process goes away and after 300 s
 //! at most. Only 127.0.0.1 is ever contacted. `cargo test` does not run it
 //! (without `--bench` it returns at once).
@@ -58,9 +58,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 use tower_ws_auth::{
-    ApiKeyAuthenticator, AuthMethod, Authenticator, Identity, JwtAlgorithm, JwtAuthenticator,
-    MemorySessionStore, OriginPolicy, SessionAuthenticator, SessionCookie, WsAuthLayer,
-    cookie::Key,
+    ApiKeyAuthenticator, AuthError, AuthMethod, Authenticator, Identity, JwtAlgorithm,
+    JwtAuthenticator, MemorySessionStore, OriginPolicy, SessionAuthenticator, SessionCookie,
+    WsAuthLayer, authenticate_fn, cookie::Key,
 };
 
 const SERVER_ENV: &str = "TOWER_WS_AUTH_BENCH_SERVER";
@@ -90,10 +90,11 @@ enum Variant {
     ExtractorHs256,
     ExtractorRs256,
     TowerHttpBearer,
+    StaticToken,
 }
 
 impl Variant {
-    const ALL: [Variant; 9] = [
+    const ALL: [Variant; 10] = [
         Variant::NoAuth,
         Variant::ApiKey,
         Variant::Session,
@@ -103,6 +104,7 @@ impl Variant {
         Variant::ExtractorHs256,
         Variant::ExtractorRs256,
         Variant::TowerHttpBearer,
+        Variant::StaticToken,
     ];
 
     fn name(self) -> &'static str {
@@ -116,6 +118,7 @@ impl Variant {
             Variant::ExtractorHs256 => "extractor-hs256",
             Variant::ExtractorRs256 => "extractor-rs256",
             Variant::TowerHttpBearer => "tower-http-bearer",
+            Variant::StaticToken => "static-token",
         }
     }
 
@@ -138,6 +141,7 @@ impl Variant {
             Variant::TowerHttpBearer => {
                 "tower-http `ValidateRequestHeaderLayer::bearer` (static token)"
             }
+            Variant::StaticToken => "tower-ws-auth, the same static token (`authenticate_fn`)",
         }
     }
 
@@ -355,6 +359,20 @@ fn app(variant: Variant) -> (Router, Vec<String>) {
             let _ = EXTRACTOR_KEYS.set(extractor_keys(alg));
             Router::new().route(route, any(extractor_handler))
         }
+        Variant::StaticToken => {
+            let identity = Identity::new("static", AuthMethod::Custom("static"));
+            let auth = authenticate_fn(move |credential, _| {
+                std::future::ready(if credential.expose_secret() == STATIC_TOKEN {
+                    Ok(identity.clone())
+                } else {
+                    Err(AuthError::invalid("unknown token"))
+                })
+            });
+            Router::new().route(
+                route,
+                any(identity_handler).layer(WsAuthLayer::new(auth).bearer_header()),
+            )
+        }
         // Deprecated in tower-http as "too basic to be useful in real
         // applications" (one static token), but it is the bearer layer
         // people reach for; the comparison is what it costs.
@@ -530,7 +548,7 @@ fn credentials(variant: Variant, server: &Server) -> Vec<Vec<(http::HeaderName, 
                     format!("Bearer {}", jwt(Algorithm::RS256, i)),
                 )]
             }
-            Variant::TowerHttpBearer => {
+            Variant::TowerHttpBearer | Variant::StaticToken => {
                 vec![(AUTHORIZATION, format!("Bearer {STATIC_TOKEN}"))]
             }
         })
@@ -643,9 +661,9 @@ fn spread(values: &[f64]) -> (f64, f64) {
 }
 
 fn client() {
-    let connections = env_usize("HANDSHAKE_BENCH_CONNECTIONS", 2000);
+    let connections = env_usize("HANDSHAKE_BENCH_CONNECTIONS", 3000);
     let concurrency = env_usize("HANDSHAKE_BENCH_CONCURRENCY", 8);
-    let rounds = env_usize("HANDSHAKE_BENCH_ROUNDS", 4);
+    let rounds = env_usize("HANDSHAKE_BENCH_ROUNDS", 6);
     // `HANDSHAKE_BENCH_VARIANTS=api-key,hs256` runs those (and no-auth, the baseline).
     let selected: Vec<Variant> = match std::env::var("HANDSHAKE_BENCH_VARIANTS") {
         Ok(list) => Variant::ALL

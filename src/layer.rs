@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use http::header::SEC_WEBSOCKET_PROTOCOL;
 use http::request::Parts;
@@ -540,9 +540,6 @@ where
                 };
             }
         };
-        // Use the service that was polled ready; leave a fresh clone behind.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         // Boxed once here, the request head (224 bytes) is not copied again
         // into the authentication future, into its heap allocation and back
@@ -572,12 +569,41 @@ where
                 }
             }
         });
-        ResponseFuture {
-            state: State::Authenticating {
-                auth,
-                pending: Some((inner, body)),
-                echo: protocols.map(|protocols| Echo { protocols, h2 }),
+        let echo = protocols.map(|protocols| Echo { protocols, h2 });
+        // Most authenticators answer without waiting (static keys,
+        // in-memory stores, cache hits): try once now, and if the answer is
+        // there, call the inner service right away, the very instance that
+        // was polled ready, with no clone of it and no state to carry. A
+        // future that is not ready is polled again, with the caller's
+        // waker, when the response future is first polled; a future must
+        // only count on the waker of its latest poll, so this one-off poll
+        // with a no-op waker loses nothing.
+        let mut auth = auth;
+        match auth.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(parts)) => ResponseFuture {
+                state: State::Inner {
+                    future: self.inner.call(Request::from_parts(*parts, body)),
+                    echo,
+                },
             },
+            Poll::Ready(Err(response)) => ResponseFuture {
+                state: State::Rejected {
+                    response: Some(response),
+                },
+            },
+            Poll::Pending => {
+                // Use the service that was polled ready; leave a fresh
+                // clone behind.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Authenticating {
+                        auth,
+                        pending: Some((inner, body)),
+                        echo,
+                    },
+                }
+            }
         }
     }
 }
