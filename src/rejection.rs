@@ -239,11 +239,18 @@ impl Rejection {
         if let Some(challenge) = self.www_authenticate() {
             builder = builder.header(WWW_AUTHENTICATE, challenge);
         }
-        if let Some(after) = self.retry_after() {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            builder = builder.header(RETRY_AFTER, secs.max(1));
+        if let Some(after) = self.retry_after_header() {
+            builder = builder.header(RETRY_AFTER, after);
         }
         builder
+    }
+
+    /// `Retry-After` in whole seconds (rounded up, at least 1), for `Unavailable`.
+    fn retry_after_header(&self) -> Option<HeaderValue> {
+        self.retry_after().map(|after| {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            HeaderValue::from(secs.max(1))
+        })
     }
 }
 
@@ -310,19 +317,23 @@ where
             RejectionKind::CredentialTooLarge => "Request Header Fields Too Large\n",
             RejectionKind::Unavailable => "Service Unavailable\n",
         };
-        let builder = rejection.response_builder().header(
+        // The headers of `response_builder`, set directly: no builder and
+        // no fallible steps on this path.
+        let mut response = Response::new(B::from(Bytes::from_static(body.as_bytes())));
+        *response.status_mut() = rejection.status();
+        let headers = response.headers_mut();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(challenge) = rejection.www_authenticate() {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(after) = rejection.retry_after_header() {
+            headers.insert(RETRY_AFTER, after);
+        }
+        headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        match builder.body(B::from(Bytes::from_static(body.as_bytes()))) {
-            Ok(response) => response,
-            // Every header above is a valid constant; keep the status if that ever changes.
-            Err(_) => {
-                let mut response = Response::new(B::from(Bytes::from_static(body.as_bytes())));
-                *response.status_mut() = rejection.status();
-                response
-            }
-        }
+        response
     }
 }
 
@@ -355,6 +366,47 @@ mod tests {
                 .www_authenticate()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn default_response_matches_the_builder() {
+        let errors = [
+            AuthError::invalid("x"),
+            AuthError::Malformed("x".into()),
+            AuthError::insufficient_scope("chat:write"),
+            AuthError::Forbidden("x".into()),
+            AuthError::unavailable("x").with_retry_after(Duration::from_millis(1500)),
+            AuthError::NotApplicable,
+        ];
+        let mut rejections: Vec<Rejection> =
+            errors.iter().map(Rejection::from_auth_error).collect();
+        for kind in [
+            RejectionKind::MissingCredential,
+            RejectionKind::OriginRefused,
+            RejectionKind::CredentialTooLarge,
+        ] {
+            rejections.push(Rejection::new(kind, "x"));
+        }
+        let realm = HeaderValue::from_static("chat");
+        for r in rejections.clone() {
+            rejections.push(r.with_realm(Some(&realm)));
+        }
+        for r in &rejections {
+            let direct: Response<Bytes> = DefaultRejectionHandler.respond(r);
+            let built = r
+                .response_builder()
+                .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(Bytes::new())
+                .unwrap();
+            assert_eq!(direct.status(), built.status(), "{r:?}");
+            let headers = |resp: &Response<Bytes>| -> Vec<(String, Vec<u8>)> {
+                resp.headers()
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                    .collect()
+            };
+            assert_eq!(headers(&direct), headers(&built), "{r:?}");
+        }
     }
 
     #[test]

@@ -3,11 +3,25 @@
 use http::header::UPGRADE;
 use http::{Method, Request, Version};
 
-/// `true` if `list` (a comma-separated header value) holds `token`,
+/// `true` if `value` is `websocket` in any case. Every byte of the token is
+/// a letter, so `b | 0x20` (ASCII lower case for letters) matches exactly
+/// the two cases of each letter and nothing else; branch-free.
+fn is_websocket_token(value: &[u8]) -> bool {
+    value.len() == 9
+        && value
+            .iter()
+            .zip(b"websocket")
+            .fold(true, |same, (&a, &b)| same & (a | 0x20 == b))
+}
+
+/// `true` if `list` (a comma-separated header value) holds `websocket`,
 /// compared case-insensitively.
-fn list_contains(list: &[u8], token: &[u8]) -> bool {
-    list.split(|&b| b == b',')
-        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+fn lists_websocket(list: &[u8]) -> bool {
+    // The usual value is the token alone.
+    is_websocket_token(list)
+        || list
+            .split(|&b| b == b',')
+            .any(|item| is_websocket_token(item.trim_ascii()))
 }
 
 /// `true` if the request asks for a WebSocket:
@@ -27,7 +41,7 @@ pub(crate) fn is_websocket_upgrade<B>(request: &Request<B>) -> bool {
         .headers()
         .get_all(UPGRADE)
         .iter()
-        .any(|v| list_contains(v.as_bytes(), b"websocket"))
+        .any(|v| lists_websocket(v.as_bytes()))
 }
 
 #[cfg(feature = "http2")]

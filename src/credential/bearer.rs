@@ -4,7 +4,7 @@
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{CarrierError, Limits, is_vchar};
+use super::{CarrierError, Limits, all_bytes, is_vchar};
 
 /// The single value of `name`, or an error if the header is repeated or
 /// longer than `max`.
@@ -26,15 +26,26 @@ fn single<'a>(
     Ok(Some(value))
 }
 
+/// A `token68` body character: `ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`.
+/// Branch-free, so the loop over a token vectorises.
+#[inline]
+fn is_token68_body(b: u8) -> bool {
+    ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
+}
+
 /// `token68` characters: `ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`,
 /// followed by optional `=` padding.
 fn is_token68(token: &[u8]) -> bool {
-    let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
-    let (body, _padding) = token.split_at(body_end);
-    !body.is_empty()
-        && body.iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let (body, _padding) = token.split_at(token.len() - padding);
+    !body.is_empty() && all_bytes(body, is_token68_body)
 }
 
 /// Reads a bearer token. `Ok(None)` when there is no `Authorization` header.
@@ -60,6 +71,11 @@ pub(crate) fn parse_bearer(
         ));
     }
     let token = rest.trim_ascii();
+    // The common case, checked in one pass: a non-empty token68 within the
+    // cap (token68 holds no space or tab, so it is also a single token).
+    if !token.is_empty() && token.len() <= limits.max_credential && is_token68(token) {
+        return token_str(token).map(Some);
+    }
     if token.is_empty() {
         return Err(CarrierError::Malformed("empty bearer token"));
     }
@@ -69,13 +85,12 @@ pub(crate) fn parse_bearer(
     if token.iter().any(|&b| b == b' ' || b == b'\t') {
         return Err(CarrierError::Malformed("more than one bearer token"));
     }
-    if !is_token68(token) {
-        return Err(CarrierError::Malformed("bearer token is not token68"));
-    }
-    // token68 is ASCII, so this cannot fail; the error arm keeps it panic-free.
-    std::str::from_utf8(token)
-        .map(Some)
-        .map_err(|_| CarrierError::Malformed("bearer token is not ASCII"))
+    Err(CarrierError::Malformed("bearer token is not token68"))
+}
+
+/// token68 is ASCII, so this cannot fail; the error arm keeps it panic-free.
+fn token_str(token: &[u8]) -> Result<&str, CarrierError> {
+    std::str::from_utf8(token).map_err(|_| CarrierError::Malformed("bearer token is not ASCII"))
 }
 
 /// Reads a header that holds the bare credential (`X-Api-Key: <key>`).
@@ -120,6 +135,14 @@ mod tests {
 
     fn bearer(values: &[&[u8]]) -> Result<Option<String>, CarrierError> {
         parse_bearer(&auth(values), Limits::default()).map(|o| o.map(str::to_owned))
+    }
+
+    #[test]
+    fn token68_set() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            assert_eq!(is_token68_body(b), expected, "{b:#04x}");
+        }
     }
 
     #[test]
@@ -186,6 +209,49 @@ mod tests {
         assert!(parse_header(&h, &name, Limits::default()).is_err());
     }
 
+    /// The straightforward parser the optimised one replaced: the oracle
+    /// for `same_as_reference` (results and reasons must not change).
+    fn reference(headers: &HeaderMap, limits: Limits) -> Result<Option<&str>, CarrierError> {
+        fn is_token68_reference(token: &[u8]) -> bool {
+            let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+            let (body, _padding) = token.split_at(body_end);
+            !body.is_empty()
+                && body.iter().all(|&b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+                })
+        }
+        let Some(value) = single(headers, &AUTHORIZATION, limits.max_header)? else {
+            return Ok(None);
+        };
+        let bytes = value.as_bytes();
+        let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+            Some(i) => bytes.split_at(i),
+            None => (bytes, &[][..]),
+        };
+        if !scheme.eq_ignore_ascii_case(b"bearer") {
+            return Err(CarrierError::Malformed(
+                "authorization scheme is not Bearer",
+            ));
+        }
+        let token = rest.trim_ascii();
+        if token.is_empty() {
+            return Err(CarrierError::Malformed("empty bearer token"));
+        }
+        if token.len() > limits.max_credential {
+            return Err(CarrierError::TooLarge);
+        }
+        if token.iter().any(|&b| b == b' ' || b == b'\t') {
+            return Err(CarrierError::Malformed("more than one bearer token"));
+        }
+        if !is_token68_reference(token) {
+            return Err(CarrierError::Malformed("bearer token is not token68"));
+        }
+        std::str::from_utf8(token)
+            .map(Some)
+            .map_err(|_| CarrierError::Malformed("bearer token is not ASCII"))
+    }
+
     proptest! {
         #[test]
         fn bearer_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..20_000)) {
@@ -202,6 +268,32 @@ mod tests {
                     _ => {}
                 }
                 let _ = parse_header(&h, &AUTHORIZATION, limits);
+            }
+        }
+
+        #[test]
+        fn same_as_reference(
+            scheme in "(Bearer|bearer|BEARER|Basic|Bear|)",
+            gap in "[ \t]{0,3}",
+            token in "[A-Za-z0-9._~+/= \t-]{0,40}",
+            cap in 1usize..48,
+        ) {
+            let value = format!("{scheme}{gap}{token}");
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                let mut h = HeaderMap::new();
+                h.insert(AUTHORIZATION, value);
+                let limits = Limits { max_credential: cap, max_header: 64 };
+                prop_assert_eq!(parse_bearer(&h, limits), reference(&h, limits));
+            }
+        }
+
+        #[test]
+        fn same_as_reference_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                let mut h = HeaderMap::new();
+                h.insert(AUTHORIZATION, value);
+                let limits = Limits::default();
+                prop_assert_eq!(parse_bearer(&h, limits), reference(&h, limits));
             }
         }
 

@@ -86,7 +86,9 @@ impl fmt::Display for Carrier {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
     carrier: Carrier,
-    secret: Box<str>,
+    // A `String`, not a `Box<str>`: a decoded secret moves in without the
+    // reallocation that shrinking its buffer would cost.
+    secret: String,
 }
 
 impl Credential {
@@ -94,7 +96,7 @@ impl Credential {
     pub fn new(carrier: Carrier, secret: impl Into<String>) -> Self {
         Self {
             carrier,
-            secret: secret.into().into_boxed_str(),
+            secret: secret.into(),
         }
     }
 
@@ -161,15 +163,17 @@ pub(crate) enum Source {
 
 /// What the configured sources found in a request.
 #[derive(Debug, Default)]
-pub(crate) struct Extracted {
+pub(crate) struct Extracted<'a> {
     /// The credential that wins by precedence.
     pub(crate) credential: Option<Credential>,
     /// The parsed `Sec-WebSocket-Protocol` list when it held a credential
     /// entry: the request header must be replaced by the stripped list and
     /// the response must echo the selected protocol.
-    pub(crate) protocols: Option<ParsedProtocols>,
+    /// Boxed: it is rare, and `Extracted` and the layer's response future
+    /// move less without it inline.
+    pub(crate) protocols: Option<Box<ParsedProtocols>>,
     /// The query parameter that carried a credential, to strip from the URI.
-    pub(crate) query_param: Option<Box<str>>,
+    pub(crate) query_param: Option<&'a str>,
 }
 
 /// Runs every configured source over `parts`, in order.
@@ -179,22 +183,36 @@ pub(crate) struct Extracted {
 /// subprotocol list is always stripped. With `reject_conflicts`, two
 /// sources carrying different secrets are a 400; otherwise the first source
 /// in configuration order wins.
-pub(crate) fn extract(
-    sources: &[Source],
+///
+/// Only the winning credential is copied out of the request; later carriers
+/// are parsed and validated in place (and compared in place when conflicts
+/// are refused).
+pub(crate) fn extract<'a>(
+    sources: &'a [Source],
     parts: &Parts,
     limits: Limits,
     upgrade: bool,
     reject_conflicts: bool,
-) -> Result<Extracted, (CarrierError, Option<Carrier>)> {
+) -> Result<Extracted<'a>, (CarrierError, Option<Carrier>)> {
     let mut out = Extracted::default();
     for source in sources {
-        let found: Option<(Carrier, Box<str>)> = match source {
+        // A borrowed secret, or one the carrier had to decode.
+        let found: Option<(Carrier, Secret<'_>)> = match source {
             Source::Bearer => parse_bearer(&parts.headers, limits)
                 .map_err(|e| (e, Some(Carrier::Bearer)))?
-                .map(|s| (Carrier::Bearer, s.into())),
-            Source::Header(name) => parse_header(&parts.headers, name, limits)
-                .map_err(|e| (e, Some(Carrier::Header(name.clone()))))?
-                .map(|s| (Carrier::Header(name.clone()), s.into())),
+                .map(|s| (Carrier::Bearer, Secret::Borrowed(s))),
+            Source::Header(name) => {
+                match parse_header(&parts.headers, name, limits)
+                    .map_err(|e| (e, Some(Carrier::Header(name.clone()))))?
+                {
+                    // The carrier (and its header name) is only built for
+                    // the credential that is kept, or for an error.
+                    Some(s) if out.credential.is_none() || reject_conflicts => {
+                        Some((Carrier::Header(name.clone()), Secret::Borrowed(s)))
+                    }
+                    _ => None,
+                }
+            }
             Source::Subprotocol(config) => {
                 if !upgrade {
                     continue;
@@ -204,22 +222,22 @@ pub(crate) fn extract(
                 {
                     Some(mut parsed) => {
                         let secret = parsed.take_credential();
-                        out.protocols = Some(parsed);
-                        secret.map(|s| (Carrier::Subprotocol, s))
+                        out.protocols = Some(Box::new(parsed));
+                        secret.map(|s| (Carrier::Subprotocol, Secret::Owned(s)))
                     }
                     None => None,
                 }
             }
             Source::Cookie(name) => parse_cookie(&parts.headers, name, limits)
                 .map_err(|e| (e, Some(Carrier::Cookie)))?
-                .map(|s| (Carrier::Cookie, s.into())),
+                .map(|s| (Carrier::Cookie, Secret::Borrowed(s))),
             Source::Query(name) => {
                 let found = parse_query(parts.uri.query(), name, limits)
                     .map_err(|e| (e, Some(Carrier::Query)))?;
                 if found.is_some() {
-                    out.query_param = Some(name.clone());
+                    out.query_param = Some(name);
                 }
-                found.map(|s| (Carrier::Query, s.into_boxed_str()))
+                found.map(|s| (Carrier::Query, Secret::from(s)))
             }
         };
         let Some((carrier, secret)) = found else {
@@ -227,10 +245,13 @@ pub(crate) fn extract(
         };
         match &out.credential {
             None => {
-                out.credential = Some(Credential { carrier, secret });
+                out.credential = Some(Credential {
+                    carrier,
+                    secret: secret.into_owned(),
+                });
             }
             Some(first) => {
-                if reject_conflicts && *first.secret != *secret {
+                if reject_conflicts && first.secret != secret.as_str() {
                     return Err((
                         CarrierError::Malformed("two carriers hold different credentials"),
                         Some(carrier),
@@ -240,6 +261,56 @@ pub(crate) fn extract(
         }
     }
     Ok(out)
+}
+
+/// A secret as a carrier found it: a slice of the request, or a decoded copy.
+enum Secret<'a> {
+    Borrowed(&'a str),
+    Owned(String),
+}
+
+impl<'a> From<std::borrow::Cow<'a, str>> for Secret<'a> {
+    fn from(cow: std::borrow::Cow<'a, str>) -> Self {
+        match cow {
+            std::borrow::Cow::Borrowed(s) => Self::Borrowed(s),
+            std::borrow::Cow::Owned(s) => Self::Owned(s),
+        }
+    }
+}
+
+impl Secret<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Borrowed(s) => s,
+            Self::Owned(s) => s,
+        }
+    }
+
+    fn into_owned(self) -> String {
+        match self {
+            Self::Borrowed(s) => s.to_owned(),
+            Self::Owned(s) => s,
+        }
+    }
+}
+
+/// `true` if `pred` holds for every byte of `bytes`. Checked sixteen bytes
+/// at a time without branches inside a block, which the compiler turns into
+/// vector instructions: the parsers run this over credentials of hundreds
+/// of bytes on every upgrade. Stops at the first block that fails.
+#[inline]
+pub(crate) fn all_bytes(bytes: &[u8], pred: impl Fn(u8) -> bool) -> bool {
+    let mut blocks = bytes.chunks_exact(16);
+    for block in blocks.by_ref() {
+        if block.iter().fold(0u8, |bad, &b| bad | u8::from(!pred(b))) != 0 {
+            return false;
+        }
+    }
+    blocks
+        .remainder()
+        .iter()
+        .fold(0u8, |bad, &b| bad | u8::from(!pred(b)))
+        == 0
 }
 
 /// `true` for a visible ASCII byte other than space (`%x21-7E`).

@@ -12,10 +12,11 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
 use http::header::SEC_WEBSOCKET_PROTOCOL;
 use http::{HeaderMap, HeaderValue};
 
-use super::{CarrierError, Limits};
+use super::{CarrierError, Limits, all_bytes};
 
 /// Configuration of the `Sec-WebSocket-Protocol` carrier; pass it to
 /// [`WsAuthLayer::subprotocol`](crate::WsAuthLayer::subprotocol).
@@ -48,30 +49,30 @@ impl Default for SubprotocolCarrier {
     }
 }
 
-/// `tchar` of RFC 9110: the characters a subprotocol name may hold.
+/// `tchar` of RFC 9110, the characters a subprotocol name may hold:
+/// `ALPHA / DIGIT / "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" /
+/// "." / "^" / "_" / "`" / "|" / "~"`. Branch-free, so the loop over a long
+/// entry (the credential) vectorises.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
+    (b.wrapping_sub(b'0') < 10)
+        // `| 0x20` lower-cases letters and maps no other byte onto one.
+        | ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b == b'!')
+        // `#` `$` `%` `&` `'`
+        | (b.wrapping_sub(b'#') < 5)
+        | (b == b'*')
+        | (b == b'+')
+        | (b == b'-')
+        | (b == b'.')
+        // `^` `_` `` ` ``
+        | (b.wrapping_sub(b'^') < 3)
+        | (b == b'|')
+        | (b == b'~')
 }
 
 fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().copied().all(is_tchar)
+    // No early exit, no branch: vectorised.
+    !s.is_empty() && all_bytes(s, is_tchar)
 }
 
 impl SubprotocolCarrier {
@@ -154,16 +155,22 @@ impl SubprotocolCarrier {
 /// A `Sec-WebSocket-Protocol` list that held a credential entry.
 #[derive(Debug)]
 pub(crate) struct ParsedProtocols {
-    credential: Option<Box<str>>,
+    credential: Option<String>,
     /// The list without the credential entry, for the request the handler sees.
     pub(crate) stripped: HeaderValue,
-    /// The protocol the `101` must carry if the handler selects none.
-    pub(crate) selected: HeaderValue,
+    /// The protocol the `101` must carry if the handler selects none, when
+    /// it is not the whole of `stripped` (one companion, the usual case).
+    selected: Option<HeaderValue>,
 }
 
 impl ParsedProtocols {
-    pub(crate) fn take_credential(&mut self) -> Option<Box<str>> {
+    pub(crate) fn take_credential(&mut self) -> Option<String> {
         self.credential.take()
+    }
+
+    /// The protocol the `101` must carry if the handler selects none.
+    pub(crate) fn selected(&self) -> &HeaderValue {
+        self.selected.as_ref().unwrap_or(&self.stripped)
     }
 
     /// `true` if `protocol` is one of the companions the client offered.
@@ -181,6 +188,18 @@ fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|e| !e.is_empty())
 }
 
+/// `true` if `s` holds a control character (Unicode general category Cc:
+/// U+0000-U+001F, U+007F-U+009F). An ASCII string is checked a byte at a
+/// time without branches; others char by char.
+pub(crate) fn has_control(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    if bytes.is_ascii() {
+        !all_bytes(bytes, |b| (b >= 0x20) & (b != 0x7f))
+    } else {
+        s.chars().any(char::is_control)
+    }
+}
+
 /// Parses every `Sec-WebSocket-Protocol` line.
 ///
 /// `Ok(None)` when no entry starts with the prefix: the header is left
@@ -188,6 +207,9 @@ fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// entry, every element a token, at least one companion protocol (one from
 /// the configured list if there is one), a base64url (no padding) credential
 /// that decodes to UTF-8 without control characters.
+///
+/// One pass over the elements: the first error, in list order, is kept and
+/// reported only if the list turns out to hold a credential entry.
 pub(crate) fn parse_protocols(
     headers: &HeaderMap,
     config: &SubprotocolCarrier,
@@ -202,29 +224,48 @@ pub(crate) fn parse_protocols(
         }
     }
     let prefix = config.prefix.as_bytes();
-    let has_credential = values
-        .iter()
-        .flat_map(|v| elements(v.as_bytes()))
-        .any(|e| e.starts_with(prefix));
-    if !has_credential {
-        return Ok(None);
-    }
-
+    let mut has_credential = false;
+    let mut first_error: Option<CarrierError> = None;
     let mut encoded: Option<&[u8]> = None;
-    let mut companions: Vec<&[u8]> = Vec::new();
+    // Companions: how many, their total length, the first one and the
+    // selected one (the first the configured list allows, if any).
+    let mut companions = 0usize;
+    let mut companion_bytes = 0usize;
+    let mut first: Option<&[u8]> = None;
+    let mut selected: Option<&[u8]> = None;
     for element in values.iter().flat_map(|v| elements(v.as_bytes())) {
-        if !is_token(element) {
-            return Err(CarrierError::Malformed("subprotocol entry is not a token"));
+        let credential_entry = element.starts_with(prefix);
+        has_credential |= credential_entry;
+        if first_error.is_some() {
+            continue;
         }
-        if let Some(rest) = element.strip_prefix(prefix) {
+        if !is_token(element) {
+            first_error = Some(CarrierError::Malformed("subprotocol entry is not a token"));
+        } else if let Some(rest) = element.strip_prefix(prefix) {
             if encoded.replace(rest).is_some() {
-                return Err(CarrierError::Malformed(
+                first_error = Some(CarrierError::Malformed(
                     "two credential entries in Sec-WebSocket-Protocol",
                 ));
             }
         } else {
-            companions.push(element);
+            companions += 1;
+            companion_bytes += element.len();
+            first.get_or_insert(element);
+            if selected.is_none()
+                && config
+                    .protocols
+                    .as_ref()
+                    .is_none_or(|allowed| allowed.iter().any(|a| a.as_bytes() == element))
+            {
+                selected = Some(element);
+            }
         }
+    }
+    if !has_credential {
+        return Ok(None);
+    }
+    if let Some(error) = first_error {
+        return Err(error);
     }
     let encoded = encoded.ok_or(CarrierError::Malformed("credential entry vanished"))?;
     if encoded.len() > limits.max_credential {
@@ -233,34 +274,51 @@ pub(crate) fn parse_protocols(
     if encoded.is_empty() {
         return Err(CarrierError::Malformed("empty subprotocol credential"));
     }
-    let selected = match &config.protocols {
-        None => companions.first().copied(),
-        Some(allowed) => companions
-            .iter()
-            .copied()
-            .find(|c| allowed.iter().any(|a| a.as_bytes() == *c)),
-    }
-    .ok_or(CarrierError::Malformed(
-        "no acceptable companion protocol beside the credential entry",
-    ))?;
+    let (Some(first), Some(selected)) = (first, selected) else {
+        return Err(CarrierError::Malformed(
+            "no acceptable companion protocol beside the credential entry",
+        ));
+    };
 
-    let decoded = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| {
-        CarrierError::Malformed("subprotocol credential is not base64url without padding")
-    })?;
+    // Decoded straight into the credential's buffer: no second copy.
+    let mut decoded = vec![0u8; base64::decoded_len_estimate(encoded.len())];
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(encoded, &mut decoded)
+        .map_err(|_| {
+            CarrierError::Malformed("subprotocol credential is not base64url without padding")
+        })?;
+    decoded.truncate(len);
     let credential = String::from_utf8(decoded)
         .map_err(|_| CarrierError::Malformed("subprotocol credential is not UTF-8"))?;
-    if credential.is_empty() || credential.chars().any(char::is_control) {
+    if credential.is_empty() || has_control(&credential) {
         return Err(CarrierError::Malformed(
             "subprotocol credential holds control characters",
         ));
     }
 
-    let stripped = HeaderValue::from_bytes(&companions.join(&b", "[..]))
-        .map_err(|_| CarrierError::Malformed("subprotocol list is not a valid header"))?;
-    let selected = HeaderValue::from_bytes(selected)
-        .map_err(|_| CarrierError::Malformed("subprotocol is not a valid header"))?;
+    let invalid = |_| CarrierError::Malformed("subprotocol list is not a valid header");
+    let (stripped, selected) = if companions == 1 {
+        (HeaderValue::from_bytes(first).map_err(invalid)?, None)
+    } else {
+        let mut list = Vec::with_capacity(companion_bytes + 2 * (companions - 1));
+        for (i, element) in values
+            .iter()
+            .flat_map(|v| elements(v.as_bytes()))
+            .filter(|e| !e.starts_with(prefix))
+            .enumerate()
+        {
+            if i > 0 {
+                list.extend_from_slice(b", ");
+            }
+            list.extend_from_slice(element);
+        }
+        let stripped = HeaderValue::from_maybe_shared(Bytes::from(list)).map_err(invalid)?;
+        let selected = HeaderValue::from_bytes(selected)
+            .map_err(|_| CarrierError::Malformed("subprotocol is not a valid header"))?;
+        (stripped, Some(selected))
+    };
     Ok(Some(ParsedProtocols {
-        credential: Some(credential.into_boxed_str()),
+        credential: Some(credential),
         stripped,
         selected,
     }))
@@ -288,12 +346,20 @@ mod tests {
     }
 
     #[test]
+    fn tchar_set_is_rfc9110() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_tchar(b), expected, "{b:#04x}");
+        }
+    }
+
+    #[test]
     fn extracts_and_strips() {
         let entry = SubprotocolCarrier::new().encode("header.payload.sig");
         let mut p = parse(&[&format!("chat, {entry}, other")]).unwrap().unwrap();
         assert_eq!(p.take_credential().as_deref(), Some("header.payload.sig"));
         assert_eq!(p.stripped, "chat, other");
-        assert_eq!(p.selected, "chat");
+        assert_eq!(p.selected(), "chat");
         assert!(p.offers(&HeaderValue::from_static("other")));
         assert!(!p.offers(&HeaderValue::from_static(&*Box::leak(
             entry.into_boxed_str()
@@ -345,7 +411,7 @@ mod tests {
         let p = parse_protocols(&h, &config, Limits::default())
             .unwrap()
             .unwrap();
-        assert_eq!(p.selected, "v1");
+        assert_eq!(p.selected(), "v1");
         let h = headers(&[&format!("x, {entry}")]);
         assert!(parse_protocols(&h, &config, Limits::default()).is_err());
     }
@@ -374,6 +440,97 @@ mod tests {
         assert_eq!(parse(&[&line]).unwrap_err(), CarrierError::TooLarge);
     }
 
+    /// Credential, stripped list, selected protocol.
+    type Outcome = Result<Option<(String, Vec<u8>, Vec<u8>)>, CarrierError>;
+
+    /// The straightforward two-pass parser the one-pass one replaced: the
+    /// oracle for `same_as_reference` (results and reasons must not change).
+    fn reference(headers: &HeaderMap, config: &SubprotocolCarrier, limits: Limits) -> Outcome {
+        let values = headers.get_all(SEC_WEBSOCKET_PROTOCOL);
+        let mut total = 0usize;
+        for v in values.iter() {
+            total = total.saturating_add(v.len() + 2);
+            if total > limits.max_header {
+                return Err(CarrierError::TooLarge);
+            }
+        }
+        let prefix = config.prefix.as_bytes();
+        let has_credential = values
+            .iter()
+            .flat_map(|v| elements(v.as_bytes()))
+            .any(|e| e.starts_with(prefix));
+        if !has_credential {
+            return Ok(None);
+        }
+
+        let mut encoded: Option<&[u8]> = None;
+        let mut companions: Vec<&[u8]> = Vec::new();
+        for element in values.iter().flat_map(|v| elements(v.as_bytes())) {
+            if !is_token(element) {
+                return Err(CarrierError::Malformed("subprotocol entry is not a token"));
+            }
+            if let Some(rest) = element.strip_prefix(prefix) {
+                if encoded.replace(rest).is_some() {
+                    return Err(CarrierError::Malformed(
+                        "two credential entries in Sec-WebSocket-Protocol",
+                    ));
+                }
+            } else {
+                companions.push(element);
+            }
+        }
+        let encoded = encoded.ok_or(CarrierError::Malformed("credential entry vanished"))?;
+        if encoded.len() > limits.max_credential {
+            return Err(CarrierError::TooLarge);
+        }
+        if encoded.is_empty() {
+            return Err(CarrierError::Malformed("empty subprotocol credential"));
+        }
+        let selected = match &config.protocols {
+            None => companions.first().copied(),
+            Some(allowed) => companions
+                .iter()
+                .copied()
+                .find(|c| allowed.iter().any(|a| a.as_bytes() == *c)),
+        }
+        .ok_or(CarrierError::Malformed(
+            "no acceptable companion protocol beside the credential entry",
+        ))?;
+
+        let decoded = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| {
+            CarrierError::Malformed("subprotocol credential is not base64url without padding")
+        })?;
+        let credential = String::from_utf8(decoded)
+            .map_err(|_| CarrierError::Malformed("subprotocol credential is not UTF-8"))?;
+        if credential.is_empty() || credential.chars().any(char::is_control) {
+            return Err(CarrierError::Malformed(
+                "subprotocol credential holds control characters",
+            ));
+        }
+
+        let stripped = HeaderValue::from_bytes(&companions.join(&b", "[..]))
+            .map_err(|_| CarrierError::Malformed("subprotocol list is not a valid header"))?;
+        let selected = HeaderValue::from_bytes(selected)
+            .map_err(|_| CarrierError::Malformed("subprotocol is not a valid header"))?;
+        Ok(Some((
+            credential,
+            stripped.as_bytes().to_vec(),
+            selected.as_bytes().to_vec(),
+        )))
+    }
+
+    fn outcome(headers: &HeaderMap, config: &SubprotocolCarrier, limits: Limits) -> Outcome {
+        parse_protocols(headers, config, limits).map(|parsed| {
+            parsed.map(|mut p| {
+                (
+                    p.take_credential().unwrap(),
+                    p.stripped.as_bytes().to_vec(),
+                    p.selected().as_bytes().to_vec(),
+                )
+            })
+        })
+    }
+
     proptest! {
         #[test]
         fn never_panics(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..8)) {
@@ -392,12 +549,53 @@ mod tests {
         }
 
         #[test]
+        fn same_as_reference(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(
+                    prop_oneof![
+                        Just("chat".to_owned()),
+                        Just("v1".to_owned()),
+                        Just("v2".to_owned()),
+                        Just("ch@t".to_owned()),
+                        Just(String::new()),
+                        Just("base64url.bearer.".to_owned()),
+                        Just("base64url.bearer.dG9r".to_owned()),
+                        Just("base64url.bearer.YWJj=".to_owned()),
+                        Just("base64url.bearer.AA".to_owned()),
+                        Just("base64url.bearer._w".to_owned()),
+                        "base64url\\.bearer\\.[A-Za-z0-9_-]{0,12}",
+                        "[ -~]{0,6}",
+                    ],
+                    0..5,
+                ),
+                0..4,
+            ),
+            restrict in any::<bool>(),
+            cap in 1usize..24,
+        ) {
+            let mut h = HeaderMap::new();
+            for line in &lines {
+                if let Ok(v) = HeaderValue::from_str(&line.join(", ")) {
+                    h.append(SEC_WEBSOCKET_PROTOCOL, v);
+                }
+            }
+            let config = if restrict {
+                SubprotocolCarrier::new().protocols(["v2", "v1"])
+            } else {
+                SubprotocolCarrier::new()
+            };
+            for limits in [Limits::default(), Limits { max_credential: cap, max_header: 64 }] {
+                prop_assert_eq!(outcome(&h, &config, limits), reference(&h, &config, limits));
+            }
+        }
+
+        #[test]
         fn round_trips(token in "[ -~]{1,300}", companion in "[a-z][a-z0-9.]{0,20}") {
             let entry = SubprotocolCarrier::new().encode(&token);
             let mut p = parse(&[&format!("{companion}, {entry}")]).unwrap().unwrap();
             let credential = p.take_credential();
             prop_assert_eq!(credential.as_deref(), Some(token.as_str()));
-            prop_assert_eq!(p.selected.to_str().unwrap(), companion.as_str());
+            prop_assert_eq!(p.selected().to_str().unwrap(), companion.as_str());
         }
     }
 }

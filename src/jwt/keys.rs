@@ -48,6 +48,9 @@ pub struct JwtKey {
     pub(crate) key: DecodingKey,
     /// The signature length in base64url characters, known from the key.
     pub(crate) signature_chars: Option<usize>,
+    /// The same key parsed once for aws-lc-rs, when it parses there.
+    #[cfg(feature = "jwt")]
+    pub(crate) prepared: Option<super::fast::PreparedKey>,
 }
 
 impl fmt::Debug for JwtKey {
@@ -119,6 +122,18 @@ fn looks_like_pem(secret: &[u8]) -> bool {
 }
 
 impl JwtKey {
+    /// A key without `kid`, with its aws-lc-rs form prepared.
+    fn assemble(alg: JwtAlgorithm, key: DecodingKey, signature_chars: Option<usize>) -> Self {
+        Self {
+            alg,
+            kid: None,
+            #[cfg(feature = "jwt")]
+            prepared: super::fast::PreparedKey::new(alg, &key),
+            key,
+            signature_chars,
+        }
+    }
+
     /// An HMAC secret for `alg` (HS256, HS384 or HS512).
     ///
     /// The secret must be at least as long as the hash output (32, 48 or 64
@@ -143,12 +158,11 @@ impl JwtKey {
                 "a PEM document is not an HMAC secret (algorithm confusion)",
             ));
         }
-        Ok(Self {
+        Ok(Self::assemble(
             alg,
-            kid: None,
-            key: DecodingKey::from_secret(secret),
-            signature_chars: alg.fixed_signature_len().map(b64_chars),
-        })
+            DecodingKey::from_secret(secret),
+            alg.fixed_signature_len().map(b64_chars),
+        ))
     }
 
     /// A public key in PEM form, pinned to `alg`.
@@ -265,12 +279,7 @@ impl JwtKey {
             }
             Family::Hmac => alg.fixed_signature_len().map(b64_chars),
         };
-        Ok(Self {
-            alg,
-            kid: None,
-            key,
-            signature_chars,
-        })
+        Ok(Self::assemble(alg, key, signature_chars))
     }
 }
 
@@ -348,12 +357,11 @@ impl RawJwk {
                     ConfigError::WeakRsaKey { .. } => "RSA JWK under 2048 bits",
                     _ => "RSA JWK over 8192 bits",
                 })?;
-                JwtKey {
+                JwtKey::assemble(
                     alg,
-                    kid: None,
-                    key: DecodingKey::from_rsa_raw_components(&n, &e),
-                    signature_chars: Some(b64_chars(modulus_bytes)),
-                }
+                    DecodingKey::from_rsa_raw_components(&n, &e),
+                    Some(b64_chars(modulus_bytes)),
+                )
             }
             Some("EC") => {
                 let (alg, size) = match self.crv.as_deref() {
@@ -373,12 +381,11 @@ impl RawJwk {
                 point.push(4);
                 point.extend_from_slice(&x);
                 point.extend_from_slice(&y);
-                JwtKey {
+                JwtKey::assemble(
                     alg,
-                    kid: None,
-                    key: DecodingKey::from_ec_der(&point),
-                    signature_chars: alg.fixed_signature_len().map(b64_chars),
-                }
+                    DecodingKey::from_ec_der(&point),
+                    alg.fixed_signature_len().map(b64_chars),
+                )
             }
             Some("OKP") => {
                 if self.crv.as_deref() != Some("Ed25519") {
@@ -392,12 +399,11 @@ impl RawJwk {
                     return Err("Ed25519 JWK of the wrong size");
                 }
                 let alg = JwtAlgorithm::EdDSA;
-                JwtKey {
+                JwtKey::assemble(
                     alg,
-                    kid: None,
-                    key: DecodingKey::from_ed_der(&x),
-                    signature_chars: alg.fixed_signature_len().map(b64_chars),
-                }
+                    DecodingKey::from_ed_der(&x),
+                    alg.fixed_signature_len().map(b64_chars),
+                )
             }
             Some("oct") => {
                 if !rules.allow_symmetric {

@@ -5,6 +5,8 @@
 mod algorithm;
 mod claims;
 mod compact;
+#[cfg(feature = "jwt")]
+mod fast;
 #[cfg(feature = "jwks")]
 mod fetch;
 #[cfg(feature = "jwks")]
@@ -55,7 +57,16 @@ fn install_crypto_provider() {
         let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
         #[cfg(not(feature = "jwt"))]
         let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-        let _ = provider.install_default();
+        let installed = provider.install_default();
+        // Keys parsed once for aws-lc-rs are used only when jsonwebtoken's
+        // provider is aws-lc-rs' own: the answers are then the same.
+        #[cfg(feature = "jwt")]
+        fast::set_enabled(match installed {
+            Ok(()) => true,
+            Err(existing) => std::ptr::eq(existing, provider),
+        });
+        #[cfg(not(feature = "jwt"))]
+        let _ = installed;
     });
 }
 
@@ -209,6 +220,16 @@ fn normalize_typ(typ: &str) -> String {
         Some(rest) => rest.to_owned(),
         None => lower,
     }
+}
+
+/// `normalize_typ(typ) == expected` for a normalised `expected`, without
+/// allocating.
+fn typ_is(typ: &str, expected: &str) -> bool {
+    let rest = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => typ.get(12..).unwrap_or(""),
+        _ => typ,
+    };
+    rest.eq_ignore_ascii_case(expected)
 }
 
 fn boxed<I>(items: I) -> Vec<Box<str>>
@@ -540,7 +561,7 @@ where
         };
         if let Some(expected) = &config.typ {
             match &compact.header.typ {
-                Some(typ) if normalize_typ(typ) == **expected => {}
+                Some(typ) if typ_is(typ, expected) => {}
                 Some(_) => return Err(AuthError::invalid("typ not accepted")),
                 None => return Err(AuthError::invalid("typ missing")),
             }
@@ -578,10 +599,23 @@ where
 
     fn validate_claims(&self, compact: &Compact<'_>) -> Result<Identity, AuthError> {
         let config = &*self.config;
-        let payload = URL_SAFE_NO_PAD
-            .decode(compact.payload)
-            .map_err(|_| AuthError::invalid("payload is not canonical base64url"))?;
-        let claims = claims::read(&payload, &config.names).map_err(AuthError::invalid)?;
+        // Decoded on the stack when small (most connection tokens are), on
+        // the heap otherwise; the same engine either way.
+        let mut small = [0u8; 512];
+        let heap;
+        let invalid_payload = |_| AuthError::invalid("payload is not canonical base64url");
+        let payload: &[u8] = if base64::decoded_len_estimate(compact.payload.len()) <= small.len() {
+            let len = URL_SAFE_NO_PAD
+                .decode_slice(compact.payload, &mut small)
+                .map_err(|_| AuthError::invalid("payload is not canonical base64url"))?;
+            small.get(..len).unwrap_or_default()
+        } else {
+            heap = URL_SAFE_NO_PAD
+                .decode(compact.payload)
+                .map_err(invalid_payload)?;
+            &heap
+        };
+        let claims = claims::read(payload, &config.names).map_err(AuthError::invalid)?;
         let names = &config.names;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -666,7 +700,7 @@ where
                     .map_err(|()| AuthError::invalid("scope claim of the wrong type"))?;
             }
         }
-        let typed: C = serde_json::from_slice(&payload)
+        let typed: C = serde_json::from_slice(payload)
             .map_err(|_| AuthError::invalid("claims do not fit the claims type"))?;
 
         if !config
@@ -703,13 +737,25 @@ fn check_signature(compact: &Compact<'_>, key: &JwtKey) -> Result<(), AuthError>
     if !signature_len_fits(key, compact.signature) {
         return Err(AuthError::invalid("signature length does not fit the key"));
     }
-    let verified = jsonwebtoken::crypto::verify(
-        compact.signature,
-        compact.signing_input.as_bytes(),
-        &key.key,
-        key.alg.to_jsonwebtoken(),
-    )
-    .map_err(|_| AuthError::invalid("signature could not be checked"))?;
+    #[cfg(feature = "jwt")]
+    let fast = key
+        .prepared
+        .as_ref()
+        .and_then(|prepared| prepared.verify(compact.signing_input.as_bytes(), compact.signature));
+    #[cfg(not(feature = "jwt"))]
+    let fast: Option<Result<bool, ()>> = None;
+    let verified = match fast {
+        Some(verified) => {
+            verified.map_err(|()| AuthError::invalid("signature could not be checked"))?
+        }
+        None => jsonwebtoken::crypto::verify(
+            compact.signature,
+            compact.signing_input.as_bytes(),
+            &key.key,
+            key.alg.to_jsonwebtoken(),
+        )
+        .map_err(|_| AuthError::invalid("signature could not be checked"))?,
+    };
     if verified {
         Ok(())
     } else {
@@ -754,6 +800,34 @@ mod tests {
         let last = t.pop().unwrap();
         t.push(if last == 'A' { 'Q' } else { 'A' });
         t
+    }
+
+    #[test]
+    fn typ_is_normalize_typ() {
+        let samples = [
+            "JWT",
+            "jwt",
+            "at+jwt",
+            "application/jwt",
+            "APPLICATION/JWT",
+            "Application/At+JWT",
+            "application/",
+            "application",
+            "applicationjwt",
+            "",
+            "é/jwt",
+            "applicatioé/jwt",
+        ];
+        for typ in samples {
+            for expected in samples {
+                let expected = normalize_typ(expected);
+                assert_eq!(
+                    typ_is(typ, &expected),
+                    normalize_typ(typ) == expected,
+                    "{typ:?} vs {expected:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -5,7 +5,11 @@ use std::fmt;
 use std::time::Duration;
 
 use ::cookie::{Cookie, CookieJar, Key, SameSite};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
+use sha2::Sha256;
 
 use super::SessionId;
 use crate::credential::{Limits, is_cookie_name, is_vchar, parse_cookie};
@@ -16,18 +20,38 @@ enum Protection {
     /// The cookie value is the session id.
     Plain,
     /// The value is the session id after an HMAC-SHA256 tag (the cookie
-    /// crate's signed jar).
-    Signed(Key),
+    /// crate's signed jar). With the key, HMAC-SHA256 already keyed with
+    /// its signing half: the key schedule (two SHA-256 blocks) is done once,
+    /// not per upgrade.
+    Signed(Key, Box<Hmac<Sha256>>),
     /// The value is the session id encrypted with AES-256-GCM, the cookie
     /// name as associated data (the cookie crate's private jar).
     Private(Key),
+}
+
+/// The length of the base64 (standard, padded) HMAC-SHA256 tag that
+/// prefixes a signed cookie's value: the cookie crate's format.
+const SIGNED_TAG_CHARS: usize = 44;
+
+/// Verifies a value signed by the cookie crate's `SignedJar` (tag, then
+/// value) as it does (the tag is standard padded base64 of HMAC-SHA256
+/// over the value, compared in constant time) and returns the value.
+fn verify_signed<'v>(mac: &Hmac<Sha256>, signed: &'v str) -> Option<&'v str> {
+    let tag = signed.get(..SIGNED_TAG_CHARS)?;
+    let value = signed.get(SIGNED_TAG_CHARS..)?;
+    let mut decoded = [0u8; 48];
+    let len = STANDARD.decode_slice(tag, &mut decoded).ok()?;
+    let mut mac = mac.clone();
+    mac.update(value.as_bytes());
+    mac.verify_slice(decoded.get(..len)?).ok()?;
+    Some(value)
 }
 
 impl Protection {
     fn as_str(&self) -> &'static str {
         match self {
             Self::Plain => "plain",
-            Self::Signed(_) => "signed",
+            Self::Signed(..) => "signed",
             Self::Private(_) => "private",
         }
     }
@@ -133,7 +157,12 @@ impl SessionCookie {
     /// `with_signed`.
     #[must_use]
     pub fn signed(mut self, key: Key) -> Self {
-        self.protection = Protection::Signed(key);
+        let mac = match Hmac::<Sha256>::new_from_slice(key.signing()) {
+            Ok(mac) => mac,
+            // HMAC takes keys of any length.
+            Err(_) => unreachable!("HMAC accepts every key length"),
+        };
+        self.protection = Protection::Signed(key, Box::new(mac));
         self
     }
 
@@ -280,11 +309,7 @@ impl SessionCookie {
     pub fn open(&self, value: &str) -> Option<SessionId> {
         match &self.protection {
             Protection::Plain => SessionId::parse(value),
-            Protection::Signed(key) => {
-                let cookie = Cookie::new(self.name.to_string(), value.to_owned());
-                let verified = CookieJar::new().signed(key).verify(cookie)?;
-                SessionId::parse(verified.value())
-            }
+            Protection::Signed(_, mac) => SessionId::parse(verify_signed(mac, value)?),
             Protection::Private(key) => {
                 let cookie = Cookie::new(self.name.to_string(), value.to_owned());
                 let decrypted = CookieJar::new().private(key).decrypt(cookie)?;
@@ -312,7 +337,7 @@ impl SessionCookie {
         let mut jar = CookieJar::new();
         match &self.protection {
             Protection::Plain => return cookie,
-            Protection::Signed(key) => jar.signed_mut(key).add(cookie),
+            Protection::Signed(key, _) => jar.signed_mut(key).add(cookie),
             Protection::Private(key) => jar.private_mut(key).add(cookie),
         }
         // The jar holds exactly the cookie just added, sealed.
@@ -337,6 +362,55 @@ fn to_header_value(cookie: &Cookie<'_>) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the cookie crate's own signed jar says about `value`.
+    fn cookie_crate_verify(key: &Key, value: &str) -> Option<String> {
+        CookieJar::new()
+            .signed(key)
+            .verify(Cookie::new("session", value.to_owned()))
+            .map(|c| c.value().to_owned())
+    }
+
+    fn signed_by_cookie_crate(key: &Key, value: &str) -> String {
+        let mut jar = CookieJar::new();
+        jar.signed_mut(key)
+            .add(Cookie::new("session", value.to_owned()));
+        jar.delta()
+            .next()
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn signed_verification_is_the_cookie_crates(
+            value in "[ -~]{0,60}",
+            flip in proptest::option::of(0usize..110),
+            junk in "[ -~é]{0,80}",
+        ) {
+            let key = Key::from(&[7u8; 64]);
+            let SessionCookie { protection: Protection::Signed(_, mac), .. } =
+                SessionCookie::new("session").signed(key.clone())
+            else {
+                panic!("signed");
+            };
+            let mut signed = signed_by_cookie_crate(&key, &value);
+            if let Some(at) = flip
+                && at < signed.len()
+                && signed.is_char_boundary(at)
+                && signed.is_char_boundary(at + 1)
+            {
+                let replacement = if signed.as_bytes()[at] == b'A' { "B" } else { "A" };
+                signed.replace_range(at..at + 1, replacement);
+            }
+            for candidate in [signed.as_str(), junk.as_str()] {
+                proptest::prop_assert_eq!(
+                    verify_signed(&mac, candidate).map(str::to_owned),
+                    cookie_crate_verify(&key, candidate)
+                );
+            }
+        }
+    }
 
     fn value_of(set_cookie: &HeaderValue) -> String {
         let text = set_cookie.to_str().unwrap();

@@ -87,6 +87,14 @@ pub enum EndReason {
 pub struct SessionGuard<A = NoRefresh, M = JsonMessages> {
     authenticator: Arc<A>,
     messages: Arc<M>,
+    // Shared: every guarded socket holds a copy of its guard, and an idle
+    // connection should hold as little as possible.
+    settings: Arc<Settings>,
+}
+
+/// A guard's settings other than the authenticator and the messages.
+#[derive(Debug, Clone)]
+struct Settings {
     codes: CloseCodes,
     warn_before: Option<Duration>,
     max_refresh_bytes: usize,
@@ -98,10 +106,7 @@ impl<A, M> Clone for SessionGuard<A, M> {
         Self {
             authenticator: self.authenticator.clone(),
             messages: self.messages.clone(),
-            codes: self.codes,
-            warn_before: self.warn_before,
-            max_refresh_bytes: self.max_refresh_bytes,
-            revocations: self.revocations.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -109,9 +114,9 @@ impl<A, M> Clone for SessionGuard<A, M> {
 impl<A, M> fmt::Debug for SessionGuard<A, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionGuard")
-            .field("codes", &self.codes)
-            .field("warn_before", &self.warn_before)
-            .field("revocations", &self.revocations)
+            .field("codes", &self.settings.codes)
+            .field("warn_before", &self.settings.warn_before)
+            .field("revocations", &self.settings.revocations)
             .finish_non_exhaustive()
     }
 }
@@ -131,10 +136,12 @@ impl<A: Authenticator> SessionGuard<A> {
         Self {
             authenticator: Arc::new(authenticator),
             messages: Arc::new(JsonMessages),
-            codes: CloseCodes::default(),
-            warn_before: None,
-            max_refresh_bytes: 16 * 1024,
-            revocations: None,
+            settings: Arc::new(Settings {
+                codes: CloseCodes::default(),
+                warn_before: None,
+                max_refresh_bytes: 16 * 1024,
+                revocations: None,
+            }),
         }
     }
 }
@@ -144,21 +151,21 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
     /// expires, so the client can refresh in time.
     #[must_use]
     pub fn warn_before(mut self, lead: Duration) -> Self {
-        self.warn_before = Some(lead);
+        Arc::make_mut(&mut self.settings).warn_before = Some(lead);
         self
     }
 
     /// The close codes.
     #[must_use]
     pub fn codes(mut self, codes: CloseCodes) -> Self {
-        self.codes = codes;
+        Arc::make_mut(&mut self.settings).codes = codes;
         self
     }
 
     /// Registers guarded connections in `registry`, so they can be revoked.
     #[must_use]
     pub fn revocations(mut self, registry: Revocations) -> Self {
-        self.revocations = Some(registry);
+        Arc::make_mut(&mut self.settings).revocations = Some(registry);
         self
     }
 
@@ -166,7 +173,7 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
     /// with [`CloseCodes::too_big_code`]. Default 16 KiB.
     #[must_use]
     pub fn max_refresh_bytes(mut self, bytes: usize) -> Self {
-        self.max_refresh_bytes = bytes;
+        Arc::make_mut(&mut self.settings).max_refresh_bytes = bytes;
         self
     }
 
@@ -175,16 +182,17 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
         SessionGuard {
             authenticator: self.authenticator,
             messages: Arc::new(messages),
-            codes: self.codes,
-            warn_before: self.warn_before,
-            max_refresh_bytes: self.max_refresh_bytes,
-            revocations: self.revocations,
+            settings: self.settings,
         }
     }
 
     /// Guards `socket`, authenticated as `identity`.
     pub fn wrap<S: AuthSocket>(&self, socket: S, identity: Identity) -> GuardedSocket<S, A, M> {
-        let registration = self.revocations.as_ref().map(|r| r.register(&identity));
+        let registration = self
+            .settings
+            .revocations
+            .as_ref()
+            .map(|r| r.register(&identity));
         let mut guarded = GuardedSocket {
             socket,
             guard: self.clone(),
@@ -207,7 +215,9 @@ pub struct GuardedSocket<S, A = NoRefresh, M = JsonMessages> {
     socket: S,
     guard: SessionGuard<A, M>,
     identity: Identity,
-    request: Option<Parts>,
+    // Boxed: usually absent, and inline it would add 224 bytes to every
+    // idle connection.
+    request: Option<Box<Parts>>,
     deadline: Option<Instant>,
     warn_at: Option<Instant>,
     registration: Option<Registration>,
@@ -259,13 +269,13 @@ where
     /// (by default it gets an empty one).
     #[must_use]
     pub fn with_request(mut self, request: Parts) -> Self {
-        self.request = Some(request);
+        self.request = Some(Box::new(request));
         self
     }
 
     fn schedule(&mut self) {
         self.deadline = self.identity.expires_at().map(instant_of);
-        self.warn_at = match (self.deadline, self.guard.warn_before) {
+        self.warn_at = match (self.deadline, self.guard.settings.warn_before) {
             (Some(deadline), Some(lead)) => Some(deadline.checked_sub(lead).unwrap_or(deadline)),
             _ => None,
         };
@@ -281,6 +291,32 @@ where
         self.ended
     }
 
+    /// Waits for what happens next: a revocation, the expiry or its
+    /// warning, or a message. Its own future, so that only this (a
+    /// revocation wait, one timer and the socket's read) is held by an
+    /// idle connection's task.
+    async fn next_event(&mut self) -> Event<S::Message> {
+        // One timer for the earlier of the expiry and the warning (a
+        // second one would add its size to every idle connection). When
+        // they coincide, the expiry wins.
+        let (wake_at, warn) = match (self.deadline, self.warn_at) {
+            (Some(deadline), Some(warn)) if warn < deadline => (Some(warn), true),
+            (Some(deadline), _) => (Some(deadline), false),
+            (None, Some(warn)) => (Some(warn), true),
+            (None, None) => (None, false),
+        };
+        let registration = self.registration.as_ref();
+        let socket = &mut self.socket;
+        tokio::select! {
+            biased;
+            () = async { if let Some(r) = registration { r.revoked().await } }, if registration.is_some() => Event::Revoked,
+            () = async { if let Some(at) = wake_at { tokio::time::sleep_until(at).await } }, if wake_at.is_some() => {
+                if warn { Event::Warn } else { Event::Expired }
+            }
+            message = socket.recv_message() => Event::Message(message),
+        }
+    }
+
     /// The next application message. `None` once the socket has ended: see
     /// [`end_reason`](Self::end_reason).
     ///
@@ -292,36 +328,19 @@ where
             if self.ended.is_some() {
                 return None;
             }
-            let event = {
-                let deadline = self.deadline;
-                let warn_at = self.warn_at;
-                let registration = self.registration.as_ref();
-                let socket = &mut self.socket;
-                tokio::select! {
-                    biased;
-                    () = async { if let Some(r) = registration { r.revoked().await } }, if registration.is_some() => Event::Revoked,
-                    () = async { if let Some(at) = deadline { tokio::time::sleep_until(at).await } }, if deadline.is_some() => Event::Expired,
-                    () = async { if let Some(at) = warn_at { tokio::time::sleep_until(at).await } }, if warn_at.is_some() => Event::Warn,
-                    message = socket.recv_message() => Event::Message(message),
-                }
-            };
+            let event = self.next_event().await;
             match event {
+                // The rare paths run boxed: their futures (closing, sending,
+                // verifying a refresh) would otherwise be part of this
+                // future's size, held by every idle connection.
                 Event::Revoked => {
-                    self.end(
-                        EndReason::Revoked,
-                        self.guard.codes.revoked_code(),
-                        "revoked",
-                    )
-                    .await;
+                    let code = self.guard.settings.codes.revoked_code();
+                    Box::pin(self.end(EndReason::Revoked, code, "revoked")).await;
                     return None;
                 }
                 Event::Expired => {
-                    self.end(
-                        EndReason::Expired,
-                        self.guard.codes.expired_code(),
-                        "session expired",
-                    )
-                    .await;
+                    let code = self.guard.settings.codes.expired_code();
+                    Box::pin(self.end(EndReason::Expired, code, "session expired")).await;
                     return None;
                 }
                 Event::Warn => {
@@ -331,7 +350,7 @@ where
                         .map(|d| d.saturating_duration_since(Instant::now()))
                         .unwrap_or_default();
                     if let Some(text) = self.guard.messages.expiring(&self.identity, remaining)
-                        && let Err(error) = self.socket.send_message(S::text(text)).await
+                        && let Err(error) = Box::pin(self.socket.send_message(S::text(text))).await
                     {
                         self.ended = Some(EndReason::Error);
                         return Some(Err(error));
@@ -355,27 +374,25 @@ where
                     };
                     let token = match self.guard.messages.parse_refresh(text) {
                         Parsed::Other => return Some(Ok(message)),
-                        _ if text.len() > self.guard.max_refresh_bytes => {
-                            self.end(
-                                EndReason::RefreshRejected,
-                                self.guard.codes.too_big_code(),
-                                "message too big",
-                            )
-                            .await;
+                        _ if text.len() > self.guard.settings.max_refresh_bytes => {
+                            let code = self.guard.settings.codes.too_big_code();
+                            Box::pin(self.end(EndReason::RefreshRejected, code, "message too big"))
+                                .await;
                             return None;
                         }
                         Parsed::Malformed => {
-                            self.end(
+                            let code = self.guard.settings.codes.malformed_code();
+                            Box::pin(self.end(
                                 EndReason::RefreshRejected,
-                                self.guard.codes.malformed_code(),
+                                code,
                                 "malformed refresh message",
-                            )
+                            ))
                             .await;
                             return None;
                         }
                         Parsed::Credential(token) => token,
                     };
-                    match self.refresh(token).await {
+                    match Box::pin(self.refresh(token)).await {
                         Refreshed::Yes => {}
                         Refreshed::NotApplicable => return Some(Ok(message)),
                         Refreshed::Closed => return None,
@@ -391,7 +408,7 @@ where
         let credential = Credential::new(Carrier::Message, token);
         let empty;
         let request = match &self.request {
-            Some(parts) => parts,
+            Some(parts) => &**parts,
             None => {
                 empty = http::Request::new(()).into_parts().0;
                 &empty
@@ -419,7 +436,7 @@ where
                 tracing::debug!(target: "tower_ws_auth", outcome = "rejected", subject = self.identity.subject(), "refresh for another subject");
                 self.end(
                     EndReason::RefreshForOtherSubject,
-                    self.guard.codes.forbidden_code(),
+                    self.guard.settings.codes.forbidden_code(),
                     "forbidden",
                 )
                 .await;
@@ -435,7 +452,7 @@ where
             }
             Err(error) => {
                 tracing::debug!(target: "tower_ws_auth", outcome = "rejected", subject = self.identity.subject(), reason = %error, "refresh rejected");
-                let (code, reason) = rejection_close(&self.guard.codes, &error);
+                let (code, reason) = rejection_close(&self.guard.settings.codes, &error);
                 self.end(EndReason::RefreshRejected, code, reason).await;
                 Refreshed::Closed
             }
