@@ -185,6 +185,12 @@ fn pin(core: usize) {
 }
 
 fn main() {
+    // jsonwebtoken needs a process-wide provider when both of its backends
+    // are compiled in (`--all-features`): the client signs tokens and the
+    // extractor variants decode them without a `JwtAuthenticator`.
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+        &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+    );
     if let Ok(name) = std::env::var(SERVER_ENV) {
         let variant = Variant::from_name(&name).expect("known variant");
         server(variant);

@@ -77,7 +77,8 @@ pub trait Authenticator: Send + Sync + 'static {
     }
 
     /// Caches successful authentications for up to `ttl` (never past the
-    /// identity's own expiry), holding at most `capacity` entries; see
+    /// identity's own expiry), holding at most `capacity` entries (and
+    /// copies of recently used ones in a small table in front); see
     /// [`Cached`](crate::Cached).
     #[cfg(feature = "cache")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
