@@ -439,14 +439,24 @@ async fn revocation_crosses_instances_through_redis(kind: Kind) {
         return;
     };
     let a = App::new(
-        Revocations::with_bus(RedisBus::connect(&redis.url()).await.unwrap())
-            .await
-            .unwrap(),
+        Revocations::with_bus(
+            RedisBus::connect(&redis.url())
+                .await
+                .unwrap()
+                .channel(format!("revocations:{}", redis.port)),
+        )
+        .await
+        .unwrap(),
     );
     let b = App::new(
-        Revocations::with_bus(RedisBus::connect(&redis.url()).await.unwrap())
-            .await
-            .unwrap(),
+        Revocations::with_bus(
+            RedisBus::connect(&redis.url())
+                .await
+                .unwrap()
+                .channel(format!("revocations:{}", redis.port)),
+        )
+        .await
+        .unwrap(),
     );
     let _a_addr = spawn(kind, a.clone()).await;
     let b_addr = spawn(kind, b.clone()).await;

@@ -43,28 +43,44 @@ impl RedisServer {
             );
             return None;
         };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Self {
-            binary,
-            port,
-            child: None,
-        };
-        server.restart();
-        Some(server)
+        // Tests run in parallel: a free port can be taken by another test's
+        // server between our probe and our bind. Try again on another port
+        // until our own process is the one listening.
+        for _ in 0..20 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut server = Self {
+                binary: binary.clone(),
+                port,
+                child: None,
+            };
+            if server.spawn_and_wait() {
+                return Some(server);
+            }
+        }
+        panic!("{test}: could not start redis-server on a free port");
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server (again) on its port and waits until it answers.
+    /// Starts the server again on its port and waits until it answers.
     pub fn restart(&mut self) {
+        assert!(
+            self.spawn_and_wait(),
+            "redis-server could not restart on port {}",
+            self.port
+        );
+    }
+
+    /// Spawns the server on its port; `false` if it exited (the port was taken).
+    fn spawn_and_wait(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new(&self.binary)
+        let mut child = Command::new(&self.binary)
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -79,9 +95,21 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn redis-server");
-        self.child = Some(child);
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            // Our own process must be alive and listening: another test's
+            // server on the same port would answer the connect too.
+            if child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+                if child.try_wait().ok().flatten().is_some() {
+                    return false;
+                }
+                self.child = Some(child);
+                return true;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis-server did not start"
