@@ -179,6 +179,13 @@ impl fmt::Debug for Identity {
     }
 }
 
+/// The instant `ttl` from now, saturating far in the future.
+pub(crate) fn deadline(ttl: Duration) -> SystemTime {
+    SystemTime::now()
+        .checked_add(ttl)
+        .unwrap_or_else(|| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)))
+}
+
 /// Builds an [`Identity`]; see [`Identity::builder`].
 #[must_use]
 pub struct IdentityBuilder {
@@ -202,10 +209,7 @@ impl IdentityBuilder {
 
     /// Sets the expiry to `now + ttl`.
     pub fn expires_in(self, ttl: Duration) -> Self {
-        let at = SystemTime::now()
-            .checked_add(ttl)
-            .unwrap_or_else(|| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)));
-        self.expires_at(at)
+        self.expires_at(deadline(ttl))
     }
 
     /// Adds one scope or role.

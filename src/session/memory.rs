@@ -7,7 +7,8 @@ use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
-use super::{SessionDigest, SessionId, SessionRecord, SessionStore, StoreError, deadline};
+use super::{SessionDigest, SessionId, SessionRecord, SessionStore, StoreError};
+use crate::identity::deadline;
 
 /// Sessions below this count are never swept on insertion.
 const MIN_SWEEP: usize = 64;

@@ -482,13 +482,6 @@ where
     }
 }
 
-/// The instant `ttl` from now, saturating far in the future.
-fn deadline(ttl: Duration) -> SystemTime {
-    let now = SystemTime::now();
-    now.checked_add(ttl)
-        .unwrap_or_else(|| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
