@@ -26,6 +26,8 @@ enum Mode {
     Down,
     Slow(Duration),
     Body(&'static str),
+    /// A body that never ends (`{"keys":[` and then spaces), streamed.
+    Endless,
 }
 
 #[derive(Clone)]
@@ -37,6 +39,8 @@ struct KeyServerState {
     base: Arc<Mutex<String>>,
     jwks_hits: Arc<AtomicUsize>,
     discovery_hits: Arc<AtomicUsize>,
+    /// Bytes of endless bodies the clients have pulled.
+    endless_sent: Arc<AtomicUsize>,
 }
 
 /// A JWKS and OpenID Connect discovery server on 127.0.0.1.
@@ -83,6 +87,7 @@ impl KeyServer {
             base: Arc::new(Mutex::new(String::new())),
             jwks_hits: Arc::default(),
             discovery_hits: Arc::default(),
+            endless_sent: Arc::default(),
         };
         let app = Router::new()
             .route("/jwks.json", get(jwks))
@@ -153,6 +158,18 @@ async fn jwks(State(s): State<KeyServerState>) -> Response {
             json!({"keys": *s.keys.lock().unwrap()}).to_string()
         }
         Mode::Body(body) => body.to_owned(),
+        Mode::Endless => {
+            let sent = s.endless_sent.clone();
+            let chunk = bytes::Bytes::from(vec![b' '; 64 * 1024]);
+            let chunks = std::iter::once(bytes::Bytes::from_static(b"{\"keys\":["))
+                .chain(std::iter::repeat(chunk))
+                .map(move |chunk| {
+                    sent.fetch_add(chunk.len(), Ordering::SeqCst);
+                    Ok::<_, std::convert::Infallible>(chunk)
+                });
+            return axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+                .into_response();
+        }
         Mode::Up => json!({"keys": *s.keys.lock().unwrap()}).to_string(),
     };
     let mut response = body.into_response();
@@ -431,6 +448,76 @@ async fn no_usable_key_is_503() {
     let server = serve(Jwt::from_remote_jwks(capped)).await;
     unavailable(server.addr, &token(Algorithm::RS256, "padding-1", "a")).await;
     assert_eq!(server.handled.get() + server2.handled.get(), 0);
+}
+
+/// Faults of the key server while keys are cached: down, garbage, a body
+/// that never ends, an answer that takes 5 s. Each time a token with an
+/// unknown `kid` makes the verifier fetch, gets 503 within the total
+/// timeout, and the cached key keeps working, both through the fetch
+/// triggered by that token and through background refreshes. No token is
+/// ever accepted without its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_keys_survive_every_kind_of_bad_answer() {
+    init();
+    let keys = KeyServer::start(vec![rsa_jwk("k1")]).await;
+    let total_timeout = Duration::from_secs(1);
+    let jwks = quick(&keys.url())
+        .max_body_bytes(64 * 1024)
+        .timeouts(Duration::from_millis(500), total_timeout)
+        .build()
+        .unwrap();
+    let server = serve(Jwt::from_remote_jwks(jwks)).await;
+    let good = token(Algorithm::RS256, "k1", "a");
+    assert_eq!(accepted(server.addr, &good).await.subject, "a");
+
+    let faults = [
+        Mode::Down,
+        Mode::Body("not json"),
+        Mode::Body("{\"keys\": 5}"),
+        Mode::Body("<html><body>502 Bad Gateway</body></html>"),
+        Mode::Endless,
+        Mode::Slow(Duration::from_secs(5)),
+    ];
+    for fault in faults {
+        keys.set_mode(fault.clone());
+        // Past the refetch interval, so the next unknown kid fetches.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let hits = keys.hits();
+        let started = Instant::now();
+        unavailable(server.addr, &token(Algorithm::RS256, "k2", "b")).await;
+        let waited = started.elapsed();
+        assert_eq!(keys.hits(), hits + 1, "{fault:?}: one fetch");
+        assert!(
+            waited < total_timeout + Duration::from_secs(1),
+            "{fault:?}: the request waited {waited:?}"
+        );
+        // A forged token for the missing kid never gets through either.
+        unavailable(server.addr, &token(Algorithm::RS256, "k2", "b")).await;
+        assert_eq!(
+            accepted(server.addr, &good).await.subject,
+            "a",
+            "{fault:?}: the cached key stopped working"
+        );
+    }
+    // The endless body was cut at the cap: what the client pulled is the
+    // cap plus what socket buffers hold, not the body.
+    let pulled = keys.state.endless_sent.load(Ordering::SeqCst);
+    assert!(pulled < 16 * 1024 * 1024, "{pulled} bytes pulled");
+
+    // Background refreshes against a broken endpoint keep the keys too.
+    keys.set_mode(Mode::Body("not json"));
+    let refreshing = quick(&keys.url())
+        .refresh_bounds(Duration::from_millis(100), Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let server = serve(Jwt::from_remote_jwks(refreshing)).await;
+    keys.set_mode(Mode::Up);
+    assert_eq!(accepted(server.addr, &good).await.subject, "a");
+    keys.set_mode(Mode::Body("not json"));
+    let hits = keys.hits();
+    wait_until("background refreshes", || keys.hits() >= hits + 3).await;
+    assert_eq!(accepted(server.addr, &good).await.subject, "a");
+    assert_eq!(server.handled.get(), 2);
 }
 
 #[tokio::test]
