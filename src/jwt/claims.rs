@@ -162,7 +162,10 @@ pub(crate) type Reason = &'static str;
 /// Reads the claims named in `names` from a decoded payload, which must be
 /// one JSON object without duplicate names among those claims.
 pub(crate) fn read<'de>(payload: &'de [u8], names: &ClaimNames) -> Result<Claims<'de>, Reason> {
-    let mut de = serde_json::Deserializer::from_slice(payload);
+    // JSON is UTF-8 (RFC 8259); serde_json checks only the strings it keeps,
+    // so bytes in an ignored claim would otherwise pass.
+    let payload = std::str::from_utf8(payload).map_err(|_| "claims are not UTF-8")?;
+    let mut de = serde_json::Deserializer::from_str(payload);
     let mut duplicate = false;
     let claims = PayloadSeed {
         names,
@@ -335,6 +338,13 @@ mod tests {
         assert_eq!(claim("[\"a\",1]"), Claim::Other);
         assert_eq!(claim("[]"), Claim::Strings(vec![]));
         assert_eq!(claim("[[\"a\"]]"), Claim::Other);
+    }
+
+    #[test]
+    fn refuses_claims_that_are_not_utf8() {
+        let n = names();
+        assert!(read(b"{\"sub\":\"alice\",\"other\":\"\xff\"}", &n).is_err());
+        assert!(read("{\"sub\":\"alice\",\"other\":\"\u{e9}\"}".as_bytes(), &n).is_ok());
     }
 
     #[test]

@@ -197,7 +197,10 @@ fn header_of(encoded: &str) -> Result<Arc<JoseHeader>, Refusal> {
 
 /// Parses a decoded protected header.
 pub(crate) fn parse_header(json: &[u8]) -> Result<JoseHeader, Refusal> {
-    let mut de = serde_json::Deserializer::from_slice(json);
+    // JSON is UTF-8 (RFC 8259); serde_json checks only the strings it keeps,
+    // so bytes in an ignored member would otherwise pass.
+    let json = std::str::from_utf8(json).map_err(|_| Refusal::Invalid("header is not UTF-8"))?;
+    let mut de = serde_json::Deserializer::from_str(json);
     let mut outcome = HeaderOutcome::default();
     let parsed = HeaderSeed {
         outcome: &mut outcome,
@@ -367,6 +370,18 @@ impl<'de> Visitor<'de> for HeaderSeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_that_is_not_utf8_is_refused() {
+        // Found by the `jwt` fuzz target: bytes that are not UTF-8 inside a
+        // member serde_json skips.
+        let header = b"{\"alg\":\"HS256\",\"dyp\":\"#Jiat\xa2\xab\"}";
+        assert_eq!(
+            parse_header(header).map(|h| h.alg),
+            Err(Refusal::Invalid("header is not UTF-8"))
+        );
+        assert!(parse_header(br##"{"alg":"HS256","dyp":"#Jiat\u00e9"}"##).is_ok());
+    }
 
     #[test]
     fn base64url_alphabet() {
