@@ -34,7 +34,9 @@ fn good_entry() -> String {
 
 fn authorization_line() -> impl Strategy<Value = String> {
     (
-        select(vec!["Bearer", "bearer", "BEARER", "BeArEr", "Basic", "Bearer:", "", " Bearer"]),
+        select(vec![
+            "Bearer", "bearer", "BEARER", "BeArEr", "Basic", "Bearer:", "", " Bearer",
+        ]),
         select(vec!["", " ", "  ", "\t"]),
         prop_oneof![
             Just(GOOD.to_owned()),
@@ -80,7 +82,9 @@ fn origin_value() -> impl Strategy<Value = String> {
             "[::1]",
             "",
         ]),
-        select(vec!["", ":443", ":8080", ":80", ":0", ":00443", ":65536", ":", ":x"]),
+        select(vec![
+            "", ":443", ":8080", ":80", ":0", ":00443", ":65536", ":", ":x",
+        ]),
         select(vec!["", "/", "/path", "?q", "@evil"]),
     )
         .prop_map(|(scheme, sep, host, port, tail)| format!("{scheme}{sep}{host}{port}{tail}"))
@@ -92,7 +96,9 @@ fn cookie_piece() -> impl Strategy<Value = String> {
         Just(format!("o:{APP_ORIGIN}")),
         vec(
             (
-                select(vec!["session", "Session", " session", "session ", "other", ""]),
+                select(vec![
+                    "session", "Session", " session", "session ", "other", ""
+                ]),
                 select(vec!["=", " = ", "", "=="]),
                 prop_oneof![
                     Just(GOOD.to_owned()),
@@ -323,14 +329,24 @@ fn good_inputs_are_accepted() {
     assert!(subprotocol(b"\x01chat"));
     assert!(!subprotocol(b"\x01"), "no companion protocol");
     assert!(cookie(format!("o:{APP_ORIGIN}\nsession={GOOD}").as_bytes()));
-    assert!(!cookie(format!("o:https://evil.example\nsession={GOOD}").as_bytes()));
+    assert!(!cookie(
+        format!("o:https://evil.example\nsession={GOOD}").as_bytes()
+    ));
     assert!(query(format!("a=1&access_token={GOOD}&b=2").as_bytes()));
-    assert!(!query(format!("access_token={GOOD}&access_token={GOOD}").as_bytes()));
+    assert!(!query(
+        format!("access_token={GOOD}&access_token={GOOD}").as_bytes()
+    ));
     assert!(origin(b"\x00https://x.tenant.example"));
     assert!(!origin(b"\x00https://tenant.example"));
     assert!(first_message(&[4, 0]));
-    assert!(first_message(&[2, 0, 4, 0, 0, 3, b'h', b'i', b'!']), "a ping first");
-    assert!(!first_message(&[0, 2, b'h', b'i', 4, 0]), "an application message first");
+    assert!(
+        first_message(&[2, 0, 4, 0, 0, 3, b'h', b'i', b'!']),
+        "a ping first"
+    );
+    assert!(
+        !first_message(&[0, 2, b'h', b'i', 4, 0]),
+        "an application message first"
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -346,8 +362,12 @@ fn good_inputs_are_accepted() {
     );
     assert!(jwt(&token));
     assert!(!jwt(b"\x00eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0."));
-    assert!(upgrade(b"\x00upgrade: websocket\nauthorization: Bearer good-token"));
-    assert!(!upgrade(b"\x00upgrade: websocket\nauthorization: Bearer bad-token"));
+    assert!(upgrade(
+        b"\x00upgrade: websocket\nauthorization: Bearer good-token"
+    ));
+    assert!(!upgrade(
+        b"\x00upgrade: websocket\nauthorization: Bearer bad-token"
+    ));
     assert!(upgrade(b"\x02"), "a plain POST passes through");
 }
 
