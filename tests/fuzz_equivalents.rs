@@ -20,6 +20,15 @@ fn joined(pieces: Vec<String>) -> Vec<u8> {
     pieces.join("\n").into_bytes()
 }
 
+/// `data` after a first byte that picks the target's mode.
+fn with_mode(data: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    (any::<u8>(), data).prop_map(|(mode, data)| {
+        let mut input = vec![mode];
+        input.extend_from_slice(&data);
+        input
+    })
+}
+
 /// Random bytes, biased towards the printable ASCII of headers.
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -270,13 +279,8 @@ proptest! {
     }
 
     #[test]
-    fn subprotocol_holds(
-        mode in any::<u8>(),
-        data in prop_oneof![bytes(), vec(protocol_line(), 0..3).prop_map(joined)],
-    ) {
-        let mut input = vec![mode];
-        input.extend_from_slice(&data);
-        subprotocol(&input);
+    fn subprotocol_holds(data in with_mode(prop_oneof![bytes(), vec(protocol_line(), 0..3).prop_map(joined)])) {
+        subprotocol(&data);
     }
 
     #[test]
@@ -290,13 +294,8 @@ proptest! {
     }
 
     #[test]
-    fn origin_holds(
-        mode in any::<u8>(),
-        data in prop_oneof![bytes(), vec(origin_value(), 0..3).prop_map(joined)],
-    ) {
-        let mut input = vec![mode];
-        input.extend_from_slice(&data);
-        origin(&input);
+    fn origin_holds(data in with_mode(prop_oneof![bytes(), vec(origin_value(), 0..3).prop_map(joined)])) {
+        origin(&data);
     }
 
     #[test]
@@ -310,13 +309,8 @@ proptest! {
     }
 
     #[test]
-    fn upgrade_holds(
-        mode in any::<u8>(),
-        data in prop_oneof![bytes(), vec(upgrade_line(), 0..5).prop_map(joined)],
-    ) {
-        let mut input = vec![mode];
-        input.extend_from_slice(&data);
-        upgrade(&input);
+    fn upgrade_holds(data in with_mode(prop_oneof![bytes(), vec(upgrade_line(), 0..5).prop_map(joined)])) {
+        upgrade(&data);
     }
 }
 
