@@ -782,6 +782,33 @@ impl AuthSocket for MemorySocket {
     }
 }
 
+/// A JSON object's members in order, duplicates kept (`serde_json::Value`
+/// keeps only the last of two members with the same name).
+struct Members(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// The largest first message [`first_message`] accepts.
 pub const FIRST_MESSAGE_CAP: usize = 96;
 
@@ -850,9 +877,15 @@ pub fn first_message(data: &[u8]) -> bool {
     assert!(credentials.len() <= 1, "the authenticator ran twice");
     let is_good_auth = |m: &Message| match m {
         Message::Text(text) if text.len() <= FIRST_MESSAGE_CAP => {
-            serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| {
-                v.get("type").and_then(|t| t.as_str()) == Some("auth")
-                    && v.get("token").and_then(|t| t.as_str()) == Some(GOOD)
+            serde_json::from_str::<Members>(text).is_ok_and(|Members(members)| {
+                let value = |name: &str| {
+                    let mut values = members.iter().filter(|(k, _)| k == name);
+                    match (values.next(), values.next()) {
+                        (Some((_, v)), None) => v.as_str(),
+                        _ => None,
+                    }
+                };
+                value("type") == Some("auth") && value("token") == Some(GOOD)
             })
         }
         _ => false,
