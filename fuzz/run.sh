@@ -33,11 +33,13 @@ run_one() {
   else
     result="CRASH: see fuzz/logs/$t.log and fuzz/artifacts/$t"
   fi
-  local execs cov corpus
+  local execs cov corpus took
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | grep -o '[0-9]*$' || echo "?")
+  # "Done N runs in S second(s)" when the time ran out; a crash ends it early.
+  took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "logs/$t.log" | grep -o '[0-9]* second' | grep -o '[0-9]*' || echo "<$seconds")
   cov=$(grep -o 'cov: [0-9]*' "logs/$t.log" | tail -1 | grep -o '[0-9]*' || echo "?")
   corpus=$(find "corpus/$t" -type f | wc -l)
-  printf '| `%s` | %s s | %s | %s | %s | %s |\n' "$t" "$seconds" "$execs" "$cov" "$corpus" "$result"
+  printf '| `%s` | %s s | %s | %s | %s | %s |\n' "$t" "$took" "$execs" "$cov" "$corpus" "$result"
 }
 echo "| target | time | executions | coverage (edges) | corpus | result |"
 echo "|---|---|---|---|---|---|"
