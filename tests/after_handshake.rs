@@ -265,6 +265,49 @@ async fn revocation_crosses_instances_through_redis(kind: Kind) {
     }
 }
 
+/// `Revocations::with_bus` returns only once Redis has the subscription: a
+/// revocation published right after it is never missed. (fred answers
+/// SUBSCRIBE when it queues the command, before it is even written; under
+/// load another connection's PUBLISH could reach Redis first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_subscription_is_in_place_when_with_bus_returns() {
+    let Some(redis) =
+        RedisServer::start("the_redis_subscription_is_in_place_when_with_bus_returns")
+    else {
+        return;
+    };
+    let channel = format!("revocations:{}", redis.port);
+    let bus = || async {
+        RedisBus::connect(&redis.url())
+            .await
+            .unwrap()
+            .channel(channel.clone())
+    };
+    let publisher = Revocations::with_bus(bus().await).await.unwrap();
+    let subscriber_bus = bus().await;
+
+    // While Redis cannot answer, the subscription cannot be confirmed.
+    redis.pause();
+    let subscribing = tokio::spawn(Revocations::with_bus(subscriber_bus));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let returned_early = subscribing.is_finished();
+    redis.resume();
+    assert!(
+        !returned_early,
+        "with_bus returned before Redis confirmed the subscription"
+    );
+    let subscriber = subscribing.await.unwrap().unwrap();
+
+    let held = subscriber.register(&tower_ws_auth::Identity::new(
+        "alice",
+        tower_ws_auth::AuthMethod::Jwt,
+    ));
+    publisher.revoke_subject("alice").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), held.revoked())
+        .await
+        .expect("the revocation reached the new subscriber");
+}
+
 async fn idle_connections_are_closed_at_the_deadline(kind: Kind) {
     let app = App::new(Revocations::new());
     let addr = spawn(kind, app.clone()).await;
