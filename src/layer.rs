@@ -176,10 +176,17 @@ impl<A, H> WsAuthLayer<A, H> {
     ///
     /// # Panics
     ///
-    /// If `name` is not a valid header name.
+    /// If `name` is not a valid header name, or is `Cookie`: browsers send
+    /// cookies on cross-site handshakes, so a cookie credential is read
+    /// with [`cookie`](Self::cookie), which takes the Origin policy it
+    /// needs.
     pub fn header(self, name: &str) -> Self {
         let name = HeaderName::from_bytes(name.as_bytes())
             .unwrap_or_else(|_| panic!("{name:?} is not a valid header name"));
+        assert!(
+            name != http::header::COOKIE,
+            "header(\"cookie\") would read a cookie credential without an Origin policy: use cookie(name, OriginPolicy)"
+        );
         // A second custom header is a second source, not a replacement.
         let mut this = self;
         let sources = this.sources_mut();
@@ -718,5 +725,29 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authenticator::authenticate_fn;
+    use crate::identity::{AuthMethod, Identity};
+
+    fn layer() -> WsAuthLayer<impl Authenticator> {
+        WsAuthLayer::new(authenticate_fn(|_, _| async {
+            Ok(Identity::new("x", AuthMethod::Custom("test")))
+        }))
+    }
+
+    #[test]
+    #[should_panic(expected = "without an Origin policy")]
+    fn the_cookie_header_is_not_a_bare_credential_header() {
+        let _ = layer().header("Cookie");
+    }
+
+    #[test]
+    fn other_headers_are() {
+        let _ = layer().header("x-api-key").header("x-session-token");
     }
 }

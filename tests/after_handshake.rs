@@ -5,252 +5,16 @@
 
 mod common;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Request as AxumRequest, State};
-use axum::response::Response as AxumResponse;
-use axum::routing::any;
 use bytes::Bytes;
+use common::next_text;
 use common::redis::RedisServer;
-use common::{Ws, connect, next_text};
+use common::sockets::*;
 use futures_util::{SinkExt, StreamExt};
-use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
-use http::request::Parts;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tower::ServiceExt;
-use tower_ws_auth::socket::{AuthSocket, Frame, RedisBus};
-use tower_ws_auth::{
-    AuthError, AuthMethod, CloseCodes, FirstMessageAuth, Identity, Revocations, SessionGuard,
-    WsAuthLayer, authenticate_fn,
-};
-
-/// Tokens are `subject.ttl_ms`, or a word naming an outcome.
-fn test_auth() -> impl tower_ws_auth::Authenticator + Clone {
-    authenticate_fn(|credential, _| {
-        let token = credential.expose_secret().to_owned();
-        async move {
-            match token.as_str() {
-                "invalid" => return Err(AuthError::invalid("bad token")),
-                "down" => return Err(AuthError::unavailable("verifier down")),
-                "forbidden" => return Err(AuthError::forbidden("banned")),
-                _ => {}
-            }
-            let (subject, ttl) = token
-                .split_once('.')
-                .ok_or(AuthError::invalid("unknown token"))?;
-            let ttl: u64 = ttl
-                .parse()
-                .map_err(|_| AuthError::invalid("unknown token"))?;
-            Ok(Identity::builder(subject, AuthMethod::Custom("test"))
-                .session_id(format!("session-of-{subject}"))
-                .expires_in(Duration::from_millis(ttl))
-                .build())
-        }
-    })
-}
-
-fn boxed_auth() -> tower_ws_auth::BoxAuthenticator {
-    use tower_ws_auth::Authenticator;
-    test_auth().boxed()
-}
-
-#[derive(Clone)]
-struct App {
-    first: FirstMessageAuth<tower_ws_auth::BoxAuthenticator>,
-    first_gql: FirstMessageAuth<tower_ws_auth::BoxAuthenticator>,
-    guard: SessionGuard<tower_ws_auth::BoxAuthenticator>,
-    revocations: Revocations,
-    delivered: Arc<Mutex<Vec<String>>>,
-}
-
-impl App {
-    fn new(revocations: Revocations) -> Self {
-        Self {
-            first: FirstMessageAuth::new(boxed_auth()).timeout(Duration::from_millis(600)),
-            first_gql: FirstMessageAuth::new(boxed_auth())
-                .timeout(Duration::from_millis(300))
-                .codes(CloseCodes::graphql_ws())
-                .max_pending(1),
-            guard: SessionGuard::new(boxed_auth())
-                .warn_before(Duration::from_millis(500))
-                .revocations(revocations.clone()),
-            revocations,
-            delivered: Arc::new(Mutex::new(Vec::new())),
-        }
-    }
-
-    fn delivered(&self) -> Vec<String> {
-        self.delivered.lock().unwrap().clone()
-    }
-}
-
-/// The application: guarded echo, recording what it was given.
-async fn run_socket<S: AuthSocket>(app: App, socket: S, identity: Identity) {
-    let mut socket = app.guard.wrap(socket, identity);
-    while let Some(Ok(message)) = socket.recv().await {
-        if let Frame::Text(text) = S::frame(&message) {
-            let text = text.to_owned();
-            app.delivered.lock().unwrap().push(text.clone());
-            if socket.send_text(text).await.is_err() {
-                break;
-            }
-        }
-    }
-}
-
-async fn first_message<S: AuthSocket>(app: App, socket: S, parts: Parts, graphql: bool) {
-    let auth = if graphql { &app.first_gql } else { &app.first };
-    if let Ok((socket, identity)) = auth.authenticate(socket, &parts).await {
-        run_socket(app, socket, identity).await;
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Axum,
-    Tungstenite,
-}
-
-async fn spawn(kind: Kind, app: App) -> SocketAddr {
-    match kind {
-        Kind::Axum => spawn_axum(app).await,
-        Kind::Tungstenite => spawn_hyper(app).await,
-    }
-}
-
-async fn spawn_axum(app: App) -> SocketAddr {
-    async fn first(
-        ws: WebSocketUpgrade,
-        State(app): State<App>,
-        request: AxumRequest,
-    ) -> AxumResponse {
-        let graphql = request.uri().path().ends_with("gql");
-        let parts = request.into_parts().0;
-        ws.on_upgrade(move |socket| first_message(app, socket, parts, graphql))
-    }
-    async fn guarded(
-        ws: WebSocketUpgrade,
-        State(app): State<App>,
-        identity: Identity,
-    ) -> AxumResponse {
-        ws.on_upgrade(move |socket| run_socket(app, socket, identity))
-    }
-    let router = axum::Router::new()
-        .route("/first", any(first))
-        .route("/first-gql", any(first))
-        .route(
-            "/ws",
-            any(guarded).layer(WsAuthLayer::new(boxed_auth()).bearer_header()),
-        )
-        .with_state(app);
-    common::serve(router).await
-}
-
-/// hyper 1 + tokio-tungstenite, no axum: the same routes.
-async fn spawn_hyper(app: App) -> SocketAddr {
-    fn switching(request: &Request<Incoming>) -> Response<Full<Bytes>> {
-        let key = request
-            .headers()
-            .get(SEC_WEBSOCKET_KEY)
-            .map(|k| derive_accept_key(k.as_bytes()));
-        Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(CONNECTION, "upgrade")
-            .header(UPGRADE, "websocket")
-            .header(SEC_WEBSOCKET_ACCEPT, key.unwrap_or_default())
-            .body(Full::default())
-            .unwrap()
-    }
-    async fn upgraded(
-        request: &mut Request<Incoming>,
-    ) -> Option<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>> {
-        let upgraded = hyper::upgrade::on(request).await.ok()?;
-        Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await)
-    }
-
-    let guarded_app = app.clone();
-    let guarded = tower::ServiceBuilder::new()
-        .layer(WsAuthLayer::new(boxed_auth()).bearer_header())
-        .service_fn(move |mut request: Request<Incoming>| {
-            let app = guarded_app.clone();
-            async move {
-                let response = switching(&request);
-                let identity = request.extensions().get::<Identity>().cloned();
-                tokio::spawn(async move {
-                    if let (Some(socket), Some(identity)) = (upgraded(&mut request).await, identity)
-                    {
-                        run_socket(app, socket, identity).await;
-                    }
-                });
-                Ok::<_, Infallible>(response)
-            }
-        });
-    let service = tower::service_fn(move |mut request: Request<Incoming>| {
-        let app = app.clone();
-        let guarded = guarded.clone();
-        async move {
-            let path = request.uri().path().to_owned();
-            if path == "/ws" {
-                return guarded.oneshot(request).await;
-            }
-            let response = switching(&request);
-            tokio::spawn(async move {
-                let Some(socket) = upgraded(&mut request).await else {
-                    return;
-                };
-                let parts = request.into_parts().0;
-                first_message(app, socket, parts, path == "/first-gql").await;
-            });
-            Ok::<_, Infallible>(response)
-        }
-    });
-    common::serve_hyper(service).await
-}
-
-async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Ws {
-    connect(addr, path, headers).await.expect("upgrade").0
-}
-
-/// Reads until the server's close frame; returns its code and reason and
-/// the text messages seen before it.
-async fn close_of(ws: &mut Ws) -> (u16, String, Vec<String>) {
-    let mut texts = Vec::new();
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("no close within 10 s");
-        match next {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return (u16::from(frame.code), frame.reason.to_string(), texts);
-            }
-            Some(Ok(Message::Close(None))) => panic!("close without a code"),
-            Some(Ok(Message::Text(t))) => texts.push(t.to_string()),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => panic!("socket error before the close frame: {e}"),
-            None => panic!("connection ended without a close frame"),
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, text: &str) {
-    ws.send(Message::text(text.to_owned())).await.unwrap();
-}
-
-async fn authenticate_first(ws: &mut Ws, token: &str) -> serde_json::Value {
-    send(ws, &format!(r#"{{"type":"auth","token":"{token}"}}"#)).await;
-    serde_json::from_str(&next_text(ws).await).unwrap()
-}
+use tower_ws_auth::Revocations;
+use tower_ws_auth::socket::RedisBus;
 
 async fn first_message_authenticates_and_then_echoes(kind: Kind) {
     let app = App::new(Revocations::new());
@@ -499,6 +263,49 @@ async fn revocation_crosses_instances_through_redis(kind: Kind) {
             "no revocation after the Redis restart"
         );
     }
+}
+
+/// `Revocations::with_bus` returns only once Redis has the subscription: a
+/// revocation published right after it is never missed. (fred answers
+/// SUBSCRIBE when it queues the command, before it is even written; under
+/// load another connection's PUBLISH could reach Redis first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_subscription_is_in_place_when_with_bus_returns() {
+    let Some(redis) =
+        RedisServer::start("the_redis_subscription_is_in_place_when_with_bus_returns")
+    else {
+        return;
+    };
+    let channel = format!("revocations:{}", redis.port);
+    let bus = || async {
+        RedisBus::connect(&redis.url())
+            .await
+            .unwrap()
+            .channel(channel.clone())
+    };
+    let publisher = Revocations::with_bus(bus().await).await.unwrap();
+    let subscriber_bus = bus().await;
+
+    // While Redis cannot answer, the subscription cannot be confirmed.
+    redis.pause();
+    let subscribing = tokio::spawn(Revocations::with_bus(subscriber_bus));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let returned_early = subscribing.is_finished();
+    redis.resume();
+    assert!(
+        !returned_early,
+        "with_bus returned before Redis confirmed the subscription"
+    );
+    let subscriber = subscribing.await.unwrap().unwrap();
+
+    let held = subscriber.register(&tower_ws_auth::Identity::new(
+        "alice",
+        tower_ws_auth::AuthMethod::Jwt,
+    ));
+    publisher.revoke_subject("alice").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), held.revoked())
+        .await
+        .expect("the revocation reached the new subscriber");
 }
 
 async fn idle_connections_are_closed_at_the_deadline(kind: Kind) {

@@ -7,15 +7,6 @@ use common::*;
 use http::StatusCode;
 use tower_ws_auth::{MissingOrigin, OriginPolicy, WsAuthLayer};
 
-fn policy() -> OriginPolicy {
-    OriginPolicy::from_origins([
-        "https://app.example.com",
-        "https://*.tenants.example.com",
-        "http://localhost:3000",
-    ])
-    .unwrap()
-}
-
 async fn cookie_server(calls: &Calls, policy: OriginPolicy) -> std::net::SocketAddr {
     let layer = WsAuthLayer::new(tokens(calls))
         .bearer_header()
@@ -27,7 +18,7 @@ const COOKIE: (&str, &str) = ("cookie", "session=alice-session");
 
 #[tokio::test]
 async fn allowed_origins_connect_after_normalisation() {
-    let addr = cookie_server(&Calls::default(), policy()).await;
+    let addr = cookie_server(&Calls::default(), origin_policy()).await;
     for origin in [
         "https://app.example.com",
         "HTTPS://App.Example.COM",
@@ -44,7 +35,7 @@ async fn allowed_origins_connect_after_normalisation() {
 #[tokio::test]
 async fn foreign_and_lookalike_origins_are_403_before_the_authenticator() {
     let calls = Calls::default();
-    let addr = cookie_server(&calls, policy()).await;
+    let addr = cookie_server(&calls, origin_policy()).await;
     for origin in [
         "https://evil.example",
         "https://app.example.com.evil.example",
@@ -77,20 +68,20 @@ async fn foreign_and_lookalike_origins_are_403_before_the_authenticator() {
 #[tokio::test]
 async fn cookie_without_origin_is_403_by_default() {
     let calls = Calls::default();
-    let addr = cookie_server(&calls, policy()).await;
+    let addr = cookie_server(&calls, origin_policy()).await;
     let refused = connect(addr, "/ws", &[COOKIE]).await.unwrap_err();
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(calls.get(), 0);
 
     // Configurable for non-browser clients.
-    let addr = cookie_server(&calls, policy().missing_origin(MissingOrigin::Allow)).await;
+    let addr = cookie_server(&calls, origin_policy().missing_origin(MissingOrigin::Allow)).await;
     let (_, seen, _) = connect_ok(addr, "/ws", &[COOKIE]).await;
     assert_eq!(seen["subject"], "alice");
 }
 
 #[tokio::test]
 async fn null_origin_only_when_allowed() {
-    let addr = cookie_server(&Calls::default(), policy().allow_null(true)).await;
+    let addr = cookie_server(&Calls::default(), origin_policy().allow_null(true)).await;
     let (_, seen, _) = connect_ok(addr, "/ws", &[COOKIE, ("origin", "null")]).await;
     assert_eq!(seen["subject"], "alice");
 }
@@ -98,7 +89,7 @@ async fn null_origin_only_when_allowed() {
 #[tokio::test]
 async fn several_origin_headers_are_400() {
     let calls = Calls::default();
-    let addr = cookie_server(&calls, policy()).await;
+    let addr = cookie_server(&calls, origin_policy()).await;
     let refused = connect(
         addr,
         "/ws",
@@ -118,7 +109,7 @@ async fn several_origin_headers_are_400() {
 async fn cookie_policy_does_not_block_other_carriers() {
     // Bearer tokens are not ambient: no Origin rule applies to them unless
     // `origin_policy` says so.
-    let addr = cookie_server(&Calls::default(), policy()).await;
+    let addr = cookie_server(&Calls::default(), origin_policy()).await;
     let (_, seen, _) = connect_ok(
         addr,
         "/ws",
@@ -136,7 +127,7 @@ async fn layer_wide_policy_checks_every_upgrade() {
     let calls = Calls::default();
     let layer = WsAuthLayer::new(tokens(&calls))
         .bearer_header()
-        .origin_policy(policy());
+        .origin_policy(origin_policy());
     let addr = serve(app(layer)).await;
     let refused = connect(
         addr,

@@ -130,6 +130,15 @@ impl RevocationBus for RedisBus {
             .await
             .map_err(|_| BusError::new("timed out subscribing to Redis"))?
             .map_err(BusError::new)?;
+            // fred answers SUBSCRIBE when it queues the command, before
+            // Redis has seen it: a revocation published right after this
+            // returned could reach Redis first and be missed. Redis answers
+            // a connection's commands in order, so the reply to a PING sent
+            // after the SUBSCRIBE means the subscription is in place.
+            tokio::time::timeout(self.timeout, self.subscriber.ping::<Value>(None))
+                .await
+                .map_err(|_| BusError::new("timed out confirming the Redis subscription"))?
+                .map_err(BusError::new)?;
             let (tx, rx) = mpsc::channel(256);
             let channel = self.channel.clone();
             tokio::spawn(async move {

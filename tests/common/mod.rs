@@ -26,6 +26,8 @@ use tower_ws_auth::{
 
 pub mod process;
 pub mod redis;
+#[cfg(feature = "tungstenite")]
+pub mod sockets;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -76,6 +78,7 @@ async fn report(
         "scopes": identity.scopes().collect::<Vec<_>>(),
         "protocols": headers.get(SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()),
         "query": uri.query(),
+        "session_id": identity.session_id(),
     });
     ws.on_upgrade(move |mut socket| async move {
         if socket
@@ -116,17 +119,51 @@ async fn plain_required(identity: Identity) -> impl IntoResponse {
     format!("hello {}", identity.subject())
 }
 
+fn routes() -> Router {
+    Router::new()
+        .route("/ws", any(report))
+        .route("/ws/select", any(report_selecting))
+        .route("/plain", get(plain))
+        .route("/plain/required", get(plain_required))
+}
+
+/// An allow-list with an exact origin, a wildcard entry and an explicit
+/// port, for the Origin tests.
+pub fn origin_policy() -> tower_ws_auth::OriginPolicy {
+    tower_ws_auth::OriginPolicy::from_origins([
+        "https://app.example.com",
+        "https://*.tenants.example.com",
+        "http://localhost:3000",
+    ])
+    .unwrap()
+}
+
 /// The standard test app behind `layer`.
 pub fn app<A, H>(layer: WsAuthLayer<A, H>) -> Router
 where
     A: Authenticator,
     H: tower_ws_auth::RejectionHandler<axum::body::Body>,
 {
-    Router::new()
-        .route("/ws", any(report))
-        .route("/ws/select", any(report_selecting))
-        .route("/plain", get(plain))
-        .route("/plain/required", get(plain_required))
+    routes().layer(layer)
+}
+
+/// `app`, counting in `inner` the requests `layer` let through to the
+/// routes: a refused request must never reach them.
+pub fn app_counting<A, H>(layer: WsAuthLayer<A, H>, inner: &Calls) -> Router
+where
+    A: Authenticator,
+    H: tower_ws_auth::RejectionHandler<axum::body::Body>,
+{
+    let inner = inner.0.clone();
+    routes()
+        .layer(tower::util::MapRequestLayer::new(
+            move |request: axum::extract::Request| {
+                inner.fetch_add(1, Ordering::SeqCst);
+                // What a tracing layer inside the auth layer would record.
+                tracing::info!(target: "inner_service", uri = %request.uri(), "request reached the routes");
+                request
+            },
+        ))
         .layer(layer)
 }
 

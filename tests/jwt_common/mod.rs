@@ -25,6 +25,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tower_ws_auth::{Authenticator, Identity, WsAuthLayer};
 
+#[cfg(feature = "jwks")]
+pub mod key_server;
+
 pub const RSA_PRIVATE: &str = include_str!("../fixtures/rsa_private.pem");
 pub const RSA_PUBLIC: &str = include_str!("../fixtures/rsa_public.pem");
 pub const RSA_PUBLIC_DER: &[u8] = include_bytes!("../fixtures/rsa_public.der");

@@ -443,8 +443,8 @@ where
 
 // ------------------------------------------------------------------- logs
 
-/// Captures what `tower_ws_auth` logs on this thread (the test's
-/// current-thread runtime runs the server too) until dropped.
+/// Captures what `tower_ws_auth` (or another filter) logs on this thread
+/// (the test's current-thread runtime runs the server too) until dropped.
 pub struct LogCapture {
     buf: Arc<std::sync::Mutex<Vec<u8>>>,
     _guard: tracing::subscriber::DefaultGuard,
@@ -465,10 +465,15 @@ impl std::io::Write for LogWriter {
 
 impl LogCapture {
     pub fn start() -> Self {
+        Self::with_filter("tower_ws_auth=trace")
+    }
+
+    /// Captures what `filter` (an `EnvFilter` directive) selects.
+    pub fn with_filter(filter: &str) -> Self {
         let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
         let writer = LogWriter(buf.clone());
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter("tower_ws_auth=trace")
+            .with_env_filter(filter)
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
