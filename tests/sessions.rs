@@ -3,6 +3,8 @@
 //! issued, through `SessionAuthenticator` over the in-memory store and over
 //! a Redis-backed store (a real `redis-server`, stopped mid-test).
 
+#[path = "common/redis.rs"]
+mod redis;
 mod session_common;
 
 use std::future::Future;
@@ -15,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode, header::SET_COOKIE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fred::prelude::{Client, Expiration, KeysInterface};
+use redis::{Redis, RedisServer};
 use session_common::*;
 use tower_ws_auth::cookie::Key;
 use tower_ws_auth::{
@@ -389,7 +392,7 @@ async fn redis_app(url: &str) -> (std::net::SocketAddr, Counting<RedisSessions>)
 
 #[tokio::test]
 async fn redis_store_login_upgrade_logout() {
-    let Some(redis) = Redis::get().await else {
+    let Some(redis) = Redis::get("redis_store_login_upgrade_logout") else {
         return;
     };
     let (addr, store) = redis_app(&redis.url()).await;
@@ -413,7 +416,7 @@ async fn redis_store_login_upgrade_logout() {
 
 #[tokio::test]
 async fn redis_outage_is_503_then_recovers() {
-    let Some(mut redis) = RedisServer::start().await else {
+    let Some(mut redis) = RedisServer::start("redis_outage_is_503_then_recovers") else {
         return;
     };
     let logs = LogCapture::start();
@@ -431,7 +434,7 @@ async fn redis_outage_is_503_then_recovers() {
     assert_invalid_token(&refused(addr, Some(&tamper(&cookie, 0)), Some(APP_ORIGIN)).await);
     assert_eq!(store.loads(), loads_during_outage);
 
-    redis.restart().await;
+    redis.restart();
     // The server kept nothing (no persistence): the old session is unknown,
     // a 401 now that the store answers again; a new login works.
     eventually("the store answers again", || {

@@ -3,6 +3,8 @@
 //! on a real `redis-server`), with plain, signed and private cookies; its
 //! WebSocket route authenticates upgrades from the same sessions.
 
+#[path = "common/redis.rs"]
+mod redis;
 mod session_common;
 
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
+use redis::{Redis, RedisServer};
 use serde_json::Value;
 use session_common::*;
 use tower_sessions::cookie::{Key, time};
@@ -229,7 +232,7 @@ async fn memory_store_expired_session_is_refused() {
 
 #[tokio::test]
 async fn redis_store_full_flow() {
-    let Some(redis) = Redis::get().await else {
+    let Some(redis) = Redis::get("redis_store_full_flow") else {
         return;
     };
     let client = fred_client(&redis.url()).await;
@@ -239,7 +242,7 @@ async fn redis_store_full_flow() {
 
 #[tokio::test]
 async fn redis_store_private_cookies() {
-    let Some(redis) = Redis::get().await else {
+    let Some(redis) = Redis::get("redis_store_private_cookies") else {
         return;
     };
     let client = fred_client(&redis.url()).await;
@@ -256,7 +259,7 @@ async fn redis_store_private_cookies() {
 
 #[tokio::test]
 async fn redis_store_expired_session_is_refused() {
-    let Some(redis) = Redis::get().await else {
+    let Some(redis) = Redis::get("redis_store_expired_session_is_refused") else {
         return;
     };
     let client = fred_client(&redis.url()).await;
@@ -277,7 +280,8 @@ async fn redis_store_expired_session_is_refused() {
 
 #[tokio::test]
 async fn redis_outage_is_503_then_recovers() {
-    let Some(mut redis) = RedisServer::start().await else {
+    let Some(mut redis) = RedisServer::start("tower_sessions redis_outage_is_503_then_recovers")
+    else {
         return;
     };
     let client = fred_client(&redis.url()).await;
@@ -297,7 +301,7 @@ async fn redis_outage_is_503_then_recovers() {
         "a forged cookie never waits for the store"
     );
 
-    redis.restart().await;
+    redis.restart();
     // Nothing was persisted: the old session is gone (401 once Redis
     // answers); a new login works through the same client.
     eventually("the store answers again", || {

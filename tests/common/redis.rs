@@ -1,10 +1,14 @@
-//! A private Redis server for a test: spawned from the `redis-server`
-//! binary on a free loopback port, with persistence off, stoppable and
-//! restartable on the same port, killed on drop.
+//! Redis for the tests, the one helper every test binary uses: a private
+//! server spawned from the `redis-server` binary on a free loopback port,
+//! with persistence off, stoppable and restartable on the same port, killed
+//! on drop; or, for tests that never stop it, the shared instance CI starts.
 //!
-//! `.ci/run` installs Debian's `redis-server` and sets
-//! `TOWER_WS_AUTH_REDIS_SERVER` to its path. Outside CI a test without a
-//! binary prints a loud SKIPPED line and returns; under `CI` it fails.
+//! `.ci/run` installs Debian's `redis-server`, sets
+//! `TOWER_WS_AUTH_REDIS_SERVER` to its path and `TOWER_WS_AUTH_REDIS_URL` to
+//! a shared instance. Outside CI a test without a binary prints a loud
+//! SKIPPED line and returns; under `CI` it fails.
+
+#![allow(dead_code)] // Each test binary uses part of it.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -19,7 +23,13 @@ pub struct RedisServer {
 
 fn find_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("TOWER_WS_AUTH_REDIS_SERVER") {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "TOWER_WS_AUTH_REDIS_SERVER={} is not a file",
+            path.display()
+        );
+        return Some(path);
     }
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -64,12 +74,15 @@ impl RedisServer {
         panic!("{test}: could not start redis-server on a free port");
     }
 
+    /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server again on its port and waits until it answers.
+    /// Starts the server again on its port (killing it first if it still
+    /// runs) and waits until it answers.
     pub fn restart(&mut self) {
+        self.stop();
         assert!(
             self.spawn_and_wait(),
             "redis-server could not restart on port {}",
@@ -138,7 +151,7 @@ impl RedisServer {
         assert!(status.success(), "kill {signal} failed");
     }
 
-    /// Kills the server.
+    /// Kills the server (SIGKILL: no shutdown save) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -150,5 +163,30 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A Redis for a test that does not stop it: the shared instance CI
+/// starts (`$TOWER_WS_AUTH_REDIS_URL`), else one of the test's own.
+pub enum Redis {
+    Shared(String),
+    Own(RedisServer),
+}
+
+impl Redis {
+    /// `None` (after the loud SKIPPED line) when the test is to be skipped.
+    pub fn get(test: &str) -> Option<Self> {
+        match std::env::var("TOWER_WS_AUTH_REDIS_URL") {
+            Ok(url) if !url.is_empty() => Some(Self::Shared(url)),
+            _ => RedisServer::start(test).map(Self::Own),
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Shared(url) => url.clone(),
+            Self::Own(server) => server.url(),
+        }
     }
 }

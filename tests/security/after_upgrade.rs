@@ -17,10 +17,11 @@ use tower_ws_auth::{CloseCodes, FirstMessageAuth, Revocations, close_reason};
 
 use crate::common::Ws;
 use crate::common::next_text;
+use crate::common::redis::Redis;
 use crate::common::sockets::{
     App, Kind, authenticate_first, boxed_auth, close_of, open, send, spawn,
 };
-use crate::session_common::{Redis, eventually};
+use crate::session_common::eventually;
 
 const KINDS: [Kind; 2] = [Kind::Axum, Kind::Tungstenite];
 
@@ -314,7 +315,9 @@ async fn expiry_rules(kind: Kind) {
 /// one holds bob's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_closes_every_live_connection_on_every_instance_sharing_the_bus() {
-    let Some(redis) = Redis::get().await else {
+    let Some(redis) =
+        Redis::get("revocation_closes_every_live_connection_on_every_instance_sharing_the_bus")
+    else {
         return;
     };
     for kind in KINDS {

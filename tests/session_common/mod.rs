@@ -3,9 +3,7 @@
 //! wrapper around a real session store.
 #![allow(dead_code)] // Each test file uses part of this module.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +15,6 @@ use http::header::{COOKIE, ORIGIN, SET_COOKIE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -240,167 +237,7 @@ impl<S: SessionStore> SessionStore for Counting<S> {
 }
 
 // ------------------------------------------------------------------ Redis
-
-/// The `redis-server` binary: `$TOWER_WS_AUTH_REDIS_SERVER`, else
-/// `redis-server` on `PATH`. Without one the test is skipped, loudly,
-/// unless `CI` is set: then it fails.
-pub fn redis_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("TOWER_WS_AUTH_REDIS_SERVER") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "TOWER_WS_AUTH_REDIS_SERVER={} is not a file",
-            path.display()
-        );
-        return Some(path);
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("redis-server"))
-            .find(|candidate| candidate.is_file())
-    });
-    if on_path.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but there is no redis-server: install it and set TOWER_WS_AUTH_REDIS_SERVER"
-        );
-        eprintln!(
-            "SKIPPED: no redis-server (set TOWER_WS_AUTH_REDIS_SERVER or put redis-server on PATH; \
-             apt-get install redis-server)"
-        );
-    }
-    on_path
-}
-
-/// A `redis-server` process of the test's own, on a loopback port, without
-/// persistence. Killed on drop.
-pub struct RedisServer {
-    binary: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// Starts one on a free port; `None` when the test is to be skipped.
-    pub async fn start() -> Option<Self> {
-        let binary = redis_binary()?;
-        for _ in 0..5 {
-            let port = free_port();
-            let mut server = Self {
-                binary: binary.clone(),
-                port,
-                child: None,
-            };
-            // Another process may take the port between probe and bind: try another.
-            if server.spawn_and_wait().await {
-                return Some(server);
-            }
-        }
-        panic!("redis-server did not start on any of five ports");
-    }
-
-    /// `redis://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the server (SIGKILL: no shutdown save) and waits for it.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server again on the same port and waits until it answers.
-    pub async fn restart(&mut self) {
-        self.stop();
-        assert!(
-            self.spawn_and_wait().await,
-            "redis-server did not restart on port {}",
-            self.port
-        );
-    }
-
-    async fn spawn_and_wait(&mut self) -> bool {
-        let child = Command::new(&self.binary)
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .args(["--daemonize", "no"])
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(child) = &mut self.child
-                && child.try_wait().ok().flatten().is_some()
-            {
-                self.child = None;
-                return false;
-            }
-            if ping(self.port).await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.stop();
-        false
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A Redis for a test that does not stop it: the shared instance CI
-/// starts (`$TOWER_WS_AUTH_REDIS_URL`), else one of the test's own.
-pub enum Redis {
-    Shared(String),
-    Own(RedisServer),
-}
-
-impl Redis {
-    pub async fn get() -> Option<Self> {
-        match std::env::var("TOWER_WS_AUTH_REDIS_URL") {
-            Ok(url) if !url.is_empty() => Some(Self::Shared(url)),
-            _ => RedisServer::start().await.map(Self::Own),
-        }
-    }
-
-    pub fn url(&self) -> String {
-        match self {
-            Self::Shared(url) => url.clone(),
-            Self::Own(server) => server.url(),
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-async fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await else {
-        return false;
-    };
-    if stream.write_all(b"PING\r\n").await.is_err() {
-        return false;
-    }
-    let mut reply = [0u8; 7];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut reply)).await,
-        Ok(Ok(_)) if &reply == b"+PONG\r\n"
-    )
-}
+// (the servers themselves: tests/common/redis.rs)
 
 /// A fred client for `url` that fails fast while Redis is down (a command
 /// times out after 300 ms instead of waiting for a reconnection) and
