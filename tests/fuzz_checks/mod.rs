@@ -999,11 +999,11 @@ pub fn jwt(data: &[u8]) -> bool {
             let mut segments = token.split('.');
             let header = segments.next().expect("a header segment");
             let payload = segments.next().expect("a payload segment");
-            let header: serde_json::Value = serde_json::from_slice(
+            let header: JoseHeader = serde_json::from_slice(
                 &URL_SAFE_NO_PAD.decode(header).expect("a base64url header"),
             )
             .expect("a JSON header");
-            assert_eq!(header.get("alg").and_then(|a| a.as_str()), Some("HS256"));
+            assert_eq!(header.alg, "HS256");
             // Whatever the header holds (`jwk`, `jku`, `x5c`... are ignored,
             // never used), the signature is the configured key's.
             let (signing_input, _) = token.rsplit_once('.').expect("three segments");
@@ -1012,7 +1012,7 @@ pub fn jwt(data: &[u8]) -> bool {
                 signed_token_of(signing_input),
                 "accepted a token not signed with the configured key"
             );
-            let claims: serde_json::Value = serde_json::from_slice(
+            let claims: Registered = serde_json::from_slice(
                 &URL_SAFE_NO_PAD
                     .decode(payload)
                     .expect("a base64url payload"),
@@ -1022,29 +1022,30 @@ pub fn jwt(data: &[u8]) -> bool {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
             let exp = claims
-                .get("exp")
+                .exp
+                .as_ref()
                 .and_then(serde_json::Value::as_f64)
                 .expect("accepted without a numeric exp");
             assert!(exp + 5.0 >= now - 1.0, "accepted an expired token");
-            if let Some(nbf) = claims.get("nbf") {
+            if let Some(nbf) = &claims.nbf {
                 let nbf = nbf.as_f64().expect("accepted a non-numeric nbf");
                 assert!(nbf - 5.0 <= now + 1.0, "accepted a token before its nbf");
             }
-            let aud_ok = match claims.get("aud") {
+            let aud_ok = match &claims.aud {
                 Some(serde_json::Value::String(a)) => a == JWT_AUDIENCE,
                 Some(serde_json::Value::Array(list)) => {
                     list.iter().any(|a| a.as_str() == Some(JWT_AUDIENCE))
                 }
                 _ => false,
             };
-            assert!(aud_ok, "accepted the audience {:?}", claims.get("aud"));
+            assert!(aud_ok, "accepted the audience {:?}", claims.aud);
             assert_eq!(
-                claims.get("iss").and_then(|i| i.as_str()),
+                claims.iss.as_ref().and_then(|i| i.as_str()),
                 Some(JWT_ISSUER),
                 "accepted the issuer"
             );
             assert_eq!(
-                claims.get("sub").and_then(|s| s.as_str()),
+                claims.sub.as_ref().and_then(|s| s.as_str()),
                 Some(identity.subject()),
                 "the subject is not the sub claim"
             );
@@ -1060,6 +1061,35 @@ pub fn jwt(data: &[u8]) -> bool {
         }
     }
     accepted
+}
+
+/// The protected header's `alg`; other members are skipped unread (as the
+/// crate does: a member may hold a number no `f64` holds, which is still
+/// JSON).
+#[derive(serde::Deserialize)]
+struct JoseHeader {
+    alg: String,
+}
+
+/// The registered claims [`jwt`] checks; `null` is kept as a value.
+#[derive(serde::Deserialize)]
+struct Registered {
+    #[serde(default, deserialize_with = "present")]
+    exp: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    nbf: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    aud: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    iss: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    sub: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde::Deserialize::deserialize(deserializer).map(Some)
 }
 
 /// `header.payload.signature` with the HS256 signature of [`JWT_SECRET`].
