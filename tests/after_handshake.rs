@@ -246,6 +246,21 @@ async fn revocation_crosses_instances_through_redis(kind: Kind) {
     // Redis restarts: the bus reconnects and revocations flow again.
     redis.stop();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Without the bus, the layer still refuses what it must: no 101.
+    for token in ["invalid", "forbidden"] {
+        let refused = common::connect(
+            b_addr,
+            "/ws",
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await
+        .expect_err("an upgrade without a valid credential while Redis is down");
+        assert!(
+            refused.status.is_client_error(),
+            "{token}: {}",
+            refused.status
+        );
+    }
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
