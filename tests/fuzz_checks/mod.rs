@@ -23,6 +23,8 @@
 //!   reasons, and nothing sent before authentication is consumed as
 //!   application data.
 
+// Each fuzz target binary uses one of the functions below, and the
+// proptest file all but `MAX_INPUT`.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
