@@ -65,7 +65,15 @@ fn served<B>(mut request: Request<B>, upgrade: bool) -> Request<B> {
     request
 }
 
-fn inner() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
+fn inner() -> impl Service<
+    Request<()>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Clone
++ Send
++ Sync
++ 'static {
     service_fn(|_request: Request<()>| async {
         Ok::<_, Infallible>(Response::new(Body::default()))
     })

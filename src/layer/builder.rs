@@ -272,6 +272,19 @@ impl<A, H> WsAuthLayer<A, H> {
         self
     }
 
+    /// Answers refused browser upgrades with a `101` and a Close frame
+    /// carrying the refusal's code (4001, 4003, ...), which a page can read,
+    /// instead of an HTTP error, which it cannot; see [`CloseRejections`]
+    /// for when to use it. Off by default.
+    ///
+    /// [`CloseRejections`]: crate::CloseRejections
+    #[cfg(feature = "close-rejections")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "close-rejections")))]
+    pub fn close_rejections(mut self, close: super::CloseRejections) -> Self {
+        self.config_mut().close = Some(close);
+        self
+    }
+
     /// Replaces the response for rejections; see
     /// [`RejectionHandler`](crate::RejectionHandler).
     pub fn rejection_handler<H2>(self, handler: H2) -> WsAuthLayer<A, H2> {

@@ -42,6 +42,17 @@ impl Default for Config {
     }
 }
 
+/// Whether, and how, a request asks for a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upgrade {
+    /// Not an upgrade.
+    No,
+    /// HTTP/1.1 `Upgrade: websocket`.
+    Http1,
+    /// HTTP/2 extended CONNECT (its upgrade response is a 2xx).
+    Http2,
+}
+
 /// What the request head decides.
 #[derive(Debug)]
 pub(crate) enum Outcome<'a> {
@@ -49,14 +60,13 @@ pub(crate) enum Outcome<'a> {
     /// through untouched.
     PassThrough,
     /// Refused before the authenticator runs.
-    Reject(Box<Rejection>),
+    Reject(Box<Rejection>, Upgrade),
     /// Authenticate `credential`, once its carriers' `traces` are removed
     /// from the request.
     Authenticate {
         credential: Credential,
         traces: Traces<'a>,
-        /// An HTTP/2 extended CONNECT (its upgrade response is a 2xx).
-        h2: bool,
+        upgrade: Upgrade,
     },
 }
 
@@ -66,23 +76,27 @@ impl Config {
     /// the `Origin` policies (on upgrades: 403), then whether any carrier
     /// held a credential (401).
     pub(crate) fn check<B>(&self, request: &Request<B>) -> Outcome<'_> {
-        let upgrade = is_websocket_upgrade(request);
-        if !upgrade && !self.protect_all {
-            return Outcome::PassThrough;
-        }
+        let upgrade = match is_websocket_upgrade(request) {
+            false if !self.protect_all => return Outcome::PassThrough,
+            false => Upgrade::No,
+            true if request.version() >= http::Version::HTTP_2 => Upgrade::Http2,
+            true => Upgrade::Http1,
+        };
         let extracted = match extract(
             &self.sources,
             request.headers(),
             request.uri(),
             self.limits,
-            upgrade,
+            upgrade != Upgrade::No,
             self.reject_conflicts,
         ) {
             Ok(extracted) => extracted,
-            Err((error, carrier)) => return Outcome::Reject(carrier_rejection(error, carrier)),
+            Err((error, carrier)) => {
+                return Outcome::Reject(carrier_rejection(error, carrier), upgrade);
+            }
         };
         let carrier = extracted.credential.as_ref().map(Credential::carrier);
-        if upgrade {
+        if upgrade != Upgrade::No {
             let cookie_origin = match carrier {
                 Some(Carrier::Cookie) => self.cookie_origin.as_ref(),
                 _ => None,
@@ -90,7 +104,7 @@ impl Config {
             for policy in [self.origin.as_ref(), cookie_origin].into_iter().flatten() {
                 if let Some(rejection) = origin_rejection(policy.check(request.headers()), carrier)
                 {
-                    return Outcome::Reject(rejection);
+                    return Outcome::Reject(rejection, upgrade);
                 }
             }
         }
@@ -98,12 +112,15 @@ impl Config {
             Some(credential) => Outcome::Authenticate {
                 credential,
                 traces: extracted.traces,
-                h2: request.version() >= http::Version::HTTP_2,
+                upgrade,
             },
-            None => Outcome::Reject(Box::new(Rejection::new(
-                RejectionKind::MissingCredential,
-                "no credential in any configured carrier",
-            ))),
+            None => Outcome::Reject(
+                Box::new(Rejection::new(
+                    RejectionKind::MissingCredential,
+                    "no credential in any configured carrier",
+                )),
+                upgrade,
+            ),
         }
     }
 }
@@ -158,7 +175,7 @@ mod tests {
         let missing = upgrade().body(()).unwrap();
         assert!(matches!(
             bearer.check(&missing),
-            Outcome::Reject(r) if r.kind() == RejectionKind::MissingCredential
+            Outcome::Reject(r, _) if r.kind() == RejectionKind::MissingCredential
         ));
         let malformed = upgrade()
             .header("authorization", "Basic x")
@@ -166,7 +183,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             bearer.check(&malformed),
-            Outcome::Reject(r) if r.kind() == RejectionKind::InvalidRequest
+            Outcome::Reject(r, _) if r.kind() == RejectionKind::InvalidRequest
         ));
         let good = upgrade()
             .header("authorization", "Bearer t")
@@ -174,7 +191,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             bearer.check(&good),
-            Outcome::Authenticate { credential, h2: false, .. } if credential.expose_secret() == "t"
+            Outcome::Authenticate { credential, upgrade: Upgrade::Http1, .. } if credential.expose_secret() == "t"
         ));
     }
 
@@ -191,7 +208,7 @@ mod tests {
         };
         assert!(matches!(
             policy.check(&foreign(upgrade())),
-            Outcome::Reject(r) if r.kind() == RejectionKind::OriginRefused
+            Outcome::Reject(r, _) if r.kind() == RejectionKind::OriginRefused
         ));
         assert!(matches!(
             policy.check(&foreign(Request::builder())),

@@ -9,7 +9,7 @@ use http::request::Parts;
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::check::carrier_rejection;
+use super::check::{Upgrade, carrier_rejection};
 use super::future::{AuthFuture, ResponseFuture};
 use super::{Config, Outcome, PassedThrough};
 use crate::authenticator::Authenticator;
@@ -96,32 +96,31 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
-        let (credential, traces, h2) = match self.shared.config.check(&request) {
+        let (credential, traces, upgrade) = match self.shared.config.check(&request) {
             Outcome::PassThrough => {
                 request.extensions_mut().insert(PassedThrough);
                 return ResponseFuture::inner(self.inner.call(request), None);
             }
-            Outcome::Reject(rejection) => {
+            Outcome::Reject(rejection, upgrade) => {
                 let (mut parts, _) = request.into_parts();
-                return ResponseFuture::rejected(self.shared.reject(*rejection, &mut parts, None));
+                let response = self.shared.reject(*rejection, &mut parts, upgrade, None);
+                return ResponseFuture::rejected(response);
             }
-            Outcome::Authenticate {
-                credential,
-                traces,
-                h2,
-            } => (credential, traces, h2),
+            Outcome::Authenticate { credential, traces, upgrade } => (credential, traces, upgrade),
         };
         let (mut parts, body) = request.into_parts();
         if let Err((error, carrier)) = traces.remove_from(&mut parts) {
             let rejection = *carrier_rejection(error, Some(carrier));
-            return ResponseFuture::rejected(self.shared.reject(rejection, &mut parts, None));
+            let response = self.shared.reject(rejection, &mut parts, upgrade, None);
+            return ResponseFuture::rejected(response);
         }
-        let auth = Shared::authenticate(self.shared.clone(), credential, parts);
+        let auth = Shared::authenticate(self.shared.clone(), credential, parts, upgrade);
         // Call the service that was polled ready, once authenticated; leave
         // a fresh clone behind for the next request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::authenticating(auth, inner, body, traces.into_echo(h2))
+        let echo = traces.into_echo(upgrade == Upgrade::Http2);
+        ResponseFuture::authenticating(auth, inner, body, echo)
     }
 }
 
@@ -130,7 +129,12 @@ impl<A: Authenticator, H> Shared<A, H> {
     /// extensions, or the rejection's response.
     ///
     /// [`Identity`]: crate::Identity
-    fn authenticate<ResB>(this: Arc<Self>, credential: Credential, parts: Parts) -> AuthFuture<ResB>
+    fn authenticate<ResB>(
+        this: Arc<Self>,
+        credential: Credential,
+        parts: Parts,
+        upgrade: Upgrade,
+    ) -> AuthFuture<ResB>
     where
         H: RejectionHandler<ResB>,
     {
@@ -156,7 +160,7 @@ impl<A: Authenticator, H> Shared<A, H> {
                 Err(error) => {
                     let rejection = Rejection::from_auth_error(&error)
                         .with_carrier(Some(credential.carrier().clone()));
-                    Err(this.reject(rejection, &mut parts, Some(&error)))
+                    Err(this.reject(rejection, &mut parts, upgrade, Some(&error)))
                 }
             }
         })
@@ -171,6 +175,7 @@ impl<A, H> Shared<A, H> {
         &self,
         rejection: Rejection,
         parts: &mut Parts,
+        upgrade: Upgrade,
         source: Option<&AuthError>,
     ) -> Response<ResB>
     where
@@ -181,8 +186,10 @@ impl<A, H> Shared<A, H> {
         let response = self.handler.respond(&rejection);
         #[cfg(feature = "close-rejections")]
         if let Some(close) = &self.config.close {
-            return close.answer(&rejection, parts, &self.config, response);
+            return close.answer(&rejection, parts, upgrade, &self.config, response);
         }
+        #[cfg(not(feature = "close-rejections"))]
+        let _ = upgrade;
         response
     }
 }
