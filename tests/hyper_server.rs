@@ -237,6 +237,10 @@ async fn http2_refused_browser_upgrade_reads_its_close_code() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(close.pending(), 0, "the server kept the stream after the closing handshake");
+    assert_eq!(
+        close.pending(),
+        0,
+        "the server kept the stream after the closing handshake"
+    );
     assert_eq!(inner.get(), 0);
 }

@@ -124,7 +124,10 @@ mod close_rejections {
     }
 
     /// Bearer and subprotocol carriers, closing refusals with `close`.
-    fn layer(calls: &Calls, close: &CloseRejections) -> WsAuthLayer<impl tower_ws_auth::Authenticator> {
+    fn layer(
+        calls: &Calls,
+        close: &CloseRejections,
+    ) -> WsAuthLayer<impl tower_ws_auth::Authenticator> {
         WsAuthLayer::new(tokens(calls))
             .bearer_header()
             .subprotocol_token()
@@ -149,12 +152,27 @@ mod close_rejections {
 
         let bad = offer("nonsense");
         let cases: [(&[(&str, &str)], u16); 5] = [
-            (&[("origin", ORIGIN), ("sec-websocket-protocol", &bad)], 4001),
-            (&[("origin", ORIGIN)], 4001),
-            (&[("origin", ORIGIN), ("authorization", "Bearer expired-token")], 4001),
-            (&[("origin", ORIGIN), ("authorization", "Bearer banned-token")], 4003),
             (
-                &[("origin", "https://evil.example"), ("authorization", "Bearer alice-token")],
+                &[("origin", ORIGIN), ("sec-websocket-protocol", &bad)],
+                4001,
+            ),
+            (&[("origin", ORIGIN)], 4001),
+            (
+                &[
+                    ("origin", ORIGIN),
+                    ("authorization", "Bearer expired-token"),
+                ],
+                4001,
+            ),
+            (
+                &[("origin", ORIGIN), ("authorization", "Bearer banned-token")],
+                4003,
+            ),
+            (
+                &[
+                    ("origin", "https://evil.example"),
+                    ("authorization", "Bearer alice-token"),
+                ],
                 4003,
             ),
         ];
@@ -165,10 +183,17 @@ mod close_rejections {
             assert!(response.headers().get("www-authenticate").is_none());
             let offered = headers.iter().any(|(n, _)| *n == "sec-websocket-protocol");
             assert_eq!(
-                response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap()),
+                response
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .map(|v| v.to_str().unwrap()),
                 offered.then_some("chat"),
             );
-            assert_eq!(close_after_upgrade(&mut ws).await, (code, String::new()), "{headers:?}");
+            assert_eq!(
+                close_after_upgrade(&mut ws).await,
+                (code, String::new()),
+                "{headers:?}"
+            );
             wait_idle(&close).await;
         }
         assert_eq!(inner.get(), 0, "the inner service must not be called");
@@ -176,9 +201,12 @@ mod close_rejections {
         assert_eq!(auth.get(), 3);
 
         // An accepted browser upgrade is untouched.
-        let (_ws, report, _) =
-            connect_ok(addr, "/ws", &[("origin", ORIGIN), ("authorization", "Bearer alice-token")])
-                .await;
+        let (_ws, report, _) = connect_ok(
+            addr,
+            "/ws",
+            &[("origin", ORIGIN), ("authorization", "Bearer alice-token")],
+        )
+        .await;
         assert_eq!(report["subject"], "alice");
     }
 
@@ -196,7 +224,9 @@ mod close_rejections {
 
         // Off by default.
         let plain = serve(app(WsAuthLayer::new(tokens(&calls)).bearer_header())).await;
-        let refused = connect(plain, "/ws", &[("origin", ORIGIN)]).await.unwrap_err();
+        let refused = connect(plain, "/ws", &[("origin", ORIGIN)])
+            .await
+            .unwrap_err();
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     }
 
@@ -206,16 +236,27 @@ mod close_rejections {
         let close = CloseRejections::graphql_ws();
         let addr = serve(app(layer(&calls, &close))).await;
         let browser = ("sec-fetch-mode", "websocket");
-        let (mut ws, _) = connect(addr, "/ws", &[browser, ("authorization", "Bearer nonsense")])
-            .await
-            .unwrap();
+        let (mut ws, _) = connect(
+            addr,
+            "/ws",
+            &[browser, ("authorization", "Bearer nonsense")],
+        )
+        .await
+        .unwrap();
         let unauthorized = CloseCodes::graphql_ws().unauthorized_code();
         assert_eq!(unauthorized, 4401);
         assert_eq!(close_after_upgrade(&mut ws).await.0, unauthorized);
-        let (mut ws, _) = connect(addr, "/ws", &[browser, ("authorization", "Bearer readonly-token")])
-            .await
-            .unwrap();
-        assert_eq!(close_after_upgrade(&mut ws).await.0, CloseCodes::graphql_ws().forbidden_code());
+        let (mut ws, _) = connect(
+            addr,
+            "/ws",
+            &[browser, ("authorization", "Bearer readonly-token")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            close_after_upgrade(&mut ws).await.0,
+            CloseCodes::graphql_ws().forbidden_code()
+        );
         // Configurable code by code.
         let close = CloseRejections::new().codes(CloseCodes::default().unauthorized(4011));
         let addr = serve(app(layer(&calls, &close))).await;

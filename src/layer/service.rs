@@ -106,7 +106,11 @@ where
                 let response = self.shared.reject(*rejection, &mut parts, upgrade, None);
                 return ResponseFuture::rejected(response);
             }
-            Outcome::Authenticate { credential, traces, upgrade } => (credential, traces, upgrade),
+            Outcome::Authenticate {
+                credential,
+                traces,
+                upgrade,
+            } => (credential, traces, upgrade),
         };
         let (mut parts, body) = request.into_parts();
         if let Err((error, carrier)) = traces.remove_from(&mut parts) {
