@@ -247,6 +247,23 @@ fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|e| !e.is_empty())
 }
 
+/// Every `Sec-WebSocket-Protocol` line, if all of them together (with
+/// their separators) are within `limits`.
+fn capped_lines(
+    headers: &HeaderMap,
+    limits: Limits,
+) -> Result<http::header::GetAll<'_, HeaderValue>, CarrierError> {
+    let values = headers.get_all(SEC_WEBSOCKET_PROTOCOL);
+    let mut total = 0usize;
+    for v in values.iter() {
+        total = total.saturating_add(v.len() + 2);
+        if total > limits.max_header {
+            return Err(CarrierError::TooLarge);
+        }
+    }
+    Ok(values)
+}
+
 /// The protocol a `101` that only carries a refusal must echo: `Ok(None)`
 /// when the client offered none, otherwise the first offered element that
 /// is a token and not a credential entry (one starting with `prefix`).
@@ -258,14 +275,7 @@ pub(crate) fn echo_for_refusal(
     prefix: Option<&str>,
     limits: Limits,
 ) -> Result<Option<HeaderValue>, CarrierError> {
-    let values = headers.get_all(SEC_WEBSOCKET_PROTOCOL);
-    let mut total = 0usize;
-    for v in values.iter() {
-        total = total.saturating_add(v.len() + 2);
-        if total > limits.max_header {
-            return Err(CarrierError::TooLarge);
-        }
-    }
+    let values = capped_lines(headers, limits)?;
     let is_credential = |e: &[u8]| prefix.is_some_and(|p| e.starts_with(p.as_bytes()));
     let mut offered = false;
     for element in values.iter().flat_map(|v| elements(v.as_bytes())) {
@@ -300,14 +310,7 @@ pub(crate) fn parse_protocols(
     config: &SubprotocolCarrier,
     limits: Limits,
 ) -> Result<Option<ParsedProtocols>, CarrierError> {
-    let values = headers.get_all(SEC_WEBSOCKET_PROTOCOL);
-    let mut total = 0usize;
-    for v in values.iter() {
-        total = total.saturating_add(v.len() + 2);
-        if total > limits.max_header {
-            return Err(CarrierError::TooLarge);
-        }
-    }
+    let values = capped_lines(headers, limits)?;
     let prefix = config.prefix.as_bytes();
     let mut has_credential = false;
     let mut first_error: Option<CarrierError> = None;
