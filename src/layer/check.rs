@@ -61,13 +61,18 @@ pub(crate) enum Outcome<'a> {
     PassThrough,
     /// Refused before the authenticator runs.
     Reject(Box<Rejection>, Upgrade),
-    /// Authenticate `credential`, once its carriers' `traces` are removed
-    /// from the request.
-    Authenticate {
-        credential: Credential,
-        traces: Traces<'a>,
-        upgrade: Upgrade,
-    },
+    /// Authenticate a credential.
+    Authenticate(Candidate<'a>),
+}
+
+/// A request to authenticate.
+#[derive(Debug)]
+pub(crate) struct Candidate<'a> {
+    /// The credential of the carrier that won.
+    pub(super) credential: Credential,
+    /// What the carriers left of it in the request, to remove first.
+    pub(super) traces: Traces<'a>,
+    pub(super) upgrade: Upgrade,
 }
 
 impl Config {
@@ -109,11 +114,11 @@ impl Config {
             }
         }
         match extracted.credential {
-            Some(credential) => Outcome::Authenticate {
+            Some(credential) => Outcome::Authenticate(Candidate {
                 credential,
                 traces: extracted.traces,
                 upgrade,
-            },
+            }),
             None => Outcome::Reject(
                 Box::new(Rejection::new(
                     RejectionKind::MissingCredential,
@@ -191,7 +196,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             bearer.check(&good),
-            Outcome::Authenticate { credential, upgrade: Upgrade::Http1, .. } if credential.expose_secret() == "t"
+            Outcome::Authenticate(c) if c.credential.expose_secret() == "t" && c.upgrade == Upgrade::Http1
         ));
     }
 
@@ -212,7 +217,7 @@ mod tests {
         ));
         assert!(matches!(
             policy.check(&foreign(Request::builder())),
-            Outcome::Authenticate { .. }
+            Outcome::Authenticate(_)
         ));
     }
 }

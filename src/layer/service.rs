@@ -96,7 +96,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
-        let (credential, traces, upgrade) = match self.shared.config.check(&request) {
+        let candidate = match self.shared.config.check(&request) {
             Outcome::PassThrough => {
                 request.extensions_mut().insert(PassedThrough);
                 return ResponseFuture::inner(self.inner.call(request), None);
@@ -106,14 +106,11 @@ where
                 let response = self.shared.reject(*rejection, &mut parts, upgrade, None);
                 return ResponseFuture::rejected(response);
             }
-            Outcome::Authenticate {
-                credential,
-                traces,
-                upgrade,
-            } => (credential, traces, upgrade),
+            Outcome::Authenticate(candidate) => candidate,
         };
         let (mut parts, body) = request.into_parts();
-        if let Err((error, carrier)) = traces.remove_from(&mut parts) {
+        let (credential, upgrade) = (candidate.credential, candidate.upgrade);
+        if let Err((error, carrier)) = candidate.traces.remove_from(&mut parts) {
             let rejection = *carrier_rejection(error, Some(carrier));
             let response = self.shared.reject(rejection, &mut parts, upgrade, None);
             return ResponseFuture::rejected(response);
@@ -123,7 +120,7 @@ where
         // a fresh clone behind for the next request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let echo = traces.into_echo(upgrade == Upgrade::Http2);
+        let echo = candidate.traces.into_echo(upgrade == Upgrade::Http2);
         ResponseFuture::authenticating(auth, inner, body, echo)
     }
 }
