@@ -71,6 +71,39 @@ async fn readiness_of_the_inner_service_is_respected() {
     assert_eq!(body_text(again).await, "bob");
 }
 
+#[tokio::test]
+async fn behind_a_buffer_the_authenticator_runs_in_the_callers_task() {
+    // `tower::buffer` calls the service on its one worker task: work done
+    // in `call` would be done there, for every connection in turn. The
+    // authenticator must run when the response future is polled, in the
+    // task that awaits it.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let auth = tower_ws_auth::authenticate_fn(move |_, _| {
+        record.lock().unwrap().push(tokio::task::try_id());
+        std::future::ready(Ok(Identity::new(
+            "alice",
+            tower_ws_auth::AuthMethod::Custom("test"),
+        )))
+    });
+    let service = ServiceBuilder::new()
+        .buffer(4)
+        .layer(WsAuthLayer::new(auth).bearer_header())
+        .service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(
+                http_body_util::Full::new(bytes::Bytes::new()),
+            ))
+        });
+    let caller = tokio::spawn(async move {
+        let response = service.oneshot(upgrade(Some("t"))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        tokio::task::id()
+    })
+    .await
+    .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [Some(caller)]);
+}
+
 async fn body_text(response: Response<http_body_util::Full<bytes::Bytes>>) -> String {
     use http_body_util::BodyExt;
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
