@@ -143,6 +143,9 @@ pub use jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey, MAX_LEEWAY};
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub use jwt::{RemoteJwks, RemoteJwksBuilder};
+#[cfg(feature = "close-rejections")]
+#[cfg_attr(docsrs, doc(cfg(feature = "close-rejections")))]
+pub use layer::CloseRejections;
 pub use layer::{ResponseFuture, WsAuth, WsAuthLayer};
 pub use origin::{MissingOrigin, OriginPolicy};
 pub use rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};
