@@ -16,8 +16,8 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use jwt_common::*;
 use serde_json::json;
 use tower_ws_auth::{
-    ApiKeyAuthenticator, AuthMethod, Authenticator, Identity, JwtAlgorithm, JwtAuthenticator,
-    JwtKey, WsAuthLayer,
+    ApiKeyAuthenticator, AuthMethod, Authenticator, ConfigError, Identity, JwtAlgorithm,
+    JwtAuthenticator, JwtKey, WsAuthLayer,
 };
 
 type Jwt = JwtAuthenticator<TestClaims>;
@@ -984,4 +984,92 @@ async fn a_token_past_exp_is_refused_not_upgraded_then_closed() {
     // The closing handshake completes: the server then ends the stream.
     let end = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
     assert!(end.unwrap().is_none());
+}
+
+// --- key import: jsonwebtoken's constructors, this crate's checks ----------
+
+#[test]
+fn key_import_pem_keys_are_pinned_and_checked() {
+    assert!(JwtKey::from_pem(JwtAlgorithm::RS256, RSA_PUBLIC).is_ok());
+    assert!(JwtKey::from_pem(JwtAlgorithm::PS512, RSA_PUBLIC).is_ok());
+    assert!(JwtKey::from_pem(JwtAlgorithm::ES256, EC256_PUBLIC).is_ok());
+    assert!(JwtKey::from_pem(JwtAlgorithm::ES384, EC384_PUBLIC).is_ok());
+    assert!(JwtKey::from_pem(JwtAlgorithm::EdDSA, ED_PUBLIC).is_ok());
+
+    // Wrong family or curve.
+    for (alg, pem) in [
+        (JwtAlgorithm::ES256, RSA_PUBLIC),
+        (JwtAlgorithm::RS256, EC256_PUBLIC),
+        (JwtAlgorithm::ES384, EC256_PUBLIC),
+        (JwtAlgorithm::ES256, EC384_PUBLIC),
+        (JwtAlgorithm::EdDSA, EC256_PUBLIC),
+        (JwtAlgorithm::RS256, ED_PUBLIC),
+    ] {
+        assert!(
+            matches!(
+                JwtKey::from_pem(alg, pem),
+                Err(ConfigError::InvalidKey { .. })
+            ),
+            "{alg}"
+        );
+    }
+    assert!(matches!(
+        JwtKey::from_pem(JwtAlgorithm::HS256, RSA_PUBLIC),
+        Err(ConfigError::InvalidJwtConfig { .. })
+    ));
+    assert_eq!(
+        JwtKey::from_pem(JwtAlgorithm::RS256, RSA_PRIVATE).unwrap_err(),
+        ConfigError::InvalidKey {
+            reason: "a private key was given: configure the public key"
+        }
+    );
+    assert_eq!(
+        JwtKey::from_pem(
+            JwtAlgorithm::RS256,
+            include_str!("fixtures/rsa1024_public.pem")
+        )
+        .unwrap_err(),
+        ConfigError::WeakRsaKey { bits: 1024 }
+    );
+    assert!(JwtKey::from_pem(JwtAlgorithm::RS256, "garbage").is_err());
+}
+
+#[test]
+fn key_import_der_keys() {
+    let k = JwtKey::from_der(JwtAlgorithm::RS256, RSA_PUBLIC_DER).unwrap();
+    assert_eq!(k.algorithm(), JwtAlgorithm::RS256);
+    assert!(JwtKey::from_der(JwtAlgorithm::RS256, b"\x30\x03\x02\x01\x01").is_err());
+    assert!(JwtKey::from_der(JwtAlgorithm::ES256, RSA_PUBLIC_DER).is_err());
+}
+
+#[test]
+fn key_import_hmac_secrets() {
+    assert_eq!(
+        JwtKey::hmac(JwtAlgorithm::HS256, [7u8; 31]).unwrap_err(),
+        ConfigError::WeakHmacSecret {
+            algorithm: "HS256",
+            min_bytes: 32
+        }
+    );
+    assert!(JwtKey::hmac(JwtAlgorithm::HS256, [7u8; 32]).is_ok());
+    assert!(JwtKey::hmac(JwtAlgorithm::HS384, [7u8; 47]).is_err());
+    assert!(JwtKey::hmac(JwtAlgorithm::HS384, [7u8; 48]).is_ok());
+    assert!(JwtKey::hmac(JwtAlgorithm::HS512, [7u8; 63]).is_err());
+    assert!(JwtKey::hmac(JwtAlgorithm::HS512, [7u8; 64]).is_ok());
+    assert!(JwtKey::hmac(JwtAlgorithm::RS256, [7u8; 64]).is_err());
+    // The public key PEM is not a secret.
+    assert!(matches!(
+        JwtKey::hmac(JwtAlgorithm::HS256, RSA_PUBLIC),
+        Err(ConfigError::InvalidKey { .. })
+    ));
+}
+
+#[test]
+fn key_import_debug_shows_no_key_material() {
+    let k = JwtKey::hmac(JwtAlgorithm::HS256, b"super-secret-value-that-is-32-bytes")
+        .unwrap()
+        .with_kid("k1");
+    let shown = format!("{k:?}");
+    assert!(!shown.contains("super-secret"), "{shown}");
+    assert!(shown.contains("k1") && shown.contains("HS256"), "{shown}");
 }
