@@ -1,15 +1,16 @@
 //! The policy checks done before any key lookup or cryptography: the shape
-//! of a compact JWS (RFC 7515 section 7.1) and its protected header, read
-//! by [`jsonwebtoken::decode_header`].
+//! of a compact JWS (RFC 7515 section 7.1) and the members of its protected
+//! header that the policy needs. `jsonwebtoken::decode` reads the header
+//! again, whole, to verify the token.
 //!
 //! Everything here is linear in the token, bounded by size caps checked
 //! before any decoding, and never panics: the token is network data.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Header;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
 use super::algorithm::JwtAlgorithm;
@@ -33,14 +34,21 @@ pub(crate) enum Refusal {
 }
 
 /// What the policy reads from a token's protected header.
+#[derive(Debug)]
 pub(crate) struct Checked {
     pub(crate) alg: JwtAlgorithm,
-    pub(crate) header: Header,
+    pub(crate) kid: Option<String>,
+    pub(crate) typ: Option<String>,
 }
 
-/// A character a base64url segment (RFC 4648 section 5, unpadded) may hold.
-fn base64url(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+/// A byte of a base64url segment (RFC 4648 section 5, unpadded) or a dot;
+/// branch-free, for [`all_bytes`](crate::credential::all_bytes).
+fn base64url_or_dot(b: u8) -> bool {
+    (b.wrapping_sub(b'0') < 10)
+        | ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b == b'-')
+        | (b == b'_')
+        | (b == b'.')
 }
 
 /// Checks the shape of `token` and reads its header, cheapest first: the
@@ -70,59 +78,81 @@ pub(crate) fn check(token: &str, max_len: usize) -> Result<Checked, Refusal> {
     if header.len() > MAX_HEADER_CHARS || signature.len() > MAX_SIGNATURE_CHARS {
         return Err(Refusal::Invalid("header or signature over its cap"));
     }
-    for segment in [header, payload, signature] {
-        // No byte string encodes to 4n+1 characters.
-        if segment.len() % 4 == 1 || !segment.bytes().all(base64url) {
-            return Err(Refusal::Invalid("a segment is not base64url"));
-        }
+    // No byte string encodes to 4n+1 characters.
+    if [header, payload, signature]
+        .iter()
+        .any(|s| s.len() % 4 == 1)
+        || !crate::credential::all_bytes(token.as_bytes(), base64url_or_dot)
+    {
+        return Err(Refusal::Invalid("a segment is not base64url"));
     }
     let header_json = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| Refusal::Invalid("a segment is not base64url"))?;
-    // jsonwebtoken reads a `null` member as absent (`"kid": null` would
-    // select the kid-less key); here it is refused.
-    serde_json::from_slice::<NoNulls>(&header_json)
-        .map_err(|_| Refusal::Invalid("header is not a JSON object without null members"))?;
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|_| Refusal::Invalid("header unreadable or alg not supported"))?;
-    let alg =
-        JwtAlgorithm::from_jsonwebtoken(header.alg).ok_or(Refusal::Invalid("alg not supported"))?;
-    if header.crit.is_some() {
-        // RFC 7515 section 4.1.11: no extension is understood here
-        // (`b64: false` of RFC 7797 included), so `crit` is refused.
-        return Err(Refusal::Invalid("crit is not supported"));
-    }
-    if header.extras.inner().contains_key("b64") {
-        return Err(Refusal::Invalid("b64 is not supported"));
-    }
+    let header = serde_json::from_slice::<PolicyHeader>(&header_json)
+        .map_err(|_| Refusal::Invalid("header refused"))?;
+    let alg = header
+        .alg
+        .as_deref()
+        .and_then(JwtAlgorithm::from_name)
+        .ok_or(Refusal::Invalid("alg missing or not supported"))?;
     if header.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_BYTES) {
         return Err(Refusal::Invalid("kid over 256 bytes"));
     }
-    Ok(Checked { alg, header })
+    Ok(Checked {
+        alg,
+        kid: header.kid,
+        typ: header.typ,
+    })
 }
 
-/// A JSON object none of whose members is `null`; the values are skipped.
-struct NoNulls;
+/// The header members the policy reads, in one pass: `alg`, `kid` and
+/// `typ` as strings (each at most once); `crit` refused (RFC 7515 section
+/// 4.1.11: no extension is understood here, RFC 7797's `b64` included, so
+/// `b64` is refused too); any member `null` refused (jsonwebtoken reads
+/// `"kid": null` as no `kid`, which would select the kid-less key). Other
+/// members (`jwk`, `jku`, `x5u`, `x5c`, ...) are skipped, never used.
+#[derive(Default)]
+struct PolicyHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+    typ: Option<String>,
+}
 
-impl<'de> de::Deserialize<'de> for NoNulls {
+impl<'de> de::Deserialize<'de> for PolicyHeader {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(NoNulls)
+        d.deserialize_map(PolicyHeaderVisitor)
     }
 }
 
-impl<'de> Visitor<'de> for NoNulls {
-    type Value = NoNulls;
+struct PolicyHeaderVisitor;
+
+impl<'de> Visitor<'de> for PolicyHeaderVisitor {
+    type Value = PolicyHeader;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object without null members")
+        f.write_str("a JOSE header object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoNulls, A::Error> {
-        while map.next_key::<IgnoredAny>()?.is_some() {
-            if map.next_value::<Option<IgnoredAny>>()?.is_none() {
-                return Err(de::Error::custom("null member"));
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PolicyHeader, A::Error> {
+        let mut header = PolicyHeader::default();
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            let slot = match &*name {
+                "alg" => &mut header.alg,
+                "kid" => &mut header.kid,
+                "typ" => &mut header.typ,
+                "crit" | "b64" => return Err(de::Error::custom("crit or b64")),
+                _ => {
+                    if map.next_value::<Option<IgnoredAny>>()?.is_none() {
+                        return Err(de::Error::custom("null member"));
+                    }
+                    continue;
+                }
+            };
+            if slot.replace(map.next_value::<String>()?).is_some() {
+                return Err(de::Error::custom("duplicate member"));
             }
         }
-        Ok(NoNulls)
+        Ok(header)
     }
 }

@@ -178,8 +178,9 @@ impl Config {
 ///    [`decline_non_jws`](Self::decline_non_jws)), the size cap
 ///    ([`max_token_bytes`](Self::max_token_bytes), default 8 KiB), caps on
 ///    the header (2 KiB) and signature, the base64url alphabet; then the
-///    header, read by [`jsonwebtoken::decode_header`]: a supported `alg`
-///    (`none` is refused in any spelling), a `kid` of at most 256 bytes, no
+///    header members the policy needs, read in one pass (the header must be
+///    a JSON object without `null` members): a supported `alg` (`none` is
+///    refused in any spelling), a string `kid` of at most 256 bytes, no
 ///    `crit` or `b64`, `typ` when [`typ`](Self::typ) is set. Key material
 ///    in the header (`jwk`, `jku`, `x5u`, `x5c`, `x5t`) is never used,
 ///    let alone fetched.
@@ -219,6 +220,7 @@ impl Config {
 /// |---|---|
 /// | not three segments, over a size cap, a segment outside base64url | refused before any decoding or key lookup |
 /// | header with `crit` or `b64` | no JWS extension is understood (RFC 7515 section 4.1.11) |
+/// | a header member that is `null` | `decode` reads `"kid": null` as no `kid` |
 /// | `kid` over 256 bytes, or naming no configured key | keys are selected by `kid`, pinned to their algorithm |
 /// | `typ` other than the configured [`typ`](Self::typ) | explicit typing (RFC 8725 section 3.11) |
 /// | `exp`, `nbf` or `iat` not a number, `iss`/`jti`/subject not a string, `aud` not a string or an array of strings, any of them `null` | a claim of the wrong type is a failure, never "absent" (`decode` does not read `iat` or `jti`, and skips a malformed `iss` or `sub` unless it is required) |
@@ -655,13 +657,13 @@ where
             Err(Refusal::Invalid(reason)) => return Err(AuthError::invalid(reason)),
         };
         if let Some(expected) = &config.typ {
-            match &checked.header.typ {
+            match &checked.typ {
                 Some(typ) if normalize_typ(typ) == **expected => {}
                 Some(_) => return Err(AuthError::invalid("typ not accepted")),
                 None => return Err(AuthError::invalid("typ missing")),
             }
         }
-        let (alg, kid) = (checked.alg, checked.header.kid.as_deref());
+        let (alg, kid) = (checked.alg, checked.kid.as_deref());
         let miss = |miss: keys::Miss| AuthError::invalid(miss.reason());
         match &config.keys {
             KeySource::Static(set) => {
