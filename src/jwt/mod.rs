@@ -229,6 +229,15 @@ impl Config {
 /// | subject missing or empty, [`required_claims`](Self::required_claims) missing or `null` | the identity needs them |
 /// | claims that do not fit `C` | the handler receives `C` |
 ///
+/// # Crypto backend
+///
+/// jsonwebtoken picks its backend from its features: aws-lc-rs with this
+/// crate's `jwt`, RustCrypto with `jwt-rust-crypto`; nothing is installed
+/// process-wide then. With both compiled in, jsonwebtoken needs a
+/// process-wide `CryptoProvider` (it panics without one), so building an
+/// authenticator installs aws-lc-rs's unless one is installed already: an
+/// application that installs its own first keeps it.
+///
 /// The [`Identity`] has the subject, [`AuthMethod::Jwt`], `exp` as
 /// [`expires_at`](Identity::expires_at), `jti` as
 /// [`token_id`](Identity::token_id), the scopes, and `C` as
