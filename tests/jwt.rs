@@ -1073,3 +1073,25 @@ fn key_import_debug_shows_no_key_material() {
     assert!(!shown.contains("super-secret"), "{shown}");
     assert!(shown.contains("k1") && shown.contains("HS256"), "{shown}");
 }
+
+/// JSON is UTF-8 (RFC 8259): a payload with a byte that is not, even in a
+/// claim nobody reads, is refused, as `jsonwebtoken::decode` refuses it.
+#[tokio::test]
+async fn claims_that_are_not_utf8_are_refused() {
+    init();
+    let auth = Jwt::hs256(HS256_SECRET).unwrap();
+    let mut payload = format!(r#"{{"sub":"alice","exp":{},"x":""#, now() + 300).into_bytes();
+    payload.extend_from_slice(b"\xff\"}");
+    let input = format!("{}.{}", b64(r#"{"alg":"HS256"}"#), b64(&payload));
+    let key = encoding_key(Algorithm::HS256);
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
+    let token = format!("{input}.{signature}");
+    let validation = auth.jsonwebtoken_validation(JwtAlgorithm::HS256);
+    let plain = jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &decoding_key(Algorithm::HS256),
+        &validation,
+    );
+    assert!(plain.is_err());
+    assert!(auth.verify(&token).await.is_err());
+}
