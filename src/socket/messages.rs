@@ -1,9 +1,9 @@
 //! The wire format of authentication messages on an open socket.
 
-use std::borrow::Cow;
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::identity::Identity;
 
@@ -71,35 +71,188 @@ pub trait AuthMessages: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonMessages;
 
-#[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default)]
+/// What a scan of a JSON object found: only the `type` member and the one
+/// member that carries the credential are read; every other member is
+/// skipped without being built ([`IgnoredAny`]).
+#[derive(Default)]
+struct Scan {
+    /// The last `type` member is the string looked for (a duplicate
+    /// `type` makes the message [`Parsed::Malformed`] when it matches).
+    kind_matches: bool,
+    kinds: usize,
+    /// The credential, if its member is a string.
     token: Option<String>,
+    tokens: usize,
 }
 
-fn parse(text: &str, kind: &str) -> Parsed {
-    // Objects only (serde would also read a struct from an array).
+/// Reads one member value as "is it the string `expected`?", skipping any
+/// other value.
+struct IsString<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for IsString<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer
+            .deserialize_any(StringVisitor(Some(self.0)))
+            .map(|found| found.is_some())
+    }
+}
+
+/// Reads a member value as a string, skipping any other value (`None`).
+/// With `Some(expected)`, only compares (and yields `Some` on a match).
+struct StringVisitor<'a>(Option<&'a str>);
+
+impl<'de> Visitor<'de> for StringVisitor<'_> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(match self.0 {
+            Some(expected) => (value == expected).then(String::new),
+            None => Some(value.to_owned()),
+        })
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// A member name: `type`, the credential's member, or another one (not kept).
+enum Key {
+    Kind,
+    Token,
+    Other,
+}
+
+struct KeySeed<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Key, E> {
+        Ok(if name == "type" {
+            Key::Kind
+        } else if name == self.0 {
+            Key::Token
+        } else {
+            Key::Other
+        })
+    }
+}
+
+/// Scans a JSON object for `"type": kind` and the string member `token`.
+struct ScanSeed<'a> {
+    kind: &'a str,
+    token: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for ScanSeed<'_> {
+    type Value = Scan;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Scan, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScanSeed<'_> {
+    type Value = Scan;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scan, A::Error> {
+        let mut scan = Scan::default();
+        while let Some(key) = map.next_key_seed(KeySeed(self.token))? {
+            match key {
+                Key::Kind => {
+                    scan.kinds += 1;
+                    scan.kind_matches = map.next_value_seed(IsString(self.kind))?;
+                }
+                Key::Token => {
+                    scan.tokens += 1;
+                    scan.token = map.next_value_seed(StringSeed)?;
+                }
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(scan)
+    }
+}
+
+struct StringSeed;
+
+impl<'de> DeserializeSeed<'de> for StringSeed {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(StringVisitor(None))
+    }
+}
+
+/// Scans `text`, a JSON object, reading only `type` and `token_member`.
+/// `None` if it is not one JSON object.
+fn scan(text: &str, kind: &str, token_member: &str) -> Option<Scan> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let scan = ScanSeed {
+        kind,
+        token: token_member,
+    }
+    .deserialize(&mut deserializer)
+    .ok()?;
+    deserializer.end().ok()?;
+    Some(scan)
+}
+
+/// A message `{"type": kind, token_member: "<credential>"}`; other members
+/// are allowed and skipped.
+fn parse(text: &str, kind: &str, token_member: &str) -> Parsed {
+    // Objects only.
     if !text.trim_start().starts_with('{') {
         return Parsed::Other;
     }
-    let Ok(message) = serde_json::from_str::<Incoming<'_>>(text) else {
-        return if serde_json::from_str::<serde_json::Value>(text)
-            .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some(kind))
-        {
-            Parsed::Malformed
-        } else {
-            Parsed::Other
-        };
-    };
-    if message.kind != kind {
-        return Parsed::Other;
+    match scan(text, kind, token_member) {
+        Some(scan) if scan.kind_matches => match scan.token {
+            Some(token) if scan.kinds == 1 && scan.tokens == 1 && !token.is_empty() => {
+                Parsed::Credential(token)
+            }
+            _ => Parsed::Malformed,
+        },
+        _ => Parsed::Other,
     }
-    match message.token {
-        Some(token) if !token.is_empty() => Parsed::Credential(token),
-        _ => Parsed::Malformed,
-    }
+}
+
+/// `true` if `text` is one JSON value (checked without building it).
+fn is_json(text: &str) -> bool {
+    serde_json::from_str::<IgnoredAny>(text).is_ok()
 }
 
 fn unix(at: Option<SystemTime>) -> Option<u64> {
@@ -109,10 +262,8 @@ fn unix(at: Option<SystemTime>) -> Option<u64> {
 
 impl AuthMessages for JsonMessages {
     fn parse_auth(&self, text: &str) -> Parsed {
-        match parse(text, "auth") {
-            Parsed::Other if serde_json::from_str::<serde_json::Value>(text).is_err() => {
-                Parsed::Malformed
-            }
+        match parse(text, "auth", "token") {
+            Parsed::Other if !is_json(text) => Parsed::Malformed,
             parsed => parsed,
         }
     }
@@ -122,7 +273,7 @@ impl AuthMessages for JsonMessages {
         if !text.contains("refresh") {
             return Parsed::Other;
         }
-        parse(text, "refresh")
+        parse(text, "refresh", "token")
     }
 
     fn authenticated(&self, identity: &Identity) -> Option<String> {
@@ -203,6 +354,54 @@ mod tests {
             Parsed::Other
         );
         assert_eq!(m.parse_refresh("hello"), Parsed::Other);
+    }
+
+    #[test]
+    fn only_type_and_token_are_read() {
+        let m = JsonMessages;
+        // Duplicates of the members that count are malformed; of others, fine.
+        for text in [
+            r#"{"type":"auth","token":"a","token":"b"}"#,
+            r#"{"type":"auth","type":"auth","token":"a"}"#,
+            r#"{"type":"chat","type":"auth","token":"a"}"#,
+        ] {
+            assert_eq!(m.parse_auth(text), Parsed::Malformed, "{text}");
+        }
+        assert_eq!(
+            m.parse_auth(r#"{"type":"auth","type":"chat","token":"a"}"#),
+            Parsed::Other
+        );
+        assert_eq!(
+            m.parse_auth(
+                r#"{"x":[{"y":[1,2.5,null,true]}],"x":{},"type":"auth","token":"a\u0041"}"#
+            ),
+            Parsed::Credential("aA".into())
+        );
+        assert_eq!(m.parse_auth(r#"{"type":7,"token":"a"}"#), Parsed::Other);
+        assert_eq!(
+            m.parse_auth(r#"{"type":"auth","token":{"t":"a"}}"#),
+            Parsed::Malformed
+        );
+        // Trailing bytes, truncation. Skipped members are skipped without
+        // recursion, however deep.
+        assert_eq!(
+            m.parse_auth(r#"{"type":"auth","token":"a"} x"#),
+            Parsed::Malformed
+        );
+        assert_eq!(
+            m.parse_auth(r#"{"type":"auth","token":"a""#),
+            Parsed::Malformed
+        );
+        let deep = format!(
+            r#"{{"type":"auth","token":"a","x":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(m.parse_auth(&deep), Parsed::Credential("a".into()));
+        assert_eq!(
+            m.parse_refresh(r#"{"type":"refresh","token":"a"} x"#),
+            Parsed::Other
+        );
     }
 
     #[test]

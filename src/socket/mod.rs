@@ -92,13 +92,28 @@ pub trait AuthSocket: Send {
     fn frame(message: &Self::Message) -> Frame<'_>;
 }
 
-/// How long [`close`] waits for the peer to answer a close frame.
-pub(crate) const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+/// How long a server-initiated close waits for the peer's Close by default
+/// (and how long the reply to the peer's Close may take to go out).
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Closes `socket` with `code` and a generic `reason`, then reads (and
-/// drops) what the peer still sends until it answers the close or
-/// one second passes, so the close handshake completes cleanly.
+/// drops) what the peer still sends until it answers with its own Close or
+/// three seconds pass, so the closing handshake of RFC 6455 completes
+/// before the socket is dropped.
+///
+/// A code that may not be sent (see [`is_sendable_close_code`]) becomes
+/// 1008.
 pub async fn close<S: AuthSocket>(socket: &mut S, code: u16, reason: &str) {
+    close_within(socket, code, reason, CLOSE_TIMEOUT).await;
+}
+
+/// [`close`], waiting at most `timeout` for the peer's Close.
+pub(crate) async fn close_within<S: AuthSocket>(
+    socket: &mut S,
+    code: u16,
+    reason: &str,
+    timeout: Duration,
+) {
     let code = if is_sendable_close_code(code) {
         code
     } else {
@@ -111,12 +126,24 @@ pub async fn close<S: AuthSocket>(socket: &mut S, code: u16, reason: &str) {
     {
         return;
     }
-    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+    let _ = tokio::time::timeout(timeout, async {
         while let Some(Ok(message)) = socket.recv_message().await {
             if matches!(S::frame(&message), Frame::Close(_)) {
                 break;
             }
         }
+    })
+    .await;
+}
+
+/// After the peer's Close: keeps reading, for at most `timeout`, until the
+/// library reports the connection closed. The WebSocket libraries queue
+/// their reply Close when they read the peer's and write it on the next
+/// read, so a socket dropped right after the peer's Close would never
+/// answer it.
+pub(crate) async fn finish_close<S: AuthSocket>(socket: &mut S, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, async {
+        while let Some(Ok(_)) = socket.recv_message().await {}
     })
     .await;
 }

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tower::ServiceExt;
 use tower_ws_auth::socket::{AuthSocket, Frame};
 use tower_ws_auth::{
@@ -68,6 +68,8 @@ pub struct App {
     pub first: FirstMessageAuth<tower_ws_auth::BoxAuthenticator>,
     pub first_gql: FirstMessageAuth<tower_ws_auth::BoxAuthenticator>,
     pub guard: SessionGuard<tower_ws_auth::BoxAuthenticator>,
+    /// `/ws-plain`: expiry and revocation, no refresh.
+    pub plain: SessionGuard,
     pub revocations: Revocations,
     delivered: Arc<Mutex<Vec<String>>>,
 }
@@ -83,6 +85,7 @@ impl App {
             guard: SessionGuard::new(boxed_auth())
                 .warn_before(Duration::from_millis(500))
                 .revocations(revocations.clone()),
+            plain: SessionGuard::expiry_only().revocations(revocations.clone()),
             revocations,
             delivered: Arc::new(Mutex::new(Vec::new())),
         }
@@ -100,13 +103,37 @@ impl App {
     }
 }
 
-/// The application: guarded echo, recording what it was given.
+/// The application: guarded echo, recording what it was given (texts over
+/// 1 KiB are recorded by their length); `close-me` makes it close the
+/// socket with 4000.
 pub async fn run_socket<S: AuthSocket>(app: App, socket: S, identity: Identity) {
-    let mut socket = app.guard.wrap(socket, identity);
+    let socket = app.guard.wrap(socket, identity);
+    echo(app, socket).await;
+}
+
+/// [`run_socket`] under the guard without refresh (`/ws-plain`).
+pub async fn run_plain<S: AuthSocket>(app: App, socket: S, identity: Identity) {
+    let socket = app.plain.wrap(socket, identity);
+    echo(app, socket).await;
+}
+
+async fn echo<S: AuthSocket, A: tower_ws_auth::Authenticator>(
+    app: App,
+    mut socket: tower_ws_auth::GuardedSocket<S, A>,
+) {
     while let Some(Ok(message)) = socket.recv().await {
         if let Frame::Text(text) = S::frame(&message) {
+            if text == "close-me" {
+                socket.close(4000, "bye").await;
+                break;
+            }
             let text = text.to_owned();
-            app.delivered.lock().unwrap().push(text.clone());
+            let recorded = if text.len() > 1024 {
+                format!("<{} bytes>", text.len())
+            } else {
+                text.clone()
+            };
+            app.delivered.lock().unwrap().push(recorded);
             if socket.send_text(text).await.is_err() {
                 break;
             }
@@ -142,7 +169,9 @@ async fn spawn_axum(app: App) -> SocketAddr {
     ) -> AxumResponse {
         let graphql = request.uri().path().ends_with("gql");
         let parts = request.into_parts().0;
-        ws.on_upgrade(move |socket| first_message(app, socket, parts, graphql))
+        let auth = if graphql { &app.first_gql } else { &app.first };
+        auth.configure(ws)
+            .on_upgrade(move |socket| first_message(app, socket, parts, graphql))
     }
     async fn guarded(
         ws: WebSocketUpgrade,
@@ -151,12 +180,23 @@ async fn spawn_axum(app: App) -> SocketAddr {
     ) -> AxumResponse {
         ws.on_upgrade(move |socket| run_socket(app, socket, identity))
     }
+    async fn plain(
+        ws: WebSocketUpgrade,
+        State(app): State<App>,
+        identity: Identity,
+    ) -> AxumResponse {
+        ws.on_upgrade(move |socket| run_plain(app, socket, identity))
+    }
     let router = axum::Router::new()
         .route("/first", any(first))
         .route("/first-gql", any(first))
         .route(
             "/ws",
             any(guarded).layer(WsAuthLayer::new(boxed_auth()).bearer_header()),
+        )
+        .route(
+            "/ws-plain",
+            any(plain).layer(WsAuthLayer::new(boxed_auth()).bearer_header()),
         )
         .with_state(app);
     super::serve(router).await
@@ -179,9 +219,10 @@ async fn spawn_hyper(app: App) -> SocketAddr {
     }
     async fn upgraded(
         request: &mut Request<Incoming>,
+        config: Option<WebSocketConfig>,
     ) -> Option<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>> {
         let upgraded = hyper::upgrade::on(request).await.ok()?;
-        Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await)
+        Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, config).await)
     }
 
     let guarded_app = app.clone();
@@ -192,10 +233,16 @@ async fn spawn_hyper(app: App) -> SocketAddr {
             async move {
                 let response = switching(&request);
                 let identity = request.extensions().get::<Identity>().cloned();
+                let plain = request.uri().path() == "/ws-plain";
                 tokio::spawn(async move {
-                    if let (Some(socket), Some(identity)) = (upgraded(&mut request).await, identity)
+                    if let (Some(socket), Some(identity)) =
+                        (upgraded(&mut request, None).await, identity)
                     {
-                        run_socket(app, socket, identity).await;
+                        if plain {
+                            run_plain(app, socket, identity).await;
+                        } else {
+                            run_socket(app, socket, identity).await;
+                        }
                     }
                 });
                 Ok::<_, Infallible>(response)
@@ -206,12 +253,17 @@ async fn spawn_hyper(app: App) -> SocketAddr {
         let guarded = guarded.clone();
         async move {
             let path = request.uri().path().to_owned();
-            if path == "/ws" {
+            if path == "/ws" || path == "/ws-plain" {
                 return guarded.oneshot(request).await;
             }
             let response = switching(&request);
+            let config = if path == "/first-gql" {
+                app.first_gql.websocket_config()
+            } else {
+                app.first.websocket_config()
+            };
             tokio::spawn(async move {
-                let Some(socket) = upgraded(&mut request).await else {
+                let Some(socket) = upgraded(&mut request, Some(config)).await else {
                     return;
                 };
                 let parts = request.into_parts().0;
