@@ -460,6 +460,62 @@ async fn every_close_is_a_clean_closing_handshake(kind: Kind) {
     }
 }
 
+/// A split guarded socket: the halves work in two tasks (echo through a
+/// channel, refresh answered by the guard), and a sending half that is
+/// held and blocked does not stop the guard: expiry and revocation close
+/// the socket with their codes and the connection ends cleanly.
+async fn a_split_socket_is_guarded_whatever_its_sending_half_does(kind: Kind) {
+    let app = App::new(Revocations::new());
+    let addr = spawn(kind, app.clone()).await;
+    let started = Instant::now();
+    let mut expiring = open(addr, "/ws-split", &[("authorization", "Bearer alice.1500")]).await;
+    let mut revoked = open(addr, "/ws-split", &[("authorization", "Bearer bob.60000")]).await;
+    for ws in [&mut expiring, &mut revoked] {
+        send(ws, "hi").await;
+        assert_eq!(next_text(ws).await, "hi", "{kind:?}");
+    }
+    send(&mut expiring, r#"{"type":"refresh","token":"alice.1500"}"#).await;
+    let answer: serde_json::Value = serde_json::from_str(&next_text(&mut expiring).await).unwrap();
+    assert_eq!(answer["type"], "refreshed", "{kind:?}");
+    for ws in [&mut expiring, &mut revoked] {
+        send(ws, "block-sender").await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(app.revocations.revoke_subject("bob").await.unwrap(), 1);
+    let (code, _, _) = close_of(&mut revoked).await;
+    assert_eq!(code, 4003, "{kind:?}: revoked");
+    assert_clean_end(&mut revoked, &format!("{kind:?}: revoked, sender blocked")).await;
+    let (code, _, _) = close_of(&mut expiring).await;
+    assert_eq!(code, 4002, "{kind:?}: expired");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_clean_end(&mut expiring, &format!("{kind:?}: expired, sender blocked")).await;
+    assert!(!app.delivered().iter().any(|m| m.contains("refresh")));
+}
+
+/// What async-graphql-axum's `GraphQLWebSocket::new_with_pair(sink, stream,
+/// ..)` asks of its halves: `Sink<Message>` and
+/// `Stream<Item = Result<Message, axum::Error>>`.
+#[allow(dead_code)]
+fn split_halves_fit_async_graphql_axum(
+    guarded: tower_ws_auth::GuardedSocket<axum::extract::ws::WebSocket>,
+) {
+    fn pair<Si, St>(_: Si, _: St)
+    where
+        Si: futures_util::Sink<axum::extract::ws::Message> + Send + Unpin + 'static,
+        St: futures_util::Stream<Item = Result<axum::extract::ws::Message, axum::Error>>
+            + Send
+            + Unpin
+            + 'static,
+    {
+    }
+    let (receiver, sender) = guarded.split();
+    pair(sender, receiver);
+}
+
 macro_rules! for_both_adapters {
     ($($name:ident),* $(,)?) => {
         mod axum_adapter {
@@ -483,4 +539,5 @@ for_both_adapters!(
     idle_connections_are_closed_at_the_deadline,
     refresh_messages_reach_the_application_without_refresh,
     every_close_is_a_clean_closing_handshake,
+    a_split_socket_is_guarded_whatever_its_sending_half_does,
 );

@@ -538,4 +538,23 @@ where
     pub fn into_inner(self) -> S {
         self.socket
     }
+
+    /// The socket.
+    pub(crate) fn socket(&self) -> &S {
+        &self.socket
+    }
+
+    /// The same guard over `f(socket)`.
+    pub(crate) fn map_socket<T>(self, f: impl FnOnce(S) -> T) -> GuardedSocket<T, A, M> {
+        GuardedSocket {
+            socket: f(self.socket),
+            guard: self.guard,
+            identity: self.identity,
+            request: self.request,
+            deadline: self.deadline,
+            warn_at: self.warn_at,
+            registration: self.registration,
+            ended: self.ended,
+        }
+    }
 }

@@ -11,6 +11,7 @@ mod first_message;
 mod guard;
 mod messages;
 mod revocation;
+mod split;
 
 #[cfg(feature = "axum")]
 mod axum_socket;
@@ -30,6 +31,7 @@ pub use messages::{AuthMessages, JsonMessages, Parsed};
 #[cfg(feature = "redis")]
 pub use redis_bus::RedisBus;
 pub use revocation::{BusError, LocalBus, Registration, Revocation, RevocationBus, Revocations};
+pub use split::{GuardedReceiver, GuardedSender, SharedSocket};
 
 /// What a received message is, seen through an [`AuthSocket`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,11 @@ impl SocketError {
     /// Wraps the WebSocket library's error.
     pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self(Box::new(error))
+    }
+
+    /// The library's error, if it is an `E`.
+    pub(crate) fn downcast<E: std::error::Error + 'static>(self) -> Result<E, Self> {
+        self.0.downcast::<E>().map(|e| *e).map_err(Self)
     }
 }
 
@@ -119,14 +126,16 @@ pub(crate) async fn close_within<S: AuthSocket>(
     } else {
         1008
     };
-    if socket
-        .send_message(S::close_frame(code, close_reason(reason)))
-        .await
-        .is_err()
-    {
-        return;
-    }
+    // Bounded as a whole: a peer that does not read cannot hold the close
+    // (the send) any more than one that does not answer.
     let _ = tokio::time::timeout(timeout, async {
+        if socket
+            .send_message(S::close_frame(code, close_reason(reason)))
+            .await
+            .is_err()
+        {
+            return;
+        }
         while let Some(Ok(message)) = socket.recv_message().await {
             if matches!(S::frame(&message), Frame::Close(_)) {
                 break;

@@ -141,6 +141,41 @@ async fn echo<S: AuthSocket, A: tower_ws_auth::Authenticator>(
     }
 }
 
+/// The application over a split guarded socket (`/ws-split`): the
+/// receiving half forwards texts to a task owning the sending half, which
+/// echoes them; `block-sender` makes that task hold the sending half and
+/// wait forever (the guard must close the connection all the same).
+pub async fn run_split<S, E>(app: App, socket: S, identity: Identity)
+where
+    S: AuthSocket
+        + futures_util::Stream<Item = Result<S::Message, E>>
+        + futures_util::Sink<S::Message, Error = E>
+        + Unpin
+        + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (mut receiver, mut sender) = app.guard.wrap(socket, identity).split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
+    tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if text == "block-sender" {
+                std::future::pending::<()>().await;
+            }
+            if sender.send(S::text(text)).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(Ok(message)) = receiver.next().await {
+        if let Frame::Text(text) = S::frame(&message) {
+            app.delivered.lock().unwrap().push(text.to_owned());
+            if tx.send(text.to_owned()).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
 pub async fn first_message<S: AuthSocket>(app: App, socket: S, parts: Parts, graphql: bool) {
     let auth = if graphql { &app.first_gql } else { &app.first };
     if let Ok((socket, identity)) = auth.authenticate(socket, &parts).await {
@@ -180,6 +215,13 @@ async fn spawn_axum(app: App) -> SocketAddr {
     ) -> AxumResponse {
         ws.on_upgrade(move |socket| run_socket(app, socket, identity))
     }
+    async fn split(
+        ws: WebSocketUpgrade,
+        State(app): State<App>,
+        identity: Identity,
+    ) -> AxumResponse {
+        ws.on_upgrade(move |socket| run_split(app, socket, identity))
+    }
     async fn plain(
         ws: WebSocketUpgrade,
         State(app): State<App>,
@@ -197,6 +239,10 @@ async fn spawn_axum(app: App) -> SocketAddr {
         .route(
             "/ws-plain",
             any(plain).layer(WsAuthLayer::new(boxed_auth()).bearer_header()),
+        )
+        .route(
+            "/ws-split",
+            any(split).layer(WsAuthLayer::new(boxed_auth()).bearer_header()),
         )
         .with_state(app);
     super::serve(router).await
@@ -233,15 +279,15 @@ async fn spawn_hyper(app: App) -> SocketAddr {
             async move {
                 let response = switching(&request);
                 let identity = request.extensions().get::<Identity>().cloned();
-                let plain = request.uri().path() == "/ws-plain";
+                let path = request.uri().path().to_owned();
                 tokio::spawn(async move {
                     if let (Some(socket), Some(identity)) =
                         (upgraded(&mut request, None).await, identity)
                     {
-                        if plain {
-                            run_plain(app, socket, identity).await;
-                        } else {
-                            run_socket(app, socket, identity).await;
+                        match path.as_str() {
+                            "/ws-plain" => run_plain(app, socket, identity).await,
+                            "/ws-split" => run_split(app, socket, identity).await,
+                            _ => run_socket(app, socket, identity).await,
                         }
                     }
                 });
@@ -253,7 +299,7 @@ async fn spawn_hyper(app: App) -> SocketAddr {
         let guarded = guarded.clone();
         async move {
             let path = request.uri().path().to_owned();
-            if path == "/ws" || path == "/ws-plain" {
+            if path.starts_with("/ws") {
                 return guarded.oneshot(request).await;
             }
             let response = switching(&request);
