@@ -85,16 +85,29 @@ async fn first_message_times_out_with_4008(kind: Kind) {
 async fn graphql_preset_codes(kind: Kind) {
     let app = App::new(Revocations::new());
     let addr = spawn(kind, app.clone()).await;
+    let init =
+        |token: &str| format!(r#"{{"type":"connection_init","payload":{{"token":"{token}"}}}}"#);
     for (first, code) in [
-        (r#"{"type":"auth"}"#, 4400),
-        (r#"{"type":"auth","token":"invalid"}"#, 4401),
-        (r#"{"type":"auth","token":"forbidden"}"#, 4403),
-        (r#"{"type":"chat"}"#, 4401),
+        (r#"{"type":"connection_init"}"#.to_owned(), 4400),
+        (r#"{"type":"auth","token":"alice.60000"}"#.to_owned(), 4403),
+        (init("invalid"), 4403),
+        (init("forbidden"), 4403),
+        (
+            r#"{"type":"subscribe","id":"1","payload":{}}"#.to_owned(),
+            4403,
+        ),
     ] {
         let mut ws = open(addr, "/first-gql", &[]).await;
-        send(&mut ws, first).await;
+        send(&mut ws, &first).await;
         assert_eq!(close_of(&mut ws).await.0, code, "{first}");
     }
+    // A good token: connection_ack, then the application.
+    let mut ws = open(addr, "/first-gql", &[]).await;
+    send(&mut ws, &init("alice.60000")).await;
+    assert_eq!(next_text(&mut ws).await, r#"{"type":"connection_ack"}"#);
+    send(&mut ws, "hello").await;
+    assert_eq!(next_text(&mut ws).await, "hello");
+    drop(ws);
     // max_pending(1): a second idle connection is turned away with 4429,
     // the first times out with 4408.
     let mut idle = open(addr, "/first-gql", &[]).await;

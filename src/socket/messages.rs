@@ -170,10 +170,12 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 }
 
-/// Scans a JSON object for `"type": kind` and the string member `token`.
+/// Scans a JSON object for `"type": kind` and the string member `token`
+/// (or, with `nested`, the string member `nested` of the object `token`).
 struct ScanSeed<'a> {
     kind: &'a str,
     token: &'a str,
+    nested: Option<&'a str>,
 }
 
 impl<'de> DeserializeSeed<'de> for ScanSeed<'_> {
@@ -198,7 +200,10 @@ impl<'de> Visitor<'de> for ScanSeed<'_> {
                 }
                 Key::Token => {
                     scan.tokens += 1;
-                    scan.token = map.next_value_seed(StringSeed)?;
+                    scan.token = match self.nested {
+                        None => map.next_value_seed(StringSeed)?,
+                        Some(member) => map.next_value_seed(Nested(member))?,
+                    };
                 }
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
@@ -218,16 +223,63 @@ impl<'de> DeserializeSeed<'de> for StringSeed {
     }
 }
 
-/// Scans `text`, a JSON object, reading only `type` and `token_member`.
-/// `None` if it is not one JSON object.
-fn scan(text: &str, kind: &str, token_member: &str) -> Option<Scan> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let scan = ScanSeed {
-        kind,
-        token: token_member,
+/// Reads an object member's value as the one string member `name` of an
+/// object (the graphql-ws payload); anything else is skipped (`None`).
+struct Nested<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for Nested<'_> {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
     }
-    .deserialize(&mut deserializer)
-    .ok()?;
+}
+
+impl<'de> Visitor<'de> for Nested<'_> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut found, mut count) = (None, 0);
+        while let Some(key) = map.next_key_seed(KeySeed(self.0))? {
+            if let Key::Token = key {
+                count += 1;
+                found = map.next_value_seed(StringSeed)?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found.filter(|_| count == 1))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// Scans `text`, a JSON object, reading only `type` and the credential's
+/// member. `None` if it is not one JSON object.
+fn scan(text: &str, seed: ScanSeed<'_>) -> Option<Scan> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let scan = seed.deserialize(&mut deserializer).ok()?;
     deserializer.end().ok()?;
     Some(scan)
 }
@@ -235,11 +287,22 @@ fn scan(text: &str, kind: &str, token_member: &str) -> Option<Scan> {
 /// A message `{"type": kind, token_member: "<credential>"}`; other members
 /// are allowed and skipped.
 fn parse(text: &str, kind: &str, token_member: &str) -> Parsed {
+    parse_with(
+        text,
+        ScanSeed {
+            kind,
+            token: token_member,
+            nested: None,
+        },
+    )
+}
+
+fn parse_with(text: &str, seed: ScanSeed<'_>) -> Parsed {
     // Objects only.
     if !text.trim_start().starts_with('{') {
         return Parsed::Other;
     }
-    match scan(text, kind, token_member) {
+    match scan(text, seed) {
         Some(scan) if scan.kind_matches => match scan.token {
             Some(token) if scan.kinds == 1 && scan.tokens == 1 && !token.is_empty() => {
                 Parsed::Credential(token)
@@ -253,6 +316,64 @@ fn parse(text: &str, kind: &str, token_member: &str) -> Parsed {
 /// `true` if `text` is one JSON value (checked without building it).
 fn is_json(text: &str) -> bool {
     serde_json::from_str::<IgnoredAny>(text).is_ok()
+}
+
+/// The graphql-ws protocol (`graphql-transport-ws`, the protocol of the npm
+/// `graphql-ws` library and of async-graphql's `GraphQLProtocol`), for
+/// first-message authentication:
+///
+/// | direction | message |
+/// |---|---|
+/// | client → server | `{"type":"connection_init","payload":{"token":"..."}}` (first message) |
+/// | server → client | `{"type":"connection_ack"}` |
+///
+/// Other members of the message and of its payload are allowed and
+/// skipped unread; a `connection_init` without exactly one string `token`
+/// in its payload is [`Parsed::Malformed`]. graphql-ws has no in-band
+/// refresh: no message is read as one, and no warning goes out before
+/// expiry. Use it with [`CloseCodes::graphql_ws`](crate::CloseCodes::graphql_ws).
+///
+/// ```
+/// use tower_ws_auth::socket::{AuthMessages, GraphqlWsMessages, Parsed};
+///
+/// let init = r#"{"type":"connection_init","payload":{"token":"abc"}}"#;
+/// assert_eq!(GraphqlWsMessages.parse_auth(init), Parsed::Credential("abc".into()));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GraphqlWsMessages;
+
+impl AuthMessages for GraphqlWsMessages {
+    fn parse_auth(&self, text: &str) -> Parsed {
+        let seed = ScanSeed {
+            kind: "connection_init",
+            token: "payload",
+            nested: Some("token"),
+        };
+        match parse_with(text, seed) {
+            Parsed::Other if !is_json(text) => Parsed::Malformed,
+            parsed => parsed,
+        }
+    }
+
+    fn parse_refresh(&self, _text: &str) -> Parsed {
+        Parsed::Other
+    }
+
+    fn authenticated(&self, _identity: &Identity) -> Option<String> {
+        Some(r#"{"type":"connection_ack"}"#.to_owned())
+    }
+
+    fn refreshed(&self, _identity: &Identity) -> Option<String> {
+        None
+    }
+
+    fn refresh_failed(&self) -> Option<String> {
+        None
+    }
+
+    fn expiring(&self, _identity: &Identity, _remaining: Duration) -> Option<String> {
+        None
+    }
 }
 
 fn unix(at: Option<SystemTime>) -> Option<u64> {
@@ -429,11 +550,54 @@ mod tests {
         );
     }
 
+    #[test]
+    fn graphql_ws_messages() {
+        let m = GraphqlWsMessages;
+        assert_eq!(
+            m.parse_auth(r#"{"type":"connection_init","payload":{"token":"t1"}}"#),
+            Parsed::Credential("t1".into())
+        );
+        assert_eq!(
+            m.parse_auth(
+                r#"{"payload":{"x":[1,{}],"token":"t1"},"id":"1","type":"connection_init"}"#
+            ),
+            Parsed::Credential("t1".into())
+        );
+        for text in [
+            r#"{"type":"connection_init"}"#,
+            r#"{"type":"connection_init","payload":{}}"#,
+            r#"{"type":"connection_init","payload":null}"#,
+            r#"{"type":"connection_init","payload":"t1"}"#,
+            r#"{"type":"connection_init","payload":{"token":""}}"#,
+            r#"{"type":"connection_init","payload":{"token":7}}"#,
+            r#"{"type":"connection_init","payload":{"token":"a","token":"b"}}"#,
+            r#"{"type":"connection_init","payload":{"token":"a"},"payload":{"token":"a"}}"#,
+            "not json",
+        ] {
+            assert_eq!(m.parse_auth(text), Parsed::Malformed, "{text}");
+        }
+        assert_eq!(
+            m.parse_auth(r#"{"type":"subscribe","id":"1","payload":{"token":"t1"}}"#),
+            Parsed::Other
+        );
+        assert_eq!(
+            m.parse_refresh(r#"{"type":"refresh","token":"t2"}"#),
+            Parsed::Other
+        );
+        let id = Identity::new("alice", AuthMethod::Jwt);
+        assert_eq!(
+            m.authenticated(&id).as_deref(),
+            Some(r#"{"type":"connection_ack"}"#)
+        );
+        assert_eq!(m.expiring(&id, Duration::from_secs(1)), None);
+    }
+
     proptest! {
         #[test]
         fn parsing_never_panics(text in "\\PC{0,400}") {
             let _ = JsonMessages.parse_auth(&text);
             let _ = JsonMessages.parse_refresh(&text);
+            let _ = GraphqlWsMessages.parse_auth(&text);
         }
     }
 }

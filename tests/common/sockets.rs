@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tower::ServiceExt;
-use tower_ws_auth::socket::{AuthSocket, Frame};
+use tower_ws_auth::socket::{AuthSocket, Frame, GraphqlWsMessages};
 use tower_ws_auth::{
     AuthError, AuthMethod, CloseCodes, FirstMessageAuth, Identity, Revocations, SessionGuard,
     WsAuthLayer, authenticate_fn,
@@ -66,7 +66,8 @@ pub fn boxed_auth() -> tower_ws_auth::BoxAuthenticator {
 #[derive(Clone)]
 pub struct App {
     pub first: FirstMessageAuth<tower_ws_auth::BoxAuthenticator>,
-    pub first_gql: FirstMessageAuth<tower_ws_auth::BoxAuthenticator>,
+    /// `/first-gql`: graphql-ws messages and codes.
+    pub first_gql: FirstMessageAuth<tower_ws_auth::BoxAuthenticator, GraphqlWsMessages>,
     pub guard: SessionGuard<tower_ws_auth::BoxAuthenticator>,
     /// `/ws-plain`: expiry and revocation, no refresh.
     pub plain: SessionGuard,
@@ -81,6 +82,7 @@ impl App {
             first_gql: FirstMessageAuth::new(boxed_auth())
                 .timeout(Duration::from_millis(300))
                 .codes(CloseCodes::graphql_ws())
+                .messages(GraphqlWsMessages)
                 .max_pending(1),
             guard: SessionGuard::new(boxed_auth())
                 .warn_before(Duration::from_millis(500))
@@ -177,8 +179,12 @@ where
 }
 
 pub async fn first_message<S: AuthSocket>(app: App, socket: S, parts: Parts, graphql: bool) {
-    let auth = if graphql { &app.first_gql } else { &app.first };
-    if let Ok((socket, identity)) = auth.authenticate(socket, &parts).await {
+    let authenticated = if graphql {
+        app.first_gql.authenticate(socket, &parts).await
+    } else {
+        app.first.authenticate(socket, &parts).await
+    };
+    if let Ok((socket, identity)) = authenticated {
         run_socket(app, socket, identity).await;
     }
 }
@@ -204,9 +210,12 @@ async fn spawn_axum(app: App) -> SocketAddr {
     ) -> AxumResponse {
         let graphql = request.uri().path().ends_with("gql");
         let parts = request.into_parts().0;
-        let auth = if graphql { &app.first_gql } else { &app.first };
-        auth.configure(ws)
-            .on_upgrade(move |socket| first_message(app, socket, parts, graphql))
+        let ws = if graphql {
+            app.first_gql.configure(ws)
+        } else {
+            app.first.configure(ws)
+        };
+        ws.on_upgrade(move |socket| first_message(app, socket, parts, graphql))
     }
     async fn guarded(
         ws: WebSocketUpgrade,
