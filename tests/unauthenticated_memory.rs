@@ -67,10 +67,8 @@ fn header(opcode: u8, fin: bool, len: u64) -> Vec<u8> {
 /// when the server closes.
 async fn send_unfinished(stream: &mut TcpStream, one_frame: bool) {
     let payload = vec![b'a'; 8 * 1024];
-    if one_frame {
-        if stream.write_all(&header(0x1, true, 8 << 20)).await.is_err() {
-            return;
-        }
+    if one_frame && stream.write_all(&header(0x1, true, 8 << 20)).await.is_err() {
+        return;
     }
     let mut sent = 0;
     let mut first = true;

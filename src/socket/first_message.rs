@@ -253,7 +253,7 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
     ///
     /// let keys = ApiKeyAuthenticator::from_keys(Vec::<(&str, tower_ws_auth::Identity)>::new());
     /// let auth = FirstMessageAuth::new(keys).max_message_bytes(8 * 1024);
-    /// assert_eq!(auth.websocket_config().max_frame_size, Some(8 * 1024));
+    /// assert_eq!(auth.websocket_config().max_frame_size, Some((8 + 4) * 1024));
     /// ```
     #[cfg(feature = "tungstenite")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tungstenite")))]
