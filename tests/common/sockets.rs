@@ -178,6 +178,23 @@ where
     }
 }
 
+/// The application of a guarded route: `/ws-plain`, `/ws-split` or `/ws`.
+pub async fn run_guarded<S, E>(path: &str, app: App, socket: S, identity: Identity)
+where
+    S: AuthSocket
+        + futures_util::Stream<Item = Result<S::Message, E>>
+        + futures_util::Sink<S::Message, Error = E>
+        + Unpin
+        + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match path {
+        "/ws-plain" => run_plain(app, socket, identity).await,
+        "/ws-split" => run_split(app, socket, identity).await,
+        _ => run_socket(app, socket, identity).await,
+    }
+}
+
 pub async fn first_message<S: AuthSocket>(app: App, socket: S, parts: Parts, graphql: bool) {
     let authenticated = if graphql {
         app.first_gql.authenticate(socket, &parts).await
@@ -221,38 +238,19 @@ async fn spawn_axum(app: App) -> SocketAddr {
         ws: WebSocketUpgrade,
         State(app): State<App>,
         identity: Identity,
+        uri: http::Uri,
     ) -> AxumResponse {
-        ws.on_upgrade(move |socket| run_socket(app, socket, identity))
-    }
-    async fn split(
-        ws: WebSocketUpgrade,
-        State(app): State<App>,
-        identity: Identity,
-    ) -> AxumResponse {
-        ws.on_upgrade(move |socket| run_split(app, socket, identity))
-    }
-    async fn plain(
-        ws: WebSocketUpgrade,
-        State(app): State<App>,
-        identity: Identity,
-    ) -> AxumResponse {
-        ws.on_upgrade(move |socket| run_plain(app, socket, identity))
+        ws.on_upgrade(move |socket| async move {
+            run_guarded(uri.path(), app, socket, identity).await;
+        })
     }
     let router = axum::Router::new()
+        .route("/ws", any(guarded))
+        .route("/ws-plain", any(guarded))
+        .route("/ws-split", any(guarded))
+        .route_layer(WsAuthLayer::new(boxed_auth()).bearer_header())
         .route("/first", any(first))
         .route("/first-gql", any(first))
-        .route(
-            "/ws",
-            any(guarded).layer(WsAuthLayer::new(boxed_auth()).bearer_header()),
-        )
-        .route(
-            "/ws-plain",
-            any(plain).layer(WsAuthLayer::new(boxed_auth()).bearer_header()),
-        )
-        .route(
-            "/ws-split",
-            any(split).layer(WsAuthLayer::new(boxed_auth()).bearer_header()),
-        )
         .with_state(app);
     super::serve(router).await
 }
@@ -293,11 +291,7 @@ async fn spawn_hyper(app: App) -> SocketAddr {
                     if let (Some(socket), Some(identity)) =
                         (upgraded(&mut request, None).await, identity)
                     {
-                        match path.as_str() {
-                            "/ws-plain" => run_plain(app, socket, identity).await,
-                            "/ws-split" => run_split(app, socket, identity).await,
-                            _ => run_socket(app, socket, identity).await,
-                        }
+                        run_guarded(&path, app, socket, identity).await;
                     }
                 });
                 Ok::<_, Infallible>(response)
