@@ -16,7 +16,8 @@
 //! ```
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`); `JWT_SECRET` (HS256, at
-//! least 32 bytes; without it a development secret is used, with a warning).
+//! least 32 bytes; without it a development secret is used, with a warning);
+//! `MAX_CONNECTIONS` (default 10,000: connections served at once).
 //!
 //! The behaviour below is a contract other test suites rely on; see the
 //! README's "Quickstart contract":
@@ -24,7 +25,8 @@
 //! * `GET /`: the demo page.
 //! * `POST /login` (`username`, `password`): sets the `session` cookie, 303
 //!   to `/`; a wrong password is 401. `POST /logout`: ends the session,
-//!   closes its live sockets with 4003, 303 to `/`.
+//!   closes its live sockets with 4003, 303 to `/`. Both need the Origin
+//!   the cookie upgrade needs (this server's own), else 403.
 //! * `GET /ws`: authenticated before the upgrade by, in this order,
 //!   `Authorization: Bearer <jwt>`, the subprotocol
 //!   `base64url.bearer.<base64url(jwt)>` beside `chat` (the 101 selects
@@ -38,8 +40,11 @@
 //! * `GET /ws/first-message`: no credential on the upgrade; the first
 //!   message must be `{"type":"auth","token":"<jwt>"}` within 10 s (else
 //!   4008); then it behaves like `/ws`.
+//! * Served with a 10 s header-read timeout and at most `MAX_CONNECTIONS`
+//!   connections at once.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -49,6 +54,9 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
 use jsonwebtoken::{EncodingKey, Header};
 use serde::Deserialize;
 use tower_ws_auth::socket::{AuthMessages, JsonMessages, Parsed};
@@ -68,6 +76,7 @@ const USERS: [(&str, &str); 2] = [("alice", "alice-password"), ("bob", "bob-pass
 struct App {
     sessions: MemorySessionStore<String>,
     cookie: SessionCookie,
+    origins: OriginPolicy,
     revocations: Revocations,
     guard: SessionGuard,
     first_message: FirstMessageAuth<BoxAuthenticator, Welcome>,
@@ -82,6 +91,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let addr: SocketAddr = std::env::var("ADDR")
         .unwrap_or_else(|_| "127.0.0.1:3000".into())
+        .parse()?;
+    let max_connections: usize = std::env::var("MAX_CONNECTIONS")
+        .unwrap_or_else(|_| "10000".into())
         .parse()?;
     let secret = std::env::var("JWT_SECRET").unwrap_or_else(|_| {
         tracing::warn!(
@@ -117,21 +129,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .boxed();
     let auth = jwt.clone().or(by_session.for_carriers([Carrier::Cookie]));
 
-    // The cookie is accepted from this server's own origin only.
+    // The cookie is accepted from this server's own origin only; so are
+    // the login and logout forms.
     let mut origins = vec![format!("http://{addr}")];
     if addr.ip().is_loopback() {
         origins.push(format!("http://localhost:{}", addr.port()));
     }
+    let origins = OriginPolicy::from_origins(&origins)?;
     let layer = WsAuthLayer::new(auth)
         .bearer_header()
         .subprotocol_token()
-        .cookie(cookie.name(), OriginPolicy::from_origins(&origins)?)
+        .cookie(cookie.name(), origins.clone())
         .query_param("token");
 
     let revocations = Revocations::new();
     let app = App {
         sessions,
         cookie,
+        origins,
         revocations: revocations.clone(),
         guard: SessionGuard::expiry_only().revocations(revocations),
         first_message: FirstMessageAuth::new(jwt).messages(Welcome),
@@ -155,8 +170,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  query:        websocat 'ws://{addr}/ws?token={token}'");
     println!("  first message: websocat ws://{addr}/ws/first-message");
     println!(r#"                then send {{"type":"auth","token":"{token}"}}"#);
-    axum::serve(listener, router).await?;
-    Ok(())
+    serve(listener, router, max_connections).await
+}
+
+/// Serves `router` with the bounds the layer cannot set (`axum::serve` has
+/// no header-read timeout): at most `max_connections` at once, 10 s to send
+/// the request headers; HTTP/2 extended CONNECT for WebSockets over h2c.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    max_connections: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    loop {
+        let slot = slots.clone().acquire_owned().await?;
+        let Ok((stream, _peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await; // out of file descriptors
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut server = Builder::new(TokioExecutor::new());
+            server
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            server.http2().enable_connect_protocol();
+            let _ = server
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await;
+            drop(slot);
+        });
+    }
 }
 
 /// An HS256 token for `subject`, valid for `ttl`.
@@ -210,7 +255,16 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    // The same Origin rule as the cookie upgrade: another site (even a
+    // same-site page on another port) cannot log a browser in or out.
+    if !app.origins.allows_headers(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
     let known = USERS.iter().any(|(user, password)| {
         // Demo users only: a real app checks a password hash.
         *user == form.username && *password == form.password
@@ -229,6 +283,9 @@ async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response 
 }
 
 async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
+    if !app.origins.allows_headers(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
     if let Some(id) = app.cookie.session_id(&headers) {
         app.sessions.delete(&id);
         // Close the session's live sockets (4003), here and in any other tab.

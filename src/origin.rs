@@ -270,6 +270,31 @@ impl OriginPolicy {
         self.check_value(origin).is_ok()
     }
 
+    /// `true` if a request with these headers passes the policy exactly as
+    /// a cookie-authenticated upgrade must: one `Origin` header that is
+    /// allowed (several are refused), `null` only with
+    /// [`allow_null`](Self::allow_null), and no header only with
+    /// [`MissingOrigin::Allow`]. Use it on the routes that share the
+    /// cookie's ambient authority, such as login and logout forms
+    /// (`SameSite=Lax` does not stop a same-site page on another port).
+    ///
+    /// ```
+    /// use http::{HeaderMap, HeaderValue, header::ORIGIN};
+    /// use tower_ws_auth::OriginPolicy;
+    ///
+    /// let policy = OriginPolicy::from_origins(["https://app.example.com"])?;
+    /// let mut headers = HeaderMap::new();
+    /// assert!(!policy.allows_headers(&headers), "no Origin: refused by default");
+    /// headers.insert(ORIGIN, HeaderValue::from_static("https://app.example.com"));
+    /// assert!(policy.allows_headers(&headers));
+    /// headers.append(ORIGIN, HeaderValue::from_static("https://app.example.com"));
+    /// assert!(!policy.allows_headers(&headers), "several Origin headers");
+    /// # Ok::<(), tower_ws_auth::ConfigError>(())
+    /// ```
+    pub fn allows_headers(&self, headers: &HeaderMap) -> bool {
+        self.check(headers) == OriginVerdict::Allowed
+    }
+
     fn check_value(&self, origin: &str) -> Result<(), &'static str> {
         if origin.eq_ignore_ascii_case("null") {
             return if self.allow_null {

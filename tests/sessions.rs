@@ -271,6 +271,37 @@ async fn login_upgrade_logout_with_a_signed_cookie() {
     assert_eq!(none.headers()["www-authenticate"], "Bearer");
 }
 
+/// Browsers send every cookie of the host on one `Cookie` line, UTF-8
+/// values included: a cookie such as `lang=français` beside the session
+/// cookie hides neither the session (upgrade and logout) nor a second,
+/// different `session` cookie on a line of its own.
+#[tokio::test]
+async fn a_non_ascii_cookie_hides_neither_the_session_nor_a_duplicate() {
+    let store = memory(Duration::from_secs(3600));
+    let addr = serve(app(store.clone(), signed_cookie(), app_origin())).await;
+    let alice = http_post(addr, "/login", "alice", None).await.cookie_pair();
+    let bob = http_post(addr, "/login", "bob", None).await.cookie_pair();
+    let line = format!("lang=français; {alice}; city=Zürich");
+
+    assert!(connect_and_read(addr, &line).await.starts_with("alice|"));
+
+    // The duplicate rule holds when the second cookie shares a line with
+    // a non-ASCII value: 400, never alice's nor bob's socket.
+    for lines in [
+        [alice.as_str(), &format!("lang=français; {bob}")],
+        [&format!("{bob}; lang=français"), alice.as_str()],
+    ] {
+        let response = refused_lines(addr, &lines, Some(APP_ORIGIN)).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{lines:?}");
+    }
+
+    // Logout through that line ends the session.
+    let logout = http_post(addr, "/logout", "", Some(&line)).await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    assert_invalid_token(&refused(addr, Some(&alice), Some(APP_ORIGIN)).await);
+    assert!(connect_and_read(addr, &bob).await.starts_with("bob|"));
+}
+
 #[tokio::test]
 async fn origin_is_checked_before_the_session_store() {
     let store = memory(Duration::from_secs(3600));
