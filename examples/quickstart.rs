@@ -44,7 +44,6 @@
 //!   connections at once.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -54,9 +53,6 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use jsonwebtoken::{EncodingKey, Header};
 use serde::Deserialize;
 use tower_ws_auth::socket::{AuthMessages, JsonMessages, Parsed};
@@ -173,32 +169,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     serve(listener, router, max_connections).await
 }
 
-/// Serves `router` with the bounds the layer cannot set (`axum::serve` has
-/// no header-read timeout): at most `max_connections` at once, 10 s to send
-/// the request headers; HTTP/2 extended CONNECT for WebSockets over h2c.
+/// Serves `router` with the bounds the layer cannot set (`axum::serve` reads
+/// request headers with no timeout and accepts connections without limit):
+/// at most `max_connections` at once, 10 s to send the request headers, and
+/// HTTP/2 extended CONNECT (WebSockets over HTTP/2) as `axum::serve` offers.
 async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     max_connections: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
         let slot = slots.clone().acquire_owned().await?;
         let Ok((stream, _peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await; // out of file descriptors
+            // Out of file descriptors, say: wait a little, keep serving.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
-            let mut server = Builder::new(TokioExecutor::new());
+            let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             server
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10));
             server.http2().enable_connect_protocol();
-            let _ = server
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
+            let connection = server.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let _ = connection.await;
             drop(slot);
         });
     }

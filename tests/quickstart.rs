@@ -134,6 +134,18 @@ async fn quickstart_contract() {
         .unwrap();
     assert_eq!(next_text(&mut ws).await, welcome("bob"));
 
+    // HTTP/2 extended CONNECT (h2c): authenticated like HTTP/1.1.
+    let mut response =
+        common::h2_connect(addr, &[("authorization", &format!("Bearer {bob}"))]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut h2 = common::h2_socket(&mut response).await;
+    match tokio::time::timeout(Duration::from_secs(5), h2.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => assert_eq!(text.as_str(), welcome("bob")),
+        other => panic!("expected the welcome over HTTP/2, got {other:?}"),
+    }
+    let response = common::h2_connect(addr, &[]).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
     // Precedence: the header wins over the subprotocol and the query.
     let (mut ws, _) = connect(
         addr,
