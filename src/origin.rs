@@ -170,7 +170,12 @@ fn parse_origin(s: &str) -> Result<RawOrigin<'_>, &'static str> {
         Some(i) if !rest.ends_with(']') => {
             let (host, port) = rest.split_at(i);
             let digits = port.get(1..).unwrap_or("");
-            if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit())
+            // A serialized origin writes its port in decimal without a sign
+            // or leading zeros (`:+443`, `:0443` are not `:443`).
+            if digits.is_empty()
+                || digits.len() > 5
+                || digits.starts_with('0')
+                || !digits.bytes().all(|b| b.is_ascii_digit())
             {
                 return Err("invalid port");
             }
