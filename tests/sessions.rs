@@ -22,8 +22,7 @@ use session_common::*;
 use tower_ws_auth::cookie::Key;
 use tower_ws_auth::{
     AuthError, AuthMethod, Identity, MemorySessionStore, MissingOrigin, OriginPolicy,
-    SessionAuthenticator, SessionCookie, SessionId, SessionRecord, SessionStore, StoreError,
-    WsAuthLayer,
+    SessionAuthenticator, SessionCookie, SessionId, SessionRecord, SessionStore, WsAuthLayer,
 };
 
 #[derive(Debug, Clone)]
@@ -42,16 +41,16 @@ fn user(name: &str) -> User {
 
 /// What the login and logout routes need beyond loading.
 trait Backend: SessionStore<Data = User> + Clone {
-    fn create(&self, user: User) -> impl Future<Output = Result<SessionId, StoreError>> + Send;
-    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create(&self, user: User) -> impl Future<Output = Result<SessionId, AuthError>> + Send;
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), AuthError>> + Send;
 }
 
 impl Backend for Counting<MemorySessionStore<User>> {
-    async fn create(&self, user: User) -> Result<SessionId, StoreError> {
+    async fn create(&self, user: User) -> Result<SessionId, AuthError> {
         self.inner.create(user)
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, id: &SessionId) -> Result<(), AuthError> {
         self.inner.delete(id);
         Ok(())
     }
@@ -74,15 +73,15 @@ impl RedisSessions {
 impl SessionStore for RedisSessions {
     type Data = User;
 
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<User>>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<User>>, AuthError> {
         let value: Option<String> = self
             .client
             .get(Self::key(id))
             .await
-            .map_err(|e| StoreError::backend("redis GET failed", e))?;
+            .map_err(|e| AuthError::backend("redis GET failed", e))?;
         let Some(value) = value else { return Ok(None) };
         let json: serde_json::Value = serde_json::from_str(&value)
-            .map_err(|e| StoreError::backend("undecodable session", e))?;
+            .map_err(|e| AuthError::backend("undecodable session", e))?;
         let roles = json["roles"]
             .as_array()
             .into_iter()
@@ -101,7 +100,7 @@ impl SessionStore for RedisSessions {
 }
 
 impl Backend for Counting<RedisSessions> {
-    async fn create(&self, user: User) -> Result<SessionId, StoreError> {
+    async fn create(&self, user: User) -> Result<SessionId, AuthError> {
         let id = SessionId::generate()?;
         let expires_ms = (SystemTime::now() + self.inner.ttl)
             .duration_since(UNIX_EPOCH)
@@ -120,17 +119,17 @@ impl Backend for Counting<RedisSessions> {
                 false,
             )
             .await
-            .map_err(|e| StoreError::backend("redis SET failed", e))?;
+            .map_err(|e| AuthError::backend("redis SET failed", e))?;
         Ok(id)
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, id: &SessionId) -> Result<(), AuthError> {
         let _: i64 = self
             .inner
             .client
             .del(RedisSessions::key(id))
             .await
-            .map_err(|e| StoreError::backend("redis DEL failed", e))?;
+            .map_err(|e| AuthError::backend("redis DEL failed", e))?;
         Ok(())
     }
 }

@@ -8,7 +8,8 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
-use super::{SessionDigest, SessionId, SessionRecord, SessionStore, StoreError};
+use super::{SessionDigest, SessionId, SessionRecord, SessionStore};
+use crate::error::AuthError;
 use crate::identity::deadline;
 
 /// Sessions below this count are never swept on insertion.
@@ -32,7 +33,7 @@ const MIN_SWEEP: usize = 64;
 /// the cap, [`create`](Self::create) first drops the expired sessions
 /// (at most one sweep each time the earliest expiry passes, so refused
 /// logins cost no scan), and if the store is still full it refuses the new
-/// session with a [`StoreError`]: a login route answers 503. Live sessions
+/// session with [`AuthError::Unavailable`]: a login route answers 503. Live sessions
 /// are never evicted to make room, so whoever can log in repeatedly cannot
 /// log other users out.
 ///
@@ -50,7 +51,7 @@ const MIN_SWEEP: usize = 64;
 /// assert!(store.touch(&id).is_some());
 /// assert!(store.delete(&id));
 /// assert!(store.touch(&id).is_none());
-/// # Ok::<(), tower_ws_auth::StoreError>(())
+/// # Ok::<(), tower_ws_auth::AuthError>(())
 /// ```
 pub struct MemorySessionStore<D> {
     inner: Arc<Inner<D>>,
@@ -121,7 +122,7 @@ impl<D> MemorySessionStore<D> {
     /// assert!(store.create("bob").is_err(), "full: the login answers 503");
     /// store.delete(&alice);
     /// assert!(store.create("bob").is_ok());
-    /// # Ok::<(), tower_ws_auth::StoreError>(())
+    /// # Ok::<(), tower_ws_auth::AuthError>(())
     /// ```
     pub fn bounded(ttl: Duration, max_sessions: NonZeroUsize) -> Self {
         Self {
@@ -172,7 +173,7 @@ impl<D> MemorySessionStore<D> {
     ///
     /// If the store holds [`max_sessions`](Self::max_sessions) live
     /// sessions, or if the operating system's random source fails.
-    pub fn create(&self, data: D) -> Result<SessionId, StoreError> {
+    pub fn create(&self, data: D) -> Result<SessionId, AuthError> {
         self.create_with_ttl(data, self.inner.ttl)
     }
 
@@ -182,7 +183,7 @@ impl<D> MemorySessionStore<D> {
     /// # Errors
     ///
     /// As [`create`](Self::create).
-    pub fn create_with_ttl(&self, data: D, ttl: Duration) -> Result<SessionId, StoreError> {
+    pub fn create_with_ttl(&self, data: D, ttl: Duration) -> Result<SessionId, AuthError> {
         let id = SessionId::generate()?;
         let entry = Entry {
             data,
@@ -198,7 +199,9 @@ impl<D> MemorySessionStore<D> {
                 sessions.sweep(now);
             }
             if sessions.map.len() >= self.inner.max_sessions.get() {
-                return Err(StoreError::new("the in-memory session store is full"));
+                return Err(AuthError::unavailable(
+                    "the in-memory session store is full",
+                ));
             }
         }
         sessions.earliest_expiry = Some(
@@ -274,7 +277,7 @@ impl<D: Clone + Send + Sync + 'static> SessionStore for MemorySessionStore<D> {
     fn load(
         &self,
         id: &SessionId,
-    ) -> impl Future<Output = Result<Option<SessionRecord<D>>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Option<SessionRecord<D>>, AuthError>> + Send {
         let now = SystemTime::now();
         let found = self
             .read()
@@ -346,11 +349,10 @@ mod tests {
         assert_eq!(store.max_sessions(), cap);
         let live: Vec<_> = (0..3).map(|i| store.create(i).unwrap()).collect();
         let refused = store.create(9).unwrap_err();
-        assert_eq!(refused.reason(), "the in-memory session store is full");
-        assert!(matches!(
-            crate::AuthError::from(refused),
-            crate::AuthError::Unavailable { .. }
-        ));
+        assert!(
+            matches!(&refused, AuthError::Unavailable { reason, .. } if reason == "the in-memory session store is full"),
+            "{refused:?}"
+        );
         assert_eq!(store.len(), 3);
         for id in &live {
             assert!(load(&store, id).is_some(), "live sessions are kept");

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tower_ws_auth::{SessionId, SessionRecord, SessionStore, StoreError};
+use tower_ws_auth::{AuthError, SessionId, SessionRecord, SessionStore};
 
 /// The origin the test apps allow.
 pub const APP_ORIGIN: &str = "http://app.test";
@@ -250,7 +250,7 @@ impl<S> Counting<S> {
 impl<S: SessionStore> SessionStore for Counting<S> {
     type Data = S::Data;
 
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<S::Data>>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<S::Data>>, AuthError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(id).await
     }
