@@ -91,6 +91,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let max_connections: usize = std::env::var("MAX_CONNECTIONS")
         .unwrap_or_else(|_| "10000".into())
         .parse()?;
+    if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&max_connections) {
+        return Err("MAX_CONNECTIONS must be at least 1 (and below 2^61)".into());
+    }
     let secret = std::env::var("JWT_SECRET").unwrap_or_else(|_| {
         tracing::warn!(
             "JWT_SECRET is not set: using a development secret; never do this in production"

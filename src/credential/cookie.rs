@@ -121,9 +121,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn cookie(lines: &[&str]) -> Result<Option<String>, CarrierError> {
+        let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        cookie_bytes(&lines)
+    }
+
+    fn cookie_bytes(lines: &[&[u8]]) -> Result<Option<String>, CarrierError> {
         let mut h = HeaderMap::new();
         for l in lines {
-            h.append(COOKIE, HeaderValue::from_str(l).unwrap());
+            h.append(COOKIE, HeaderValue::from_bytes(l).unwrap());
         }
         parse_cookie(&h, "session", Limits::default()).map(|o| o.map(str::to_owned))
     }
@@ -215,14 +220,6 @@ mod tests {
             }
         }
         Ok(found)
-    }
-
-    fn cookie_bytes(lines: &[&[u8]]) -> Result<Option<String>, CarrierError> {
-        let mut h = HeaderMap::new();
-        for l in lines {
-            h.append(COOKIE, HeaderValue::from_bytes(l).unwrap());
-        }
-        parse_cookie(&h, "session", Limits::default()).map(|o| o.map(str::to_owned))
     }
 
     #[test]
