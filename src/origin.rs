@@ -171,18 +171,12 @@ fn parse_origin(s: &str) -> Result<RawOrigin<'_>, &'static str> {
             let (host, port) = rest.split_at(i);
             let digits = port.get(1..).unwrap_or("");
             // A serialized origin writes its port in decimal without a sign
-            // or leading zeros (`:+443`, `:0443` are not `:443`).
-            if digits.is_empty()
-                || digits.len() > 5
-                || digits.starts_with('0')
-                || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
+            // or leading zeros (`:+443`, `:0443` are not `:443`; so never
+            // port 0); `u16` refuses empty and out-of-range ports.
+            if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err("invalid port");
             }
             let port: u16 = digits.parse().map_err(|_| "invalid port")?;
-            if port == 0 {
-                return Err("invalid port");
-            }
             (host, Some(port))
         }
         _ => (rest, None),

@@ -231,7 +231,19 @@ async fn ports_and_ip_literals_follow_the_serialized_origin_grammar() {
     ] {
         assert!(OriginPolicy::from_origins([bad]).is_err(), "{bad}");
     }
+    // Schemes: a letter, then letters, digits, `+`, `-`, `.`; ports 1 to 65535.
+    for bad in [
+        "h_ttp://x.example:1",
+        "1ab://x.example:1",
+        "://x.example:1",
+        "https://x.example:",
+        "https://x.example:65536",
+        "https://x.example:0",
+    ] {
+        assert!(OriginPolicy::from_origins([bad]).is_err(), "{bad}");
+    }
     for good in [
+        "git+ssh.v-2://x.example:22",
         "https://x.example:1",
         "https://x.example:65535",
         "http://[::1]:8080",
