@@ -15,7 +15,7 @@ use jwt_common::*;
 use serde_json::json;
 use tower_ws_auth::{JwtAlgorithm, JwtAuthenticator, RemoteJwks};
 
-type Jwt = JwtAuthenticator<TestClaims>;
+type Jwt = JwtAuthenticator;
 
 #[tokio::test]
 async fn keys_are_fetched_once_and_cached() {

@@ -20,10 +20,10 @@ use tower_ws_auth::{
     JwtAuthenticator, JwtKey, WsAuthLayer,
 };
 
-type Jwt = JwtAuthenticator<TestClaims>;
+type Jwt = JwtAuthenticator;
 
 /// One authenticator holding a key for every supported algorithm.
-fn every_algorithm() -> Jwt {
+fn every_algorithm() -> JwtAuthenticator<TestClaims> {
     let rsa = |alg| {
         JwtKey::from_pem(alg, RSA_PUBLIC)
             .unwrap()
@@ -56,6 +56,7 @@ fn every_algorithm() -> Jwt {
             .with_kid("EdDSA"),
     ])
     .unwrap()
+    .claims::<TestClaims>()
 }
 
 const ALGORITHMS: [Algorithm; 12] = [
@@ -106,7 +107,7 @@ async fn every_algorithm_upgrades_and_the_handler_gets_the_identity() {
 async fn ergonomic_constructors() {
     init();
     // hs256 + require_exp: the shape from the design document.
-    let auth = Jwt::hs256(HS256_SECRET).unwrap().require_exp();
+    let auth = Jwt::hs256(HS256_SECRET).unwrap().require_exp(true);
     let server = serve(auth).await;
     let token = sign(Algorithm::HS256, None, &claims("alice"));
     assert_eq!(accepted(server.addr, &token).await.subject, "alice");
@@ -161,7 +162,7 @@ async fn rfc7515_vectors_upgrade() {
         // The unsecured A.5 JWS of the same claims is refused.
         invalid(server.addr, A5_UNSECURED).await;
         // With the clock on, the vector is expired.
-        let strict = JwtAuthenticator::<serde_json::Value>::new(JwtKey::from_jwk(jwk).unwrap())
+        let strict = JwtAuthenticator::new(JwtKey::from_jwk(jwk).unwrap())
             .unwrap()
             .subject_claim("iss");
         let server = serve(strict).await;
@@ -187,7 +188,7 @@ async fn rfc8037_key_upgrades() {
         Algorithm::EdDSA,
     );
     let server = serve(
-        JwtAuthenticator::<serde_json::Value>::new(JwtKey::from_jwk(RFC8037_JWK).unwrap()).unwrap(),
+        JwtAuthenticator::new(JwtKey::from_jwk(RFC8037_JWK).unwrap()).unwrap(),
     )
     .await;
     assert_eq!(accepted(server.addr, &token).await.subject, "rfc8037");
@@ -281,7 +282,7 @@ async fn key_material_in_the_header_is_never_trusted_or_fetched() {
     let server = serve(
         Jwt::from_pem(JwtAlgorithm::RS256, RSA_PUBLIC)
             .unwrap()
-            .allow_missing_exp(),
+            .require_exp(false),
     )
     .await;
     let attacker = EncodingKey::from_rsa_pem(RSA2_PRIVATE.as_bytes()).unwrap();
