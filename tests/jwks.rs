@@ -493,7 +493,11 @@ async fn https_key_server() {
 fn builder_checks() {
     let url = "https://x.example/jwks";
     assert!(RemoteJwks::builder(url).build().is_ok());
-    assert!(RemoteJwks::builder("http://127.0.0.1:8080/keys").build().is_ok());
+    assert!(
+        RemoteJwks::builder("http://127.0.0.1:8080/keys")
+            .build()
+            .is_ok()
+    );
     for bad in [
         "ftp://idp.example.com/jwks",
         "/jwks.json",

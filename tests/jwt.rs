@@ -187,10 +187,8 @@ async fn rfc8037_key_upgrades() {
         &signing,
         Algorithm::EdDSA,
     );
-    let server = serve(
-        JwtAuthenticator::new(JwtKey::from_jwk(RFC8037_JWK).unwrap()).unwrap(),
-    )
-    .await;
+    let server =
+        serve(JwtAuthenticator::new(JwtKey::from_jwk(RFC8037_JWK).unwrap()).unwrap()).await;
     assert_eq!(accepted(server.addr, &token).await.subject, "rfc8037");
     // Signed with another Ed25519 key, the same claims are refused.
     let other = sign(Algorithm::EdDSA, None, &claims("rfc8037"));
@@ -1125,16 +1123,46 @@ async fn claims_are_read_strictly_in_one_pass() {
         json!("acme")
     );
     for (payload, why) in [
-        (format!(r#"{{"sub":"a","exp":{exp},"exp":{exp},"tenant":1}}"#), "duplicate exp"),
-        (format!(r#"{{"sub":"a","sub":"b","exp":{exp},"tenant":1}}"#), "duplicate sub"),
-        (format!(r#"{{"sub":"a","exp":{exp},"tenant":null}}"#), "required claim null"),
-        (format!(r#"{{"sub":"a","exp":{exp}}}"#), "required claim missing"),
-        (format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"aud":["a",1]}}"#), "aud with a number"),
-        (format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"scope":true}}"#), "scope a bool"),
-        (format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"scp":[true]}}"#), "scp of bools"),
-        (format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"iat":"1"}}"#), "iat a string"),
-        (format!(r#"{{"sub":"a","exp":1e300,"tenant":1}}"#), "exp 1e300"),
-        (format!(r#"{{"sub":"a","exp":{exp},"tenant":1}} {{}}"#), "two objects"),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"exp":{exp},"tenant":1}}"#),
+            "duplicate exp",
+        ),
+        (
+            format!(r#"{{"sub":"a","sub":"b","exp":{exp},"tenant":1}}"#),
+            "duplicate sub",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":null}}"#),
+            "required claim null",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp}}}"#),
+            "required claim missing",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"aud":["a",1]}}"#),
+            "aud with a number",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"scope":true}}"#),
+            "scope a bool",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"scp":[true]}}"#),
+            "scp of bools",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"iat":"1"}}"#),
+            "iat a string",
+        ),
+        (
+            r#"{"sub":"a","exp":1e300,"tenant":1}"#.to_string(),
+            "exp 1e300",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":1}} {{}}"#),
+            "two objects",
+        ),
         ("[]".into(), "an array"),
         ("\"s\"".into(), "a string"),
         ("null".into(), "null"),
@@ -1205,7 +1233,9 @@ fn algorithm_names_are_jsonwebtokens_and_exact() {
         assert_eq!(serde_json::to_value(alg).unwrap(), ours.as_str());
         assert_eq!(ours.is_symmetric(), ours.as_str().starts_with("HS"));
     }
-    for bad in ["none", "None", "nOnE", "", "hs256", "HS256 ", "ES512", "Ed25519"] {
+    for bad in [
+        "none", "None", "nOnE", "", "hs256", "HS256 ", "ES512", "Ed25519",
+    ] {
         assert_eq!(JwtAlgorithm::from_name(bad), None, "{bad:?}");
     }
 }
@@ -1220,14 +1250,33 @@ fn key_import_jwk_rules() {
     );
     let ed = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
     let usable = [
-        (json!({"kty": "RSA", "n": RSA_N, "e": "AQAB"}), JwtAlgorithm::RS256),
-        (json!({"kty": "RSA", "alg": "PS384", "n": RSA_N, "e": "AQAB"}), JwtAlgorithm::PS384),
-        (json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}), JwtAlgorithm::ES256),
-        (json!({"kty": "OKP", "crv": "Ed25519", "x": ed}), JwtAlgorithm::EdDSA),
-        (json!({"kty": "oct", "alg": "HS256", "k": b64([7u8; 32])}), JwtAlgorithm::HS256),
+        (
+            json!({"kty": "RSA", "n": RSA_N, "e": "AQAB"}),
+            JwtAlgorithm::RS256,
+        ),
+        (
+            json!({"kty": "RSA", "alg": "PS384", "n": RSA_N, "e": "AQAB"}),
+            JwtAlgorithm::PS384,
+        ),
+        (
+            json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
+            JwtAlgorithm::ES256,
+        ),
+        (
+            json!({"kty": "OKP", "crv": "Ed25519", "x": ed}),
+            JwtAlgorithm::EdDSA,
+        ),
+        (
+            json!({"kty": "oct", "alg": "HS256", "k": b64([7u8; 32])}),
+            JwtAlgorithm::HS256,
+        ),
     ];
     for (jwk, alg) in &usable {
-        assert_eq!(JwtKey::from_jwk(&jwk.to_string()).unwrap().algorithm(), *alg, "{jwk}");
+        assert_eq!(
+            JwtKey::from_jwk(&jwk.to_string()).unwrap().algorithm(),
+            *alg,
+            "{jwk}"
+        );
     }
     for jwk in [
         json!({"kty": "RSA", "use": "enc", "n": RSA_N, "e": "AQAB"}),

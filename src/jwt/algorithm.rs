@@ -138,4 +138,3 @@ impl FromIterator<JwtAlgorithm> for AlgSet {
         Self(iter.into_iter().fold(0, |set, alg| set | alg.bit()))
     }
 }
-

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::algorithm::{AlgSet, JwtAlgorithm};
 use super::fetch::{FetchError, Fetcher};
-use super::keys::{JwkRules, KeySet, Miss, parse_jwk_set};
+use super::keys::{JwkRules, KeySet, UNKNOWN_KID, parse_jwk_set};
 use crate::error::{AuthError, ConfigError};
 
 /// The keys of a remote JWK Set, for
@@ -252,11 +252,12 @@ impl RemoteJwksBuilder {
         if o.min_refresh.is_zero() || o.min_refresh > o.max_refresh {
             return Err(bad("refresh bounds must satisfy 0 < min <= max"));
         }
-        if o
-            .refresh_interval
+        if o.refresh_interval
             .is_some_and(|i| i < o.min_refresh || i > o.max_refresh)
         {
-            return Err(bad("the refresh interval must lie within the refresh bounds"));
+            return Err(bad(
+                "the refresh interval must lie within the refresh bounds",
+            ));
         }
         if o.connect_timeout.is_zero() || o.total_timeout.is_zero() {
             return Err(bad("timeouts must be positive"));
@@ -426,8 +427,8 @@ impl RemoteJwks {
             if let Some(keys) = &keys {
                 match keys.select(alg, kid) {
                     Ok(_) => return Ok(keys.clone()),
-                    Err(Miss::UnknownKid) => {}
-                    Err(miss) => return Err(AuthError::invalid(miss.reason())),
+                    Err(UNKNOWN_KID) => {}
+                    Err(miss) => return Err(AuthError::invalid(miss)),
                 }
             }
             if fetched || !shared.request_fetch_allowed() {
@@ -523,7 +524,7 @@ impl Shared {
             return AuthError::unavailable("unknown kid while the key server is unreachable")
                 .with_retry_after(self.retry_after());
         }
-        AuthError::invalid(Miss::UnknownKid.reason())
+        AuthError::invalid(UNKNOWN_KID)
     }
 
     fn until_next_refresh(&self) -> Duration {
@@ -658,4 +659,3 @@ impl Shared {
         Ok(uri)
     }
 }
-

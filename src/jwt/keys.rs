@@ -371,29 +371,9 @@ pub(crate) fn parse_jwk_set(
     Ok((keys, skipped))
 }
 
-/// Why no key was found for a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Miss {
-    /// The token's `kid` names no key (and no key without a `kid` fits).
-    UnknownKid,
-    /// The `kid` names a key pinned to another algorithm.
-    AlgMismatch,
-    /// The token has no `kid` and no key has its algorithm.
-    NoKeyForAlg,
-    /// The token has no `kid` and several keys have its algorithm.
-    Ambiguous,
-}
-
-impl Miss {
-    pub(crate) fn reason(self) -> &'static str {
-        match self {
-            Self::UnknownKid => "unknown kid",
-            Self::AlgMismatch => "alg does not match the key's pinned algorithm",
-            Self::NoKeyForAlg => "no key for the token's alg",
-            Self::Ambiguous => "token without kid and several keys for its alg",
-        }
-    }
-}
+/// Why no key was found for a token whose `kid` names no key (and no key
+/// without a `kid` fits): the one miss a key server refetch may mend.
+pub(crate) const UNKNOWN_KID: &str = "unknown kid";
 
 /// A set of keys, looked up by `kid` and algorithm.
 #[derive(Clone, Default)]
@@ -458,11 +438,15 @@ impl KeySet {
     /// The key for a token with `alg` and `kid`.
     ///
     /// With a `kid`: the key with that `kid` and algorithm; a key with that
-    /// `kid` but another algorithm is [`Miss::AlgMismatch`]. When no key has
+    /// `kid` but another algorithm is a miss. When no key has
     /// that `kid`, a key configured without a `kid` is used if it is the
     /// only one for the algorithm. Without a `kid`: the only key for the
     /// algorithm.
-    pub(crate) fn select(&self, alg: JwtAlgorithm, kid: Option<&str>) -> Result<&JwtKey, Miss> {
+    pub(crate) fn select(
+        &self,
+        alg: JwtAlgorithm,
+        kid: Option<&str>,
+    ) -> Result<&JwtKey, &'static str> {
         let Some(kid) = kid else {
             return only(self.keys.iter().filter(|k| k.alg == alg));
         };
@@ -471,19 +455,17 @@ impl KeySet {
             return Ok(key);
         }
         if named.next().is_some() {
-            return Err(Miss::AlgMismatch);
+            return Err("alg does not match the key's pinned algorithm");
         }
-        only(self.keys.iter().filter(|k| k.kid.is_none() && k.alg == alg))
-            .map_err(|_| Miss::UnknownKid)
+        only(self.keys.iter().filter(|k| k.kid.is_none() && k.alg == alg)).map_err(|_| UNKNOWN_KID)
     }
 }
 
 /// The one key of `keys`.
-fn only<'k>(mut keys: impl Iterator<Item = &'k JwtKey>) -> Result<&'k JwtKey, Miss> {
+fn only<'k>(mut keys: impl Iterator<Item = &'k JwtKey>) -> Result<&'k JwtKey, &'static str> {
     match (keys.next(), keys.next()) {
         (Some(key), None) => Ok(key),
-        (None, _) => Err(Miss::NoKeyForAlg),
-        (Some(_), Some(_)) => Err(Miss::Ambiguous),
+        (None, _) => Err("no key for the token's alg"),
+        (Some(_), Some(_)) => Err("token without kid and several keys for its alg"),
     }
 }
-

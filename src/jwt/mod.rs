@@ -696,7 +696,7 @@ where
             }
         }
         let (alg, kid) = (checked.alg, checked.kid.as_ref().map(|k| &*k.0));
-        let miss = |miss: keys::Miss| AuthError::invalid(miss.reason());
+        let miss = AuthError::invalid;
         match &config.keys {
             KeySource::Static(set) => {
                 if !set.algorithms().contains(alg) {
