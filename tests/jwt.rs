@@ -1314,3 +1314,24 @@ fn configuration_errors_are_not_clamped() {
     assert!(hs().leeway(Duration::from_secs(301)).is_err());
     assert!(hs().leeway(Duration::from_millis(300_001)).is_err());
 }
+
+/// Each toggle sets one thing: `validate_exp(false)` does not waive
+/// `require_exp`, and the reverse.
+#[tokio::test]
+async fn toggles_set_one_thing() {
+    let hs = || Jwt::hs256(HS256_SECRET).unwrap();
+    let no_exp = sign(Algorithm::HS256, None, &json!({"sub": "alice"}));
+    let expired = sign(
+        Algorithm::HS256,
+        None,
+        &json!({"sub": "alice", "exp": now() - 60}),
+    );
+    let unchecked = hs().validate_exp(false);
+    assert!(unchecked.verify(&expired).await.is_ok());
+    assert!(unchecked.verify(&no_exp).await.is_err(), "exp still required");
+    let optional = hs().require_exp(false);
+    assert!(optional.verify(&no_exp).await.is_ok());
+    assert!(optional.verify(&expired).await.is_err(), "exp still checked");
+    let both = hs().validate_exp(false).require_exp(false);
+    assert!(both.verify(&no_exp).await.is_ok() && both.verify(&expired).await.is_ok());
+}
