@@ -85,9 +85,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(keys) => tracing::info!(keys, %issuer, "signing keys fetched"),
         Err(error) => tracing::warn!(%error, %issuer, "signing keys not fetched yet"),
     }
-    let auth = JwtAuthenticator::<Claims>::from_remote_jwks(jwks)
+    let auth = JwtAuthenticator::from_remote_jwks(jwks)
+        .claims::<Claims>()
         .audience([audience.as_str()])
-        .leeway(Duration::from_secs(30));
+        .leeway(Duration::from_secs(30))?;
 
     let app = Router::new().route(
         // `any`, not `get`: HTTP/2 WebSockets arrive as CONNECT requests.

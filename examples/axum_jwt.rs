@@ -121,18 +121,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (rsa_public, rsa_private) = rsa_keys()?;
 
     // HS256: one shared secret (refused when shorter than 32 bytes).
-    let hs256 = JwtAuthenticator::<Claims>::hs256(secret.as_bytes())?
+    let hs256 = JwtAuthenticator::hs256(secret.as_bytes())?
+        .claims::<Claims>()
         .issuer([ISSUER])
         .audience([AUDIENCE])
         .required_scope(REQUIRED_SCOPE);
     // RS256: a key set selected by `kid`, each key pinned to its algorithm
     // (an HS256 token "signed" with the public key never verifies). Add the
     // next key here before the issuer starts using it to rotate.
-    let rs256 = JwtAuthenticator::<Claims>::with_keys([JwtKey::from_pem(
+    let rs256 = JwtAuthenticator::with_keys([JwtKey::from_pem(
         JwtAlgorithm::RS256,
         rsa_public.as_bytes(),
     )?
     .with_kid(RSA_KID)])?
+    .claims::<Claims>()
     .issuer([ISSUER])
     .audience([AUDIENCE])
     .required_scope(REQUIRED_SCOPE);

@@ -87,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Short-lived tokens: a small clock-skew leeway, or an expired token
     // would still open a socket (that the guard then closes at once).
-    let jwt = JwtAuthenticator::hs256(secret.as_bytes())?.leeway(Duration::from_secs(2));
+    let jwt = JwtAuthenticator::hs256(secret.as_bytes())?.leeway(Duration::from_secs(2))?;
     let state = AppState {
         first_message: FirstMessageAuth::new(jwt.clone())
             .timeout(Duration::from_secs(10))

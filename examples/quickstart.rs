@@ -102,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // JWTs: HS256 only, `exp` required (the default), `sub` required.
-    let jwt = JwtAuthenticator::<serde_json::Value>::hs256(&secret)?.require_exp();
+    let jwt = JwtAuthenticator::hs256(&secret)?;
 
     // Sessions: a signed cookie pointing at an in-memory session.
     let ttl = Duration::from_secs(8 * 3600);

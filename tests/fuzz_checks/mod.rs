@@ -983,11 +983,12 @@ pub fn jwt(data: &[u8]) -> bool {
         };
         signed_token(header, payload)
     };
-    let auth = JwtAuthenticator::<serde_json::Value>::hs256(JWT_SECRET)
+    let auth = JwtAuthenticator::hs256(JWT_SECRET)
         .expect("a long enough secret")
         .audience([JWT_AUDIENCE])
         .issuer([JWT_ISSUER])
-        .leeway(Duration::from_secs(5));
+        .leeway(Duration::from_secs(5))
+        .expect("a leeway within MAX_LEEWAY");
     let credential = Credential::new(Carrier::Bearer, token.clone());
     let (parts, ()) = Request::new(()).into_parts();
     let result = block_on(auth.authenticate(&credential, &parts));
