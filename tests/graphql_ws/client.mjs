@@ -1,6 +1,8 @@
 // The real npm `graphql-ws` client (with the `ws` WebSocket implementation),
 // driven by tests/graphql_ws.rs against examples/graphql_ws.rs. It prints one
-// JSON object per line for every event the peer observes, and exits by itself.
+// JSON object per line for every event the peer observes (`socket`,
+// `socket_closed`, `connecting`, `connected`, `ack`, `me`, `tick`, `complete`,
+// `error`, `deadline`, `crash`), and exits by itself.
 //
 //   node client.mjs '<json options>'
 //
@@ -62,12 +64,18 @@ async function run() {
     url: options.url,
     webSocketImpl: Impl,
     lazy: true,
+    // Keep the socket between the `me` query and the subscription (with the
+    // default 0 the lazy client closes it as soon as `me` completes), so
+    // each connection attempt is one socket.
+    lazyCloseTimeout: 1000,
     retryAttempts: options.retryAttempts ?? 0,
     retryWait: () => new Promise((resolve) => setTimeout(resolve, 100)),
     connectionParams: options.scenario === "carrier" ? {} : { token: options.token },
     on: {
       connecting: () => emit({ event: "connecting" }),
       connected: () => emit({ event: "connected" }),
+      // Every connection_ack the server sends (exactly one per socket).
+      message: (message) => message.type === "connection_ack" && emit({ event: "ack" }),
     },
   });
 
