@@ -8,7 +8,10 @@
 //
 // options: { url, scenario: "subscribe" | "carrier" | "silent", token,
 //            ticks (stop after this many, default: run until closed),
-//            everyMs, retryAttempts, deadlineMs }
+//            everyMs, retryAttempts, deadlineMs,
+//            tokenFromStdin: print {"event":"ready"} once loaded, then read
+//              the token from the first line of stdin (so that a short-lived
+//              token's clock starts only after Node's own slow start) }
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
@@ -18,8 +21,11 @@ const deadline = setTimeout(() => {
   process.exit(2);
 }, options.deadlineMs ?? 30000);
 
+// Every event carries `ms`: milliseconds since the client started.
+const started = performance.now();
 function emit(object) {
-  process.stdout.write(JSON.stringify(object) + "\n");
+  const ms = Math.round(performance.now() - started);
+  process.stdout.write(JSON.stringify({ ...object, ms }) + "\n");
 }
 
 // Every WebSocket the client opens reports how it ended, so the test sees each
@@ -48,7 +54,20 @@ function withCredentialProtocol(token) {
   };
 }
 
+async function readToken() {
+  emit({ event: "ready" });
+  let input = "";
+  for await (const chunk of process.stdin) {
+    input += chunk;
+    if (input.includes("\n")) break;
+  }
+  return input.split("\n")[0].trim();
+}
+
 async function run() {
+  if (options.tokenFromStdin) {
+    options.token = await readToken();
+  }
   if (options.scenario === "silent") {
     // Opens the socket and never sends connection_init.
     const socket = new (reporting(WebSocket))(options.url, ["graphql-transport-ws"]);
