@@ -62,7 +62,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::Stream;
 use async_graphql::{Context, Data, EmptyMutation, Object, Schema, SimpleObject, Subscription};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Router;
@@ -72,6 +71,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use futures_util::Stream;
 use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tower::ServiceExt;
@@ -130,10 +130,7 @@ struct Subscription;
 #[Subscription]
 impl Subscription {
     /// Counts up from 1, one number every `every_ms` milliseconds (10 to 60000).
-    async fn ticks(
-        &self,
-        every_ms: i32,
-    ) -> async_graphql::Result<impl Stream<Item = i32> + use<>> {
+    async fn ticks(&self, every_ms: i32) -> async_graphql::Result<impl Stream<Item = i32> + use<>> {
         if !EVERY_MS.contains(&every_ms) {
             return Err(format!(
                 "everyMs must be between {} and {}",
@@ -252,7 +249,9 @@ async fn graphql_transport_ws() -> Result<GraphQLProtocol, Box<dyn std::error::E
     );
     GraphQLProtocol::from_request_parts(&mut head, &())
         .await
-        .map_err(|status| format!("async-graphql does not know {GRAPHQL_TRANSPORT_WS}: {status}").into())
+        .map_err(|status| {
+            format!("async-graphql does not know {GRAPHQL_TRANSPORT_WS}: {status}").into()
+        })
 }
 
 /// The upgrade: `identity` is `Some` when the layer verified a token before

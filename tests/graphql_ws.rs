@@ -9,8 +9,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -137,10 +137,18 @@ fn sockets_closed(events: &[Value], code: u16) -> usize {
 /// `me` answered `subject`, `ticks` ticks 1, 2, 3... arrived, then the
 /// client completed and closed its one socket normally.
 fn assert_subscribed(events: &[Value], subject: &str, ticks: u64) {
-    assert_eq!(of(events, "ack").len(), 1, "one connection_ack: {events:#?}");
+    assert_eq!(
+        of(events, "ack").len(),
+        1,
+        "one connection_ack: {events:#?}"
+    );
     let me = of(events, "me");
     assert_eq!(me.len(), 1, "{events:#?}");
-    assert_eq!(me[0]["data"], json!({ "me": { "id": subject } }), "{events:#?}");
+    assert_eq!(
+        me[0]["data"],
+        json!({ "me": { "id": subject } }),
+        "{events:#?}"
+    );
     assert_eq!(me[0]["errors"], Value::Null, "{events:#?}");
     let values: Vec<u64> = of(events, "tick")
         .iter()
@@ -171,7 +179,11 @@ fn graphql_ws_example_with_the_npm_client() {
         Some(rest.trim().to_owned())
     });
     let url = format!("ws://{addr}/graphql");
-    let bad = token("another-secret-0123456789-0123456789-abcdef", "mallory", 600);
+    let bad = token(
+        "another-secret-0123456789-0123456789-abcdef",
+        "mallory",
+        600,
+    );
     let carried = token(SECRET, "carol", 600);
     let short = std::sync::Mutex::new(String::new());
 
@@ -264,6 +276,9 @@ fn graphql_ws_example_with_the_npm_client() {
     let short = short.into_inner().unwrap();
     assert!(!short.is_empty());
     for secret in [&bad, &short, &carried] {
-        assert!(!logs.contains(secret.as_str()), "a token leaked into the logs");
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a token leaked into the logs"
+        );
     }
 }
