@@ -1328,10 +1328,16 @@ async fn toggles_set_one_thing() {
     );
     let unchecked = hs().validate_exp(false);
     assert!(unchecked.verify(&expired).await.is_ok());
-    assert!(unchecked.verify(&no_exp).await.is_err(), "exp still required");
+    assert!(
+        unchecked.verify(&no_exp).await.is_err(),
+        "exp still required"
+    );
     let optional = hs().require_exp(false);
     assert!(optional.verify(&no_exp).await.is_ok());
-    assert!(optional.verify(&expired).await.is_err(), "exp still checked");
+    assert!(
+        optional.verify(&expired).await.is_err(),
+        "exp still checked"
+    );
     let both = hs().validate_exp(false).require_exp(false);
     assert!(both.verify(&no_exp).await.is_ok() && both.verify(&expired).await.is_ok());
 }
