@@ -35,9 +35,11 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tower_ws_auth::{
-    ApiKeyAuthenticator, AuthMethod, Authenticator, Carrier, Credential, Identity, JwtAlgorithm,
-    JwtAuthenticator, JwtKey, MemorySessionStore, SessionAuthenticator, SessionCookie,
-    authenticate_fn, cookie::Key,
+    AuthMethod, Authenticator, Carrier, Credential, Identity,
+    api_key::ApiKeyAuthenticator,
+    authenticate_fn,
+    jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey},
+    session::{MemorySessionStore, SessionAuthenticator, SessionCookie, cookie::Key},
 };
 
 const RSA_PRIVATE: &str = include_str!("../tests/fixtures/rsa_private.pem");
@@ -252,7 +254,9 @@ fn sessions(c: &mut Criterion) {
             })
             .unwrap();
     }
-    let cookie = SessionCookie::new("session").signed(Key::generate());
+    let cookie = SessionCookie::new("session")
+        .unwrap()
+        .signed(Key::generate());
     let id = store
         .create(User {
             id: "alice".into(),

@@ -58,9 +58,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 use tower_ws_auth::{
-    ApiKeyAuthenticator, AuthError, AuthMethod, Authenticator, Identity, JwtAlgorithm,
-    JwtAuthenticator, MemorySessionStore, OriginPolicy, SessionAuthenticator, SessionCookie,
-    WsAuthLayer, authenticate_fn, cookie::Key,
+    AuthError, AuthMethod, Authenticator, Identity, OriginPolicy, WsAuthLayer,
+    api_key::ApiKeyAuthenticator,
+    authenticate_fn,
+    jwt::{JwtAlgorithm, JwtAuthenticator},
+    session::{MemorySessionStore, SessionAuthenticator, SessionCookie, cookie::Key},
 };
 
 const SERVER_ENV: &str = "TOWER_WS_AUTH_BENCH_SERVER";
@@ -312,7 +314,9 @@ fn app(variant: Variant) -> (Router, Vec<String>) {
         }
         Variant::Session => {
             let store = MemorySessionStore::new(Duration::from_secs(3600));
-            let cookie = SessionCookie::new("session").signed(Key::generate());
+            let cookie = SessionCookie::new("session")
+                .unwrap()
+                .signed(Key::generate());
             for i in 0..CLIENTS {
                 let id = store
                     .create(User {
@@ -335,7 +339,11 @@ fn app(variant: Variant) -> (Router, Vec<String>) {
             let policy = OriginPolicy::from_origins([ORIGIN_ALLOWED]).expect("origin");
             Router::new().route(
                 route,
-                any(identity_handler).layer(WsAuthLayer::new(auth).cookie("session", policy)),
+                any(identity_handler).layer(
+                    WsAuthLayer::new(auth)
+                        .cookie("session", policy)
+                        .expect("cookie name"),
+                ),
             )
         }
         Variant::Hs256 => {

@@ -219,8 +219,11 @@ fn authed_layer() -> WsAuthLayer<impl tower_ws_auth::Authenticator> {
         .bearer_header()
         .subprotocol_token()
         .cookie("session", OriginPolicy::from_origins([ORIGIN]).unwrap())
+        .unwrap()
         .query_param("token")
+        .unwrap()
         .header("x-api-key")
+        .unwrap()
 }
 
 /// The three services a case can run through.

@@ -28,7 +28,11 @@ use serde::Deserialize;
 use tokio::io::DuplexStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tower_ws_auth::{AuthMethod, Identity, JwtAuthenticator, Revocations, SessionGuard};
+use tower_ws_auth::{
+    AuthMethod, Identity,
+    jwt::JwtAuthenticator,
+    socket::{Revocations, SessionGuard},
+};
 
 #[global_allocator]
 static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);

@@ -33,7 +33,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::{any, get};
 use tower_ws_auth::{
-    ApiKeyAuthenticator, ApiKeyDigest, AuthMethod, Identity, MemoryApiKeys, WsAuthLayer,
+    AuthMethod, Identity, WsAuthLayer,
+    api_key::{ApiKeyAuthenticator, ApiKeyDigest, MemoryApiKeys},
 };
 
 /// The key table, as it would come from a database or a secrets store:
@@ -91,13 +92,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/whoami", get(whoami))
         .layer(
             WsAuthLayer::new(keys)
-                .header("x-api-key")
+                .header("x-api-key")?
                 .bearer_header()
                 // A client sending two different keys is a bug: 400.
-                .reject_conflicting_credentials()
+                .reject_conflicting_credentials(true)
                 // Authenticate plain HTTP requests too (`/whoami`), not
                 // only WebSocket upgrades.
-                .protect_all_requests(),
+                .protect_all_requests(true),
         );
 
     let listener = tokio::net::TcpListener::bind(addr).await?;

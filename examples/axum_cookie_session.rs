@@ -44,10 +44,11 @@ use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode, header::SET_COOKIE};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
-use tower_ws_auth::cookie::Key;
+use tower_ws_auth::session::cookie::Key;
 use tower_ws_auth::{
-    AuthMethod, Identity, MemorySessionStore, OriginPolicy, Revocations, SessionAuthenticator,
-    SessionCookie, SessionGuard, WsAuthLayer,
+    AuthMethod, Identity, OriginPolicy, WsAuthLayer,
+    session::{MemorySessionStore, SessionAuthenticator, SessionCookie},
+    socket::{Revocations, SessionGuard},
 };
 
 /// What a session holds.
@@ -82,7 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sessions = MemorySessionStore::new(ttl);
     // In production, load the key from your secrets (`Key::from(&64_bytes)`)
     // so cookies survive a restart; a fresh key logs everybody out.
-    let cookie = SessionCookie::new("session")
+    let cookie = SessionCookie::new("session")?
         .signed(Key::generate())
         .max_age(ttl)
         // This demo serves plain HTTP; keep the default (`Secure`) behind TLS.
@@ -96,7 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // it: only pages of these origins may connect.
     let origins = allowed_origins(addr);
     let policy = OriginPolicy::from_origins(origins.iter().map(String::as_str))?;
-    let ws_auth = WsAuthLayer::new(auth).cookie(cookie.name(), policy);
+    let ws_auth = WsAuthLayer::new(auth).cookie(cookie.name(), policy)?;
 
     let revocations = Revocations::new();
     let state = AppState {

@@ -44,7 +44,11 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{any, get};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
-use tower_ws_auth::{Identity, JwtAuthenticator, RemoteJwks, SessionGuard, WsAuthLayer};
+use tower_ws_auth::{
+    Identity, WsAuthLayer,
+    jwt::{JwtAuthenticator, RemoteJwks},
+    socket::SessionGuard,
+};
 
 /// The application's own claims, read from the `Identity` in the handler.
 #[derive(Debug, Deserialize)]

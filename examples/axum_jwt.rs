@@ -38,7 +38,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
-use tower_ws_auth::{Identity, JwtAlgorithm, JwtAuthenticator, JwtKey, SessionGuard, WsAuthLayer};
+use tower_ws_auth::{
+    Identity, WsAuthLayer,
+    jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey},
+    socket::SessionGuard,
+};
 
 /// Who issues the tokens and who they are for: checked on every token.
 const ISSUER: &str = "https://auth.example.com";

@@ -37,7 +37,7 @@ use axum::response::Response;
 use axum::routing::{any, post};
 use tokio::sync::RwLock;
 use tower_ws_auth::{
-    ApiKeyDigest, AuthError, AuthMethod, Authenticator, Credential, Identity, WsAuthLayer,
+    AuthError, AuthMethod, Authenticator, Credential, Identity, WsAuthLayer, api_key::ApiKeyDigest,
 };
 
 /// A row of the `users` table.

@@ -51,7 +51,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
-use tower_ws_auth::{FirstMessageAuth, JwtAuthenticator, SessionGuard};
+use tower_ws_auth::{
+    jwt::JwtAuthenticator,
+    socket::{FirstMessageAuth, SessionGuard},
+};
 
 /// DEMO ONLY: a published secret protects nothing. Set `JWT_SECRET`.
 const DEMO_HS256_SECRET: &str = "demo-only-hs256-secret-change-me-0123456789";

@@ -77,8 +77,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tower::ServiceExt;
 use tower_ws_auth::socket::{GraphqlWsDeferredAck, GraphqlWsMessages, NoRefresh};
 use tower_ws_auth::{
-    CloseCodes, FirstMessageAuth, Identity, JwtAuthenticator, SessionGuard, SubprotocolCarrier,
-    WsAuthLayer,
+    Identity, SubprotocolCarrier, WsAuthLayer,
+    jwt::JwtAuthenticator,
+    socket::{CloseCodes, FirstMessageAuth, SessionGuard},
 };
 
 /// DEMO ONLY: a published secret protects nothing. Set `JWT_SECRET`.
@@ -173,7 +174,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .messages(GraphqlWsDeferredAck)
             // A connection_init without a token (a "malformed" auth message)
             // is refused like a bad token: 4403, not graphql-ws's 4400.
-            .codes(CloseCodes::graphql_ws().malformed(4403))
+            .codes(CloseCodes::graphql_ws().malformed(4403)?)
             .timeout(Duration::from_secs(10))
             .max_message_bytes(8 * 1024)
             // At most this many sockets may wait for connection_init at once.

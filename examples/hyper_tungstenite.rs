@@ -50,7 +50,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tower::ServiceBuilder;
-use tower_ws_auth::{Identity, JwtAuthenticator, SessionGuard, WsAuthLayer};
+use tower_ws_auth::{Identity, WsAuthLayer, jwt::JwtAuthenticator, socket::SessionGuard};
 
 /// DEMO ONLY: a published secret protects nothing. Set `JWT_SECRET`.
 const DEMO_HS256_SECRET: &str = "demo-only-hs256-secret-change-me-0123456789";

@@ -57,9 +57,10 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde::Deserialize;
 use tower_ws_auth::socket::{AuthMessages, JsonMessages, Parsed};
 use tower_ws_auth::{
-    AuthMethod, Authenticator, BoxAuthenticator, Carrier, FirstMessageAuth, Identity,
-    JwtAuthenticator, MemorySessionStore, OriginPolicy, Revocations, SessionAuthenticator,
-    SessionCookie, SessionGuard, WsAuthLayer,
+    AuthMethod, Authenticator, BoxAuthenticator, Carrier, Identity, OriginPolicy, WsAuthLayer,
+    jwt::JwtAuthenticator,
+    session::{MemorySessionStore, SessionAuthenticator, SessionCookie},
+    socket::{FirstMessageAuth, Revocations, SessionGuard},
 };
 
 /// The development secret used when `JWT_SECRET` is not set.
@@ -108,8 +109,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ttl = Duration::from_secs(8 * 3600);
     let sessions = MemorySessionStore::new(ttl);
     // Plain http on loopback: not `Secure`. Behind https, keep the default (`Secure`).
-    let cookie = SessionCookie::new("session")
-        .signed(tower_ws_auth::cookie::Key::generate())
+    let cookie = SessionCookie::new("session")?
+        .signed(tower_ws_auth::session::cookie::Key::generate())
         .secure(false)
         .max_age(ttl);
     let by_session =
@@ -138,8 +139,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let layer = WsAuthLayer::new(auth)
         .bearer_header()
         .subprotocol_token()
-        .cookie(cookie.name(), origins.clone())
-        .query_param("token");
+        .cookie(cookie.name(), origins.clone())?
+        .query_param("token")?;
 
     let revocations = Revocations::new();
     let app = App {

@@ -20,7 +20,7 @@ use crate::identity::Identity;
 /// leaked table of digests yields no usable key.
 ///
 /// ```
-/// use tower_ws_auth::ApiKeyDigest;
+/// use tower_ws_auth::api_key::ApiKeyDigest;
 ///
 /// let digest = ApiKeyDigest::of("sk_live_5f2a9c");
 /// let hex = digest.to_hex();
@@ -91,7 +91,7 @@ impl fmt::Debug for ApiKeyDigest {
 /// [`AuthError::Unavailable`] (503) when the database cannot answer.
 ///
 /// ```
-/// use tower_ws_auth::{ApiKeyDigest, ApiKeyStore, AuthError, AuthMethod, Identity};
+/// use tower_ws_auth::{AuthError, AuthMethod, Identity, api_key::{ApiKeyDigest, ApiKeyStore}};
 ///
 /// struct Db;
 ///
@@ -202,14 +202,15 @@ impl ApiKeyStore for MemoryApiKeys {
 /// as `X-Api-Key` (configure the carrier on the layer).
 ///
 /// ```
-/// use tower_ws_auth::{ApiKeyAuthenticator, AuthMethod, Identity, WsAuthLayer};
+/// use tower_ws_auth::{AuthMethod, Identity, WsAuthLayer, api_key::ApiKeyAuthenticator};
 ///
 /// let keys = ApiKeyAuthenticator::from_keys([
 ///     ("sk_live_9d1c7f0e5b", Identity::new("billing-service", AuthMethod::ApiKey)),
 /// ])
 /// .prefix("sk_live_");
-/// let layer = WsAuthLayer::new(keys).header("x-api-key").bearer_header();
+/// let layer = WsAuthLayer::new(keys).header("x-api-key")?.bearer_header();
 /// # let _ = layer;
+/// # Ok::<(), tower_ws_auth::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct ApiKeyAuthenticator<S = MemoryApiKeys> {

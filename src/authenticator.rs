@@ -13,7 +13,7 @@ use crate::error::AuthError;
 use crate::identity::Identity;
 
 /// A boxed, `Send` future, as returned by [`DynAuthenticator`].
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Verifies a [`Credential`] and says who it belongs to.
 ///
@@ -101,7 +101,7 @@ pub trait Authenticator: Send + Sync + 'static {
 
 /// The object-safe form of [`Authenticator`], implemented for every
 /// authenticator. Use it through [`BoxAuthenticator`].
-pub trait DynAuthenticator: Send + Sync + 'static {
+pub(crate) trait DynAuthenticator: Send + Sync + 'static {
     /// [`Authenticator::authenticate`], with a boxed future.
     fn authenticate_boxed<'a>(
         &'a self,

@@ -132,6 +132,18 @@ impl AuthError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// A builder was given a value it cannot use: a header, cookie or query
+    /// parameter name that is not a valid token, a `Cookie` header without
+    /// an Origin policy, a `realm` or cookie attribute that would break its
+    /// header, a close code that may not be sent.
+    #[error("invalid {setting}: {reason}")]
+    InvalidSetting {
+        /// The setting, as the builder method names it (`"header name"`,
+        /// `"cookie name"`, `"realm"`, ...).
+        setting: &'static str,
+        /// What is wrong with it (never the value, which may be a secret).
+        reason: &'static str,
+    },
     /// An Origin allow-list entry is not `scheme://host[:port]` (with an
     /// optional leading `*.` label on the host).
     #[error("invalid origin {origin:?}: {reason}")]
@@ -185,4 +197,10 @@ pub enum ConfigError {
         /// What failed.
         reason: String,
     },
+}
+
+impl ConfigError {
+    pub(crate) fn setting(setting: &'static str, reason: &'static str) -> Self {
+        Self::InvalidSetting { setting, reason }
+    }
 }

@@ -13,21 +13,6 @@ use http::header::ORIGIN;
 
 use crate::error::ConfigError;
 
-/// What to do with an upgrade request that has no `Origin` header.
-///
-/// Browsers always send `Origin` on a WebSocket handshake; non-browser
-/// clients usually do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum MissingOrigin {
-    /// Refuse it (403). The default.
-    #[default]
-    Reject,
-    /// Let it through: for policies that must also admit non-browser
-    /// clients, which cannot be hijacked cross-site.
-    Allow,
-}
-
 /// An allow-list of origins, compared exactly as scheme + host + port.
 ///
 /// * Entries are `scheme://host[:port]`; scheme and host are compared
@@ -39,14 +24,15 @@ pub enum MissingOrigin {
 /// * `Origin: null` (sandboxed frames, `file:` pages, some redirects) is
 ///   refused unless [`allow_null`](Self::allow_null) is set.
 /// * A request with several `Origin` headers is malformed (400).
-/// * A request without one follows [`missing_origin`](Self::missing_origin),
-///   refused by default.
+/// * A request without one (browsers always send `Origin` on a WebSocket
+///   handshake, non-browser clients usually do not) is refused unless
+///   [`allow_missing`](Self::allow_missing) is set.
 ///
 /// ```
-/// use tower_ws_auth::{MissingOrigin, OriginPolicy};
+/// use tower_ws_auth::OriginPolicy;
 ///
 /// let policy = OriginPolicy::from_origins(["https://app.example.com", "https://*.example.org:8443"])?
-///     .missing_origin(MissingOrigin::Reject);
+///     .allow_missing(false);
 /// assert!(policy.allows("https://APP.example.com:443"));
 /// assert!(policy.allows("https://a.b.example.org:8443"));
 /// assert!(!policy.allows("https://example.org:8443"));
@@ -60,7 +46,7 @@ pub struct OriginPolicy {
     exact: Vec<Origin>,
     wildcard: Vec<Origin>,
     allow_null: bool,
-    missing: MissingOrigin,
+    allow_missing: bool,
 }
 
 impl fmt::Debug for OriginPolicy {
@@ -69,7 +55,7 @@ impl fmt::Debug for OriginPolicy {
             .field("exact", &self.exact)
             .field("wildcard", &self.wildcard)
             .field("allow_null", &self.allow_null)
-            .field("missing", &self.missing)
+            .field("allow_missing", &self.allow_missing)
             .finish()
     }
 }
@@ -257,10 +243,13 @@ impl OriginPolicy {
         self
     }
 
-    /// Sets what happens to a request without `Origin`.
+    /// Lets requests without `Origin` through (default `false`: refused
+    /// with 403). For policies that must also admit non-browser clients,
+    /// which cannot be hijacked cross-site: browsers always send `Origin`
+    /// on a WebSocket handshake.
     #[must_use]
-    pub fn missing_origin(mut self, rule: MissingOrigin) -> Self {
-        self.missing = rule;
+    pub fn allow_missing(mut self, allow: bool) -> Self {
+        self.allow_missing = allow;
         self
     }
 
@@ -274,7 +263,7 @@ impl OriginPolicy {
     /// a cookie-authenticated upgrade must: one `Origin` header that is
     /// allowed (several are refused), `null` only with
     /// [`allow_null`](Self::allow_null), and no header only with
-    /// [`MissingOrigin::Allow`]. Use it on the routes that share the
+    /// [`allow_missing`](Self::allow_missing). Use it on the routes that share the
     /// cookie's ambient authority, such as login and logout forms
     /// (`SameSite=Lax` does not stop a same-site page on another port).
     ///
@@ -335,9 +324,10 @@ impl OriginPolicy {
     pub(crate) fn check(&self, headers: &HeaderMap) -> OriginVerdict {
         let mut values = headers.get_all(ORIGIN).iter();
         let Some(value) = values.next() else {
-            return match self.missing {
-                MissingOrigin::Allow => OriginVerdict::Allowed,
-                MissingOrigin::Reject => OriginVerdict::Refused("no Origin header"),
+            return if self.allow_missing {
+                OriginVerdict::Allowed
+            } else {
+                OriginVerdict::Refused("no Origin header")
             };
         };
         if values.next().is_some() {
@@ -419,7 +409,7 @@ mod tests {
         let p = policy();
         let mut h = HeaderMap::new();
         assert!(matches!(p.check(&h), OriginVerdict::Refused(_)));
-        let lenient = policy().missing_origin(MissingOrigin::Allow);
+        let lenient = policy().allow_missing(true);
         assert_eq!(lenient.check(&h), OriginVerdict::Allowed);
         h.insert(ORIGIN, HeaderValue::from_static("null"));
         assert!(matches!(p.check(&h), OriginVerdict::Refused(_)));

@@ -13,8 +13,8 @@ use common::redis::RedisServer;
 use common::sockets::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-use tower_ws_auth::Revocations;
 use tower_ws_auth::socket::RedisBus;
+use tower_ws_auth::socket::Revocations;
 
 async fn first_message_authenticates_and_then_echoes(kind: Kind) {
     let app = App::new(Revocations::new());
@@ -514,7 +514,7 @@ async fn a_split_socket_is_guarded_whatever_its_sending_half_does(kind: Kind) {
 /// `Stream<Item = Result<Message, axum::Error>>`.
 #[allow(dead_code)]
 fn split_halves_fit_async_graphql_axum(
-    guarded: tower_ws_auth::GuardedSocket<axum::extract::ws::WebSocket>,
+    guarded: tower_ws_auth::socket::GuardedSocket<axum::extract::ws::WebSocket>,
 ) {
     fn pair<Si, St>(_: Si, _: St)
     where

@@ -12,8 +12,9 @@ use axum::routing::get;
 use common::*;
 use http::{Response, StatusCode, header};
 use tower_ws_auth::{
-    ApiKeyAuthenticator, ApiKeyDigest, ApiKeyStore, AuthError, AuthMethod, Authenticator, Carrier,
-    Identity, MemoryApiKeys, Rejection, WsAuthLayer, authenticate_fn,
+    AuthError, AuthMethod, Authenticator, Carrier, Identity, Rejection, WsAuthLayer,
+    api_key::{ApiKeyAuthenticator, ApiKeyDigest, ApiKeyStore, MemoryApiKeys},
+    authenticate_fn,
 };
 
 fn counting(
@@ -88,7 +89,8 @@ async fn for_carriers_routes_each_carrier_to_its_authenticator() {
     let policy = tower_ws_auth::OriginPolicy::from_origins(["http://site.test"]).unwrap();
     let addr = serve(app(WsAuthLayer::new(auth)
         .bearer_header()
-        .cookie("sid", policy)))
+        .cookie("sid", policy)
+        .unwrap()))
     .await;
     let (_, seen, _) = connect_ok(
         addr,
@@ -234,6 +236,7 @@ async fn api_keys_by_header_and_bearer() {
     ]);
     let addr = serve(app(WsAuthLayer::new(keys)
         .header("X-Api-Key")
+        .unwrap()
         .bearer_header()))
     .await;
     let (_, seen, _) = connect_ok(addr, "/ws", &[("x-api-key", "sk_live_0123456789abcdef")]).await;
@@ -325,6 +328,7 @@ async fn custom_rejection_handler_writes_json_and_keeps_the_challenge() {
     let layer = WsAuthLayer::new(tokens(&Calls::default()))
         .bearer_header()
         .realm("chat")
+        .unwrap()
         .rejection_handler(json);
     let addr = serve(app(layer)).await;
     let refused = connect(addr, "/ws", &[("authorization", "Bearer nonsense")])
@@ -363,7 +367,7 @@ async fn protect_all_requests_authenticates_plain_http_too() {
     let calls = Calls::default();
     let addr = serve(app(WsAuthLayer::new(tokens(&calls))
         .bearer_header()
-        .protect_all_requests()))
+        .protect_all_requests(true)))
     .await;
     let (status, _) = http_get(addr, "/plain", &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -15,8 +15,11 @@ async fn server(calls: &Calls) -> std::net::SocketAddr {
         .bearer_header()
         .subprotocol_token()
         .cookie("session", OriginPolicy::from_origins([SITE]).unwrap())
+        .unwrap()
         .header("x-api-key")
-        .query_param("token");
+        .unwrap()
+        .query_param("token")
+        .unwrap();
     serve(app(layer)).await
 }
 
@@ -228,7 +231,8 @@ async fn conflicting_carriers_can_be_refused() {
     let layer = WsAuthLayer::new(tokens(&calls))
         .bearer_header()
         .query_param("token")
-        .reject_conflicting_credentials();
+        .unwrap()
+        .reject_conflicting_credentials(true);
     let addr = serve(app(layer)).await;
     let refused = connect(
         addr,
@@ -294,7 +298,7 @@ async fn oversized_credentials_are_431_before_decoding() {
     // The caps are configurable.
     let layer = WsAuthLayer::new(tokens(&calls))
         .bearer_header()
-        .max_credential_bytes(8);
+        .max_credential_bytes(8.try_into().unwrap());
     let addr = serve(app(layer)).await;
     let refused = connect(addr, "/ws", &[("authorization", "Bearer alice-token")])
         .await
@@ -345,10 +349,13 @@ async fn capped_server(
         .bearer_header()
         .subprotocol_token()
         .cookie("session", OriginPolicy::from_origins([SITE]).unwrap())
+        .unwrap()
         .header("x-api-key")
+        .unwrap()
         .query_param("token")
-        .max_credential_bytes(max_credential)
-        .max_header_bytes(max_header);
+        .unwrap()
+        .max_credential_bytes(max_credential.try_into().unwrap())
+        .max_header_bytes(max_header.try_into().unwrap());
     serve(app(layer)).await
 }
 

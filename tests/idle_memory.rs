@@ -13,7 +13,7 @@ use axum::routing::any;
 use cap::Cap;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
-use tower_ws_auth::{AuthError, FirstMessageAuth, Identity, authenticate_fn};
+use tower_ws_auth::{AuthError, Identity, authenticate_fn, socket::FirstMessageAuth};
 
 #[global_allocator]
 static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);

@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use jwt_common::key_server::*;
 use jwt_common::*;
 use serde_json::json;
-use tower_ws_auth::{JwtAlgorithm, JwtAuthenticator, RemoteJwks};
+use tower_ws_auth::jwt::{JwtAlgorithm, JwtAuthenticator, RemoteJwks};
 
 type Jwt = JwtAuthenticator;
 

@@ -16,8 +16,9 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use jwt_common::*;
 use serde_json::json;
 use tower_ws_auth::{
-    ApiKeyAuthenticator, AuthMethod, Authenticator, ConfigError, Identity, JwtAlgorithm,
-    JwtAuthenticator, JwtKey, WsAuthLayer,
+    AuthMethod, Authenticator, ConfigError, Identity, WsAuthLayer,
+    api_key::ApiKeyAuthenticator,
+    jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey},
 };
 
 type Jwt = JwtAuthenticator;
@@ -490,13 +491,13 @@ async fn oversized_tokens_are_refused() {
     // With the layer's cap raised, the authenticator's own cap (8 KiB) answers 401.
     let layer = WsAuthLayer::new(Jwt::hs256(HS256_SECRET).unwrap())
         .bearer_header()
-        .max_credential_bytes(64 * 1024);
+        .max_credential_bytes((64 * 1024).try_into().unwrap());
     let server = serve_layer(layer).await;
     invalid(server.addr, &token).await;
     // Raised on both, it is accepted.
     let layer = WsAuthLayer::new(Jwt::hs256(HS256_SECRET).unwrap().max_token_bytes(64 * 1024))
         .bearer_header()
-        .max_credential_bytes(64 * 1024);
+        .max_credential_bytes((64 * 1024).try_into().unwrap());
     let server = serve_layer(layer).await;
     assert_eq!(accepted(server.addr, &token).await.subject, "big");
 }
@@ -929,7 +930,7 @@ async fn a_token_past_exp_is_refused_not_upgraded_then_closed() {
     use axum::extract::ws::{Message as AxumMessage, WebSocketUpgrade};
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-    use tower_ws_auth::SessionGuard;
+    use tower_ws_auth::socket::SessionGuard;
 
     init();
     let app = Router::new()
@@ -1310,7 +1311,7 @@ fn key_import_jwk_rules() {
 #[test]
 fn configuration_errors_are_not_clamped() {
     let hs = || Jwt::hs256(HS256_SECRET).unwrap();
-    assert!(hs().leeway(tower_ws_auth::MAX_LEEWAY).is_ok());
+    assert!(hs().leeway(tower_ws_auth::jwt::MAX_LEEWAY).is_ok());
     assert!(hs().leeway(Duration::from_secs(301)).is_err());
     assert!(hs().leeway(Duration::from_millis(300_001)).is_err());
 }

@@ -26,7 +26,11 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tower_ws_auth::{Identity, JwtAuthenticator, Revocations, SessionGuard, WsAuthLayer};
+use tower_ws_auth::{
+    Identity, WsAuthLayer,
+    jwt::JwtAuthenticator,
+    socket::{Revocations, SessionGuard},
+};
 
 #[global_allocator]
 static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);

@@ -40,7 +40,9 @@ async fn decisions_are_logged_without_secrets() {
             "session",
             OriginPolicy::from_origins(["http://site.test"]).unwrap(),
         )
-        .query_param("token");
+        .unwrap()
+        .query_param("token")
+        .unwrap();
     let addr = serve(app(layer)).await;
 
     let secrets = [

@@ -5,12 +5,13 @@ mod common;
 
 use common::*;
 use http::StatusCode;
-use tower_ws_auth::{MissingOrigin, OriginPolicy, WsAuthLayer};
+use tower_ws_auth::{OriginPolicy, WsAuthLayer};
 
 async fn cookie_server(calls: &Calls, policy: OriginPolicy) -> std::net::SocketAddr {
     let layer = WsAuthLayer::new(tokens(calls))
         .bearer_header()
-        .cookie("session", policy);
+        .cookie("session", policy)
+        .unwrap();
     serve(app(layer)).await
 }
 
@@ -74,7 +75,7 @@ async fn cookie_without_origin_is_403_by_default() {
     assert_eq!(calls.get(), 0);
 
     // Configurable for non-browser clients.
-    let addr = cookie_server(&calls, origin_policy().missing_origin(MissingOrigin::Allow)).await;
+    let addr = cookie_server(&calls, origin_policy().allow_missing(true)).await;
     let (_, seen, _) = connect_ok(addr, "/ws", &[COOKIE]).await;
     assert_eq!(seen["subject"], "alice");
 }

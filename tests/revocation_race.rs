@@ -18,8 +18,9 @@ use axum::routing::any;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as ClientMessage;
 use tower_ws_auth::{
-    AuthMethod, Identity, MemorySessionStore, OriginPolicy, Revocations, SessionAuthenticator,
-    SessionCookie, SessionGuard, WsAuthLayer,
+    AuthMethod, Identity, OriginPolicy, WsAuthLayer,
+    session::{MemorySessionStore, SessionAuthenticator, SessionCookie},
+    socket::{Revocations, SessionGuard},
 };
 
 const ORIGIN: &str = "http://app.test";
@@ -89,15 +90,18 @@ async fn handshake(addr: std::net::SocketAddr, cookie: String) -> Outcome {
 async fn no_socket_survives_a_logout_racing_its_handshake() {
     let sessions = MemorySessionStore::<String>::new(Duration::from_secs(3600));
     let cookie = SessionCookie::new("session")
-        .signed(tower_ws_auth::cookie::Key::generate())
+        .unwrap()
+        .signed(tower_ws_auth::session::cookie::Key::generate())
         .secure(false);
     let auth = SessionAuthenticator::new(sessions.clone(), cookie.clone(), |user: &String| {
         Ok(Identity::builder(user.clone(), AuthMethod::Session))
     });
-    let layer = WsAuthLayer::new(auth).cookie(
-        cookie.name(),
-        OriginPolicy::from_origins(&[ORIGIN]).unwrap(),
-    );
+    let layer = WsAuthLayer::new(auth)
+        .cookie(
+            cookie.name(),
+            OriginPolicy::from_origins(&[ORIGIN]).unwrap(),
+        )
+        .unwrap();
     let revocations = Revocations::new();
     let app = App {
         guard: SessionGuard::expiry_only().revocations(revocations.clone()),

@@ -122,7 +122,7 @@ mod close_rejections {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
     use tokio_tungstenite::tungstenite::Message;
-    use tower_ws_auth::{CloseCodes, CloseRejections, OriginPolicy, WsAuthLayer};
+    use tower_ws_auth::{CloseRejections, OriginPolicy, WsAuthLayer, socket::CloseCodes};
 
     use super::common::*;
 
@@ -292,7 +292,7 @@ mod close_rejections {
             CloseCodes::graphql_ws().forbidden_code()
         );
         // Configurable code by code.
-        let close = CloseRejections::new().codes(CloseCodes::default().unauthorized(4011));
+        let close = CloseRejections::new().codes(CloseCodes::default().unauthorized(4011).unwrap());
         let addr = serve(app(layer(&calls, &close))).await;
         let (mut ws, _) = connect(addr, "/ws", &[browser]).await.unwrap();
         assert_eq!(close_after_upgrade(&mut ws).await.0, 4011);

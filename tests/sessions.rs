@@ -19,10 +19,13 @@ use axum::routing::{get, post};
 use fred::prelude::{Client, Expiration, KeysInterface};
 use redis::{Redis, RedisServer};
 use session_common::*;
-use tower_ws_auth::cookie::Key;
+use tower_ws_auth::session::cookie::Key;
 use tower_ws_auth::{
-    AuthError, AuthMethod, Identity, MemorySessionStore, MissingOrigin, OriginPolicy,
-    SessionAuthenticator, SessionCookie, SessionId, SessionRecord, SessionStore, WsAuthLayer,
+    AuthError, AuthMethod, Identity, OriginPolicy, WsAuthLayer,
+    session::{
+        MemorySessionStore, SessionAuthenticator, SessionCookie, SessionId, SessionRecord,
+        SessionStore,
+    },
 };
 
 #[derive(Debug, Clone)]
@@ -185,7 +188,9 @@ fn app<B: Backend>(store: B, cookie: SessionCookie, origins: OriginPolicy) -> Ro
         Ok(Identity::builder(user.name.clone(), AuthMethod::Session)
             .scopes(user.roles.iter().cloned()))
     });
-    let ws_auth = WsAuthLayer::new(auth).cookie(cookie.name(), origins);
+    let ws_auth = WsAuthLayer::new(auth)
+        .cookie(cookie.name(), origins)
+        .unwrap();
     Router::new()
         .route("/login", post(login::<B>))
         .route("/logout", post(logout::<B>))
@@ -199,6 +204,7 @@ fn app_origin() -> OriginPolicy {
 
 fn signed_cookie() -> SessionCookie {
     SessionCookie::new("session")
+        .unwrap()
         .signed(Key::generate())
         .secure(false)
         .max_age(Duration::from_secs(3600))
@@ -331,7 +337,7 @@ async fn origin_is_checked_before_the_session_store() {
 #[tokio::test]
 async fn missing_origin_can_be_allowed_for_non_browser_clients() {
     let store = memory(Duration::from_secs(3600));
-    let policy = app_origin().missing_origin(MissingOrigin::Allow);
+    let policy = app_origin().allow_missing(true);
     let addr = serve(app(store.clone(), signed_cookie(), policy)).await;
     let cookie = http_post(addr, "/login", "alice", None).await.cookie_pair();
 
@@ -346,9 +352,11 @@ async fn tampered_cookies_are_refused_before_the_store() {
     let key = Key::generate();
     for cookie_config in [
         SessionCookie::new("session")
+            .unwrap()
             .signed(key.clone())
             .secure(false),
         SessionCookie::new("session")
+            .unwrap()
             .private(key.clone())
             .secure(false),
     ] {
@@ -362,7 +370,9 @@ async fn tampered_cookies_are_refused_before_the_store() {
             assert_invalid_token(&refused(addr, Some(&tampered), Some(APP_ORIGIN)).await);
         }
         // A cookie sealed with another key, and a bare session id.
-        let other = SessionCookie::new("session").signed(Key::generate());
+        let other = SessionCookie::new("session")
+            .unwrap()
+            .signed(Key::generate());
         let id = SessionId::generate().unwrap();
         let foreign = other.issue(&id);
         let foreign_pair = foreign.to_str().unwrap().split(';').next().unwrap();
@@ -397,7 +407,7 @@ async fn expired_session_is_refused() {
 #[tokio::test]
 async fn plain_cookies_work_and_unknown_ids_are_refused() {
     let store = memory(Duration::from_secs(60));
-    let cookie_config = SessionCookie::new("sid").secure(false);
+    let cookie_config = SessionCookie::new("sid").unwrap().secure(false);
     let addr = serve(app(store.clone(), cookie_config, app_origin())).await;
     let cookie = http_post(addr, "/login", "carol", None).await.cookie_pair();
     assert!(

@@ -91,7 +91,9 @@ async fn broken_offers_are_400() {
 
 #[tokio::test]
 async fn configured_protocol_list_is_enforced() {
-    let carrier = SubprotocolCarrier::new().protocols(["chat.v2", "chat"]);
+    let carrier = SubprotocolCarrier::new()
+        .protocols(["chat.v2", "chat"])
+        .unwrap();
     let entry = carrier.encode("alice-token");
     let addr = serve(app(
         WsAuthLayer::new(tokens(&Calls::default())).subprotocol(carrier)
@@ -109,7 +111,7 @@ async fn configured_protocol_list_is_enforced() {
 
 #[tokio::test]
 async fn custom_prefix() {
-    let carrier = SubprotocolCarrier::new().prefix("access_token.");
+    let carrier = SubprotocolCarrier::new().prefix("access_token.").unwrap();
     let entry = carrier.encode("bob-token");
     let addr = serve(app(
         WsAuthLayer::new(tokens(&Calls::default())).subprotocol(carrier)

@@ -22,8 +22,8 @@ use tower_sessions::cookie::{Key, time};
 use tower_sessions::{Expiry, MemoryStore, Session, SessionManagerLayer};
 use tower_sessions_redis_store::RedisStore;
 use tower_ws_auth::{
-    AuthError, AuthMethod, Identity, OriginPolicy, SessionAuthenticator, SessionCookie,
-    TowerSessionData, TowerSessionStore, WsAuthLayer,
+    AuthError, AuthMethod, Identity, OriginPolicy, WsAuthLayer,
+    session::{SessionAuthenticator, SessionCookie, TowerSessionData, TowerSessionStore},
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -111,14 +111,15 @@ where
 {
     let key = Key::generate();
     let cookie = match cookies {
-        Cookies::Plain => SessionCookie::new("id"),
-        Cookies::Signed => SessionCookie::new("id").signed(key.clone()),
-        Cookies::Private => SessionCookie::new("id").private(key.clone()),
+        Cookies::Plain => SessionCookie::new("id").unwrap(),
+        Cookies::Signed => SessionCookie::new("id").unwrap().signed(key.clone()),
+        Cookies::Private => SessionCookie::new("id").unwrap().private(key.clone()),
     };
     let counted = Counting::new(TowerSessionStore::new(store.clone()));
     let auth = SessionAuthenticator::new(counted.clone(), cookie, identity);
-    let ws_auth =
-        WsAuthLayer::new(auth).cookie("id", OriginPolicy::from_origins([APP_ORIGIN]).unwrap());
+    let ws_auth = WsAuthLayer::new(auth)
+        .cookie("id", OriginPolicy::from_origins([APP_ORIGIN]).unwrap())
+        .unwrap();
 
     let routes = Router::new()
         .route("/login", post(login))

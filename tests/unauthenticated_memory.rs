@@ -15,7 +15,7 @@ use cap::Cap;
 use common::sockets::{App, Kind, spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tower_ws_auth::{FirstMessageAuth, Revocations};
+use tower_ws_auth::socket::{FirstMessageAuth, Revocations};
 
 #[global_allocator]
 static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);

@@ -17,6 +17,7 @@ use http::header::SEC_WEBSOCKET_PROTOCOL;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::{CarrierError, Limits, has_control, is_token};
+use crate::error::ConfigError;
 
 /// Configuration of the `Sec-WebSocket-Protocol` carrier; pass it to
 /// [`WsAuthLayer::subprotocol`](crate::WsAuthLayer::subprotocol).
@@ -25,8 +26,9 @@ use super::{CarrierError, Limits, has_control, is_token};
 /// use tower_ws_auth::SubprotocolCarrier;
 ///
 /// // Accept `base64url.bearer.<token>` next to `chat` or `chat.v2` only.
-/// let carrier = SubprotocolCarrier::new().protocols(["chat.v2", "chat"]);
+/// let carrier = SubprotocolCarrier::new().protocols(["chat.v2", "chat"])?;
 /// assert_eq!(carrier.prefix_str(), "base64url.bearer.");
+/// # Ok::<(), tower_ws_auth::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct SubprotocolCarrier {
@@ -64,17 +66,19 @@ impl SubprotocolCarrier {
 
     /// Sets the prefix that marks the credential entry.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `prefix` is empty or is not a valid subprotocol token.
-    #[must_use]
-    pub fn prefix(mut self, prefix: &str) -> Self {
-        assert!(
-            is_token(prefix.as_bytes()),
-            "subprotocol credential prefix {prefix:?} must be a non-empty token"
-        );
+    /// [`ConfigError::InvalidSetting`] if `prefix` is empty or is not a
+    /// valid subprotocol token.
+    pub fn prefix(mut self, prefix: &str) -> Result<Self, ConfigError> {
+        if !is_token(prefix.as_bytes()) {
+            return Err(ConfigError::setting(
+                "subprotocol prefix",
+                "must be a non-empty token",
+            ));
+        }
         self.prefix = prefix.into();
-        self
+        Ok(self)
     }
 
     /// The prefix that marks the credential entry.
@@ -86,11 +90,11 @@ impl SubprotocolCarrier {
     /// credential entry comes with none of them is refused (400); otherwise
     /// the first one the client offered that is in this list is echoed.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If a protocol is not a valid token or starts with the prefix.
-    #[must_use]
-    pub fn protocols<I>(mut self, protocols: I) -> Self
+    /// [`ConfigError::InvalidSetting`] if a protocol is not a valid token or
+    /// starts with the prefix (set the [`prefix`](Self::prefix) first).
+    pub fn protocols<I>(mut self, protocols: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator,
         I::Item: Into<String>,
@@ -99,14 +103,17 @@ impl SubprotocolCarrier {
             .into_iter()
             .map(|p| p.into().into_boxed_str())
             .collect();
-        for p in list.iter() {
-            assert!(
-                is_token(p.as_bytes()) && !p.starts_with(&*self.prefix),
-                "subprotocol {p:?} must be a token that does not start with the credential prefix"
-            );
+        if list
+            .iter()
+            .any(|p| !is_token(p.as_bytes()) || p.starts_with(&*self.prefix))
+        {
+            return Err(ConfigError::setting(
+                "subprotocol",
+                "must be a token that does not start with the credential prefix",
+            ));
         }
         self.protocols = Some(list);
-        self
+        Ok(self)
     }
 
     /// Encodes `token` as the entry a client offers:
@@ -468,7 +475,7 @@ mod tests {
 
     #[test]
     fn configured_protocols() {
-        let config = SubprotocolCarrier::new().protocols(["v2", "v1"]);
+        let config = SubprotocolCarrier::new().protocols(["v2", "v1"]).unwrap();
         let entry = config.encode("tok");
         let h = headers(&[&format!("x, v1, v2, {entry}")]);
         let p = parse_protocols(&h, &config, Limits::default())
@@ -481,7 +488,7 @@ mod tests {
 
     #[test]
     fn custom_prefix() {
-        let config = SubprotocolCarrier::new().prefix("access_token.");
+        let config = SubprotocolCarrier::new().prefix("access_token.").unwrap();
         let entry = config.encode("tok");
         assert!(entry.starts_with("access_token."));
         let h = headers(&[&format!("chat, {entry}")]);
@@ -643,7 +650,7 @@ mod tests {
                 }
             }
             let config = if restrict {
-                SubprotocolCarrier::new().protocols(["v2", "v1"])
+                SubprotocolCarrier::new().protocols(["v2", "v1"]).unwrap()
             } else {
                 SubprotocolCarrier::new()
             };

@@ -15,7 +15,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily};
 /// that verifies it ([`to_jsonwebtoken`](Self::to_jsonwebtoken)).
 ///
 /// ```
-/// use tower_ws_auth::JwtAlgorithm;
+/// use tower_ws_auth::jwt::JwtAlgorithm;
 ///
 /// assert_eq!(JwtAlgorithm::from_name("ES256"), Some(JwtAlgorithm::ES256));
 /// assert_eq!(JwtAlgorithm::from_name("none"), None);

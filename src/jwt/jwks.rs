@@ -16,7 +16,7 @@ use super::keys::{JwkRules, KeySet, UNKNOWN_KID, parse_jwk_set};
 use crate::error::{AuthError, ConfigError};
 
 /// The keys of a remote JWK Set, for
-/// [`JwtAuthenticator::from_remote_jwks`](crate::JwtAuthenticator::from_remote_jwks).
+/// [`JwtAuthenticator::from_remote_jwks`](crate::jwt::JwtAuthenticator::from_remote_jwks).
 ///
 /// * **Fetching**: over `https://` (rustls with the webpki-roots trust
 ///   anchors, plus the system store with feature `jwks-native-roots`, plus
@@ -52,7 +52,7 @@ use crate::error::{AuthError, ConfigError};
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use tower_ws_auth::{JwtAuthenticator, RemoteJwks};
+/// use tower_ws_auth::{jwt::{JwtAuthenticator, RemoteJwks}};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let jwks = RemoteJwks::discover("https://accounts.example.com")

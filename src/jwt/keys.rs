@@ -30,7 +30,7 @@ const MAX_RSA_BITS: usize = 8192;
 /// [`ConfigError`].
 ///
 /// ```
-/// use tower_ws_auth::{JwtAlgorithm, JwtKey};
+/// use tower_ws_auth::{jwt::{JwtAlgorithm, JwtKey}};
 ///
 /// # fn main() -> Result<(), tower_ws_auth::ConfigError> {
 /// let current = JwtKey::hmac(JwtAlgorithm::HS256, b"a-32-byte-or-longer-shared-secret!")?.with_kid("2024-06");

@@ -138,7 +138,7 @@ impl Config {
 /// ```no_run
 /// use axum::{Router, extract::ws::WebSocketUpgrade, response::Response, routing::get};
 /// use serde::Deserialize;
-/// use tower_ws_auth::{Identity, JwtAuthenticator, WsAuthLayer};
+/// use tower_ws_auth::{Identity, WsAuthLayer, jwt::JwtAuthenticator};
 ///
 /// #[derive(Deserialize)]
 /// struct Claims {
@@ -363,7 +363,7 @@ impl JwtAuthenticator {
     /// and algorithm.
     ///
     /// ```
-    /// use tower_ws_auth::{JwtAlgorithm, JwtAuthenticator, JwtKey};
+    /// use tower_ws_auth::{jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey}};
     ///
     /// # fn main() -> Result<(), tower_ws_auth::ConfigError> {
     /// let auth = JwtAuthenticator::with_keys([
@@ -454,7 +454,7 @@ impl<C> JwtAuthenticator<C> {
     ///
     /// ```
     /// use serde::Deserialize;
-    /// use tower_ws_auth::JwtAuthenticator;
+    /// use tower_ws_auth::jwt::JwtAuthenticator;
     ///
     /// #[derive(Deserialize)]
     /// struct Claims {
@@ -508,7 +508,7 @@ impl<C> JwtAuthenticator<C> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_ws_auth::JwtAuthenticator;
+    /// use tower_ws_auth::jwt::JwtAuthenticator;
     ///
     /// # fn main() -> Result<(), tower_ws_auth::ConfigError> {
     /// // Access tokens of this issuer live at most an hour.
@@ -553,7 +553,7 @@ impl<C> JwtAuthenticator<C> {
     /// `exp` gets no leeway: a token already past its `exp` by this
     /// server's clock is refused. Its socket would not live anyway: the
     /// identity expires at `exp`, and a
-    /// [`SessionGuard`](crate::SessionGuard) closes the socket then (with
+    /// [`SessionGuard`](crate::socket::SessionGuard) closes the socket then (with
     /// a leeway on `exp`, such a token got a `101` followed at once by a
     /// 4002 close). The handshake and the guard thus agree on one instant.
     pub fn leeway(self, leeway: Duration) -> Result<Self, ConfigError> {
@@ -602,7 +602,7 @@ impl<C> JwtAuthenticator<C> {
     /// any other type is invalid.
     ///
     /// ```
-    /// use tower_ws_auth::JwtAuthenticator;
+    /// use tower_ws_auth::jwt::JwtAuthenticator;
     ///
     /// # fn main() -> Result<(), tower_ws_auth::ConfigError> {
     /// let auth = JwtAuthenticator::hs256(b"0123456789abcdef0123456789abcdef")?

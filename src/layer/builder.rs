@@ -1,6 +1,7 @@
 //! [`WsAuthLayer`]: the configuration, built method by method.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
@@ -10,6 +11,7 @@ use super::Config;
 use super::service::WsAuth;
 use crate::authenticator::Authenticator;
 use crate::credential::{Source, SubprotocolCarrier};
+use crate::error::ConfigError;
 use crate::origin::OriginPolicy;
 use crate::rejection::DefaultRejectionHandler;
 
@@ -32,9 +34,13 @@ use crate::rejection::DefaultRejectionHandler;
 ///    when the credential came through `Sec-WebSocket-Protocol`.
 ///
 /// Other requests pass through untouched unless
-/// [`protect_all_requests`](Self::protect_all_requests) is set.
+/// [`protect_all_requests`](Self::protect_all_requests) is on.
 ///
-/// With no carrier configured, `Authorization: Bearer` is used.
+/// With no carrier configured, `Authorization: Bearer` is used. Carriers
+/// are tried in the order they were configured; the first one configured
+/// replaces that default (call [`bearer_header`](Self::bearer_header) to
+/// keep it), and configuring a carrier again (the same header name, for
+/// [`header`](Self::header)) replaces it in place.
 ///
 /// ```
 /// use axum::{Router, routing::get, extract::ws::WebSocketUpgrade, response::Response};
@@ -56,12 +62,14 @@ use crate::rejection::DefaultRejectionHandler;
 ///     WsAuthLayer::new(auth)
 ///         .bearer_header()
 ///         .subprotocol_token()
-///         .cookie("session", OriginPolicy::from_origins(["https://app.example.com"])?),
+///         .cookie("session", OriginPolicy::from_origins(["https://app.example.com"])?)?,
 /// );
 /// # let _ = app;
 /// # Ok(())
 /// # }
 /// ```
+///
+#[doc = include_str!("../../docs/layer.md")]
 #[must_use]
 pub struct WsAuthLayer<A, H = DefaultRejectionHandler> {
     authenticator: Arc<A>,
@@ -116,7 +124,10 @@ impl<A, H> WsAuthLayer<A, H> {
     }
 
     fn add_source(mut self, source: Source) -> Self {
-        let same_kind = |s: &Source| std::mem::discriminant(s) == std::mem::discriminant(&source);
+        let same_kind = |s: &Source| match (s, &source) {
+            (Source::Header(a), Source::Header(b)) => a == b,
+            _ => std::mem::discriminant(s) == std::mem::discriminant(&source),
+        };
         let sources = self.sources_mut();
         if let Some(existing) = sources.iter_mut().find(|s| same_kind(s)) {
             *existing = source;
@@ -134,30 +145,29 @@ impl<A, H> WsAuthLayer<A, H> {
     }
 
     /// Reads a header holding the bare credential, such as `X-Api-Key`.
+    /// Each header name is a carrier of its own. `name` is a `&str`, a
+    /// `String` or a [`HeaderName`], as for `http::request::Builder::header`.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `name` is not a valid header name, or is `Cookie`: browsers send
-    /// cookies on cross-site handshakes, so a cookie credential is read
-    /// with [`cookie`](Self::cookie), which takes the Origin policy it
-    /// needs.
-    pub fn header(self, name: &str) -> Self {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .unwrap_or_else(|_| panic!("{name:?} is not a valid header name"));
-        assert!(
-            name != http::header::COOKIE,
-            "header(\"cookie\") would read a cookie credential without an Origin policy: use cookie(name, OriginPolicy)"
-        );
-        // A second custom header is a second source, not a replacement.
-        let mut this = self;
-        let sources = this.sources_mut();
-        if !sources
-            .iter()
-            .any(|s| matches!(s, Source::Header(n) if *n == name))
-        {
-            sources.push(Source::Header(name));
+    /// [`ConfigError::InvalidSetting`] if `name` is not a valid header name,
+    /// or is `Cookie`: browsers send cookies on cross-site handshakes, so a
+    /// cookie credential is read with [`cookie`](Self::cookie), which takes
+    /// the Origin policy it needs.
+    pub fn header<N>(self, name: N) -> Result<Self, ConfigError>
+    where
+        N: TryInto<HeaderName>,
+    {
+        let name = name
+            .try_into()
+            .map_err(|_| ConfigError::setting("header name", "not a valid header name"))?;
+        if name == http::header::COOKIE {
+            return Err(ConfigError::setting(
+                "header name",
+                "a cookie credential needs an Origin policy: use cookie(name, OriginPolicy)",
+            ));
         }
-        this
+        Ok(self.add_source(Source::Header(name)))
     }
 
     /// Reads a `base64url.bearer.<token>` entry of `Sec-WebSocket-Protocol`,
@@ -180,16 +190,16 @@ impl<A, H> WsAuthLayer<A, H> {
     /// handshakes, so without it any web page could connect in your users'
     /// name (cross-site WebSocket hijacking).
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `name` is not a valid cookie name (an RFC 6265 token).
-    pub fn cookie(mut self, name: &str, policy: OriginPolicy) -> Self {
-        assert!(
-            crate::credential::is_cookie_name(name),
-            "{name:?} is not a valid cookie name"
-        );
+    /// [`ConfigError::InvalidSetting`] if `name` is not a valid cookie name
+    /// (an RFC 6265 token).
+    pub fn cookie(mut self, name: &str, policy: OriginPolicy) -> Result<Self, ConfigError> {
+        if !crate::credential::is_cookie_name(name) {
+            return Err(ConfigError::setting("cookie name", "not an RFC 6265 token"));
+        }
         self.config_mut().cookie_origin = Some(policy);
-        self.add_source(Source::Cookie(name.into()))
+        Ok(self.add_source(Source::Cookie(name.into())))
     }
 
     /// Reads the query parameter `name`. Off unless called: query strings
@@ -197,15 +207,14 @@ impl<A, H> WsAuthLayer<A, H> {
     /// from the URI before the inner service sees the request, and the
     /// layer never logs query strings.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `name` is empty.
-    pub fn query_param(self, name: &str) -> Self {
-        assert!(
-            !name.is_empty(),
-            "the query parameter name must not be empty"
-        );
-        self.add_source(Source::Query(name.into()))
+    /// [`ConfigError::InvalidSetting`] if `name` is empty.
+    pub fn query_param(self, name: &str) -> Result<Self, ConfigError> {
+        if name.is_empty() {
+            return Err(ConfigError::setting("query parameter name", "empty"));
+        }
+        Ok(self.add_source(Source::Query(name.into())))
     }
 
     /// Checks the `Origin` of every upgrade request against `policy`,
@@ -216,60 +225,58 @@ impl<A, H> WsAuthLayer<A, H> {
         self
     }
 
-    /// Authenticates every request, not only WebSocket upgrades. Origin
-    /// policies and the subprotocol carrier still apply to upgrades only.
-    pub fn protect_all_requests(mut self) -> Self {
-        self.config_mut().protect_all = true;
+    /// Authenticates every request, not only WebSocket upgrades (default
+    /// `false`). Origin policies and the subprotocol carrier still apply to
+    /// upgrades only.
+    pub fn protect_all_requests(mut self, protect: bool) -> Self {
+        self.config_mut().protect_all = protect;
         self
     }
 
-    /// Answers 400 when two carriers hold different credentials. By default
-    /// the carrier configured first wins (browsers send cookies along with
-    /// any other carrier, so refusing every mix would break them).
-    pub fn reject_conflicting_credentials(mut self) -> Self {
-        self.config_mut().reject_conflicts = true;
+    /// Answers 400 when two carriers hold different credentials (default
+    /// `false`: the carrier configured first wins, because browsers send
+    /// cookies along with any other carrier, so refusing every mix would
+    /// break them).
+    pub fn reject_conflicting_credentials(mut self, reject: bool) -> Self {
+        self.config_mut().reject_conflicts = reject;
         self
     }
 
     /// Caps a credential, as carried (before decoding), at `bytes`
     /// (default 8 KiB). Larger ones are answered with 431.
-    ///
-    /// # Panics
-    ///
-    /// If `bytes` is zero.
-    pub fn max_credential_bytes(mut self, bytes: usize) -> Self {
-        assert!(bytes > 0, "max_credential_bytes must be positive");
-        self.config_mut().limits.max_credential = bytes;
+    pub fn max_credential_bytes(mut self, bytes: NonZeroUsize) -> Self {
+        self.config_mut().limits.max_credential = bytes.get();
         self
     }
 
     /// Caps the headers (all lines of one header together) and the query
     /// string the layer parses, at `bytes` (default 16 KiB). Larger ones are
     /// answered with 431 before they are parsed.
-    ///
-    /// # Panics
-    ///
-    /// If `bytes` is zero.
-    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
-        assert!(bytes > 0, "max_header_bytes must be positive");
-        self.config_mut().limits.max_header = bytes;
+    pub fn max_header_bytes(mut self, bytes: NonZeroUsize) -> Self {
+        self.config_mut().limits.max_header = bytes.get();
         self
     }
 
     /// Adds `realm="..."` to `WWW-Authenticate` challenges.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `realm` holds a `"`, a `\` or a non-printable character.
-    pub fn realm(mut self, realm: &str) -> Self {
-        assert!(
-            realm
-                .bytes()
-                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
-            "realm {realm:?} must be printable ASCII without quotes or backslashes"
-        );
-        self.config_mut().realm = HeaderValue::from_str(realm).ok();
-        self
+    /// [`ConfigError::InvalidSetting`] if `realm` holds a `"`, a `\\` or a
+    /// non-printable character.
+    pub fn realm(mut self, realm: &str) -> Result<Self, ConfigError> {
+        let printable = realm
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+        match HeaderValue::from_str(realm) {
+            Ok(value) if printable => {
+                self.config_mut().realm = Some(value);
+                Ok(self)
+            }
+            _ => Err(ConfigError::setting(
+                "realm",
+                "must be printable ASCII without quotes or backslashes",
+            )),
+        }
     }
 
     /// Answers refused browser upgrades with a `101` and a Close frame
@@ -327,13 +334,29 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "without an Origin policy")]
     fn the_cookie_header_is_not_a_bare_credential_header() {
-        let _ = layer().header("Cookie");
+        let err = layer().header(http::header::COOKIE).unwrap_err();
+        assert!(err.to_string().contains("Origin policy"), "{err}");
+    }
+
+    #[test]
+    fn invalid_names_and_realms_are_configuration_errors() {
+        assert!(layer().cookie("a b", OriginPolicy::new()).is_err());
+        assert!(layer().cookie("", OriginPolicy::new()).is_err());
+        assert!(layer().query_param("").is_err());
+        assert!(layer().header("x api key").is_err());
+        assert!(layer().realm("a\"b").is_err());
+        assert!(layer().realm("é").is_err());
+        assert!(layer().realm("chat").is_ok());
     }
 
     #[test]
     fn other_headers_are() {
-        let _ = layer().header("x-api-key").header("x-session-token");
+        let layer = layer()
+            .header("x-api-key")
+            .and_then(|l| l.header(HeaderName::from_static("x-session-token")))
+            .and_then(|l| l.header("X-Api-Key"));
+        let layer = layer.unwrap();
+        assert_eq!(layer.config.sources.len(), 2, "the same name replaces");
     }
 }

@@ -38,12 +38,12 @@ const MIN_SWEEP: usize = 64;
 /// log other users out.
 ///
 /// Cloning is cheap and clones share the sessions: give one to the
-/// [`SessionAuthenticator`](crate::SessionAuthenticator) and one to your
+/// [`SessionAuthenticator`](crate::session::SessionAuthenticator) and one to your
 /// login and logout routes.
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_ws_auth::MemorySessionStore;
+/// use tower_ws_auth::session::MemorySessionStore;
 ///
 /// let store = MemorySessionStore::new(Duration::from_secs(3600));
 /// let id = store.create("alice".to_owned())?;
@@ -115,7 +115,7 @@ impl<D> MemorySessionStore<D> {
     /// ```
     /// use std::num::NonZeroUsize;
     /// use std::time::Duration;
-    /// use tower_ws_auth::MemorySessionStore;
+    /// use tower_ws_auth::session::MemorySessionStore;
     ///
     /// let store = MemorySessionStore::bounded(Duration::from_secs(3600), NonZeroUsize::MIN);
     /// let alice = store.create("alice")?;
@@ -165,7 +165,7 @@ impl<D> MemorySessionStore<D> {
     }
 
     /// Starts a session holding `data`, lasting the store's `ttl`, and
-    /// returns its new id (to [`issue`](crate::SessionCookie::issue) in a
+    /// returns its new id (to [`issue`](crate::session::SessionCookie::issue) in a
     /// cookie). Call it at login, so every login gets a fresh id (no
     /// session fixation).
     ///

@@ -16,6 +16,8 @@
 //! one HMAC or AES-GCM operation and never reaches the store. Session ids
 //! are 256 random bits from the operating system; the in-memory store keys
 //! sessions by the SHA-256 [`SessionDigest`] of the id, never by the id.
+//!
+#![doc = include_str!("../../docs/sessions.md")]
 
 mod memory;
 mod session_cookie;
@@ -37,6 +39,10 @@ use crate::credential::{Carrier, Credential};
 use crate::error::AuthError;
 use crate::identity::{Identity, IdentityBuilder};
 
+/// The cookie crate (0.18), for its [`Key`](::cookie::Key) and
+/// [`SameSite`](::cookie::SameSite): the same crate tower-sessions
+/// re-exports.
+pub use ::cookie;
 pub use memory::MemorySessionStore;
 pub use session_cookie::SessionCookie;
 #[cfg(feature = "tower-sessions")]
@@ -55,7 +61,7 @@ pub use tower_sessions::{TowerSessionData, TowerSessionStore};
 /// `Display`, and stores should key sessions by its [`digest`](Self::digest).
 ///
 /// ```
-/// use tower_ws_auth::SessionId;
+/// use tower_ws_auth::session::SessionId;
 ///
 /// let id = SessionId::generate()?;
 /// assert_eq!(id.expose_secret().len(), 43);
@@ -138,7 +144,7 @@ impl fmt::Debug for SessionId {
 /// session in logs and revocation without being able to open it.
 ///
 /// ```
-/// use tower_ws_auth::SessionId;
+/// use tower_ws_auth::session::SessionId;
 ///
 /// let id = SessionId::parse("abcdefghijklmnopqrstuv").expect("22 base64url characters");
 /// let handle = id.digest().to_string();
@@ -174,7 +180,7 @@ impl fmt::Debug for SessionDigest {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tower_ws_auth::SessionRecord;
+/// use tower_ws_auth::session::SessionRecord;
 ///
 /// let record = SessionRecord::new("alice", Some(SystemTime::now() + Duration::from_secs(60)));
 /// assert_eq!(record.data, "alice");
@@ -210,11 +216,11 @@ impl<D> SessionRecord<D> {
 /// a timeout: a store that hangs holds the handshake until it answers.
 ///
 /// Implemented by [`MemorySessionStore`], by
-/// [`TowerSessionStore`](crate::TowerSessionStore) (feature
+/// [`TowerSessionStore`] (feature
 /// `tower-sessions`) for every tower-sessions store, and by `Arc<S>`.
 ///
 /// ```
-/// use tower_ws_auth::{AuthError, SessionId, SessionRecord, SessionStore};
+/// use tower_ws_auth::{AuthError, session::{SessionId, SessionRecord, SessionStore}};
 ///
 /// #[derive(Clone)]
 /// struct User { id: u64, roles: Vec<String> }
@@ -283,20 +289,20 @@ impl<S: SessionStore> SessionStore for Arc<S> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_ws_auth::cookie::Key;
-/// use tower_ws_auth::{AuthMethod, Identity, MemorySessionStore, OriginPolicy, SessionAuthenticator, SessionCookie, WsAuthLayer};
+/// use tower_ws_auth::session::cookie::Key;
+/// use tower_ws_auth::{AuthMethod, Identity, OriginPolicy, WsAuthLayer, session::{MemorySessionStore, SessionAuthenticator, SessionCookie}};
 ///
 /// #[derive(Clone)]
 /// struct User { name: String, roles: Vec<String> }
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = MemorySessionStore::<User>::new(Duration::from_secs(8 * 3600));
-/// let cookie = SessionCookie::new("session").signed(Key::generate());
+/// let cookie = SessionCookie::new("session")?.signed(Key::generate());
 /// let auth = SessionAuthenticator::new(store.clone(), cookie.clone(), |user: &User| {
 ///     Ok(Identity::builder(user.name.clone(), AuthMethod::Session).scopes(user.roles.iter().cloned()))
 /// });
 /// let layer = WsAuthLayer::new(auth)
-///     .cookie(cookie.name(), OriginPolicy::from_origins(["https://app.example.com"])?);
+///     .cookie(cookie.name(), OriginPolicy::from_origins(["https://app.example.com"])?)?;
 /// # let _ = layer;
 /// # Ok(())
 /// # }
@@ -439,7 +445,7 @@ mod tests {
         SessionAuthenticator<Fixed, fn(&&'static str) -> Result<IdentityBuilder, AuthError>>;
 
     fn auth(store: Fixed) -> Auth {
-        SessionAuthenticator::new(store, SessionCookie::new("sid"), identity)
+        SessionAuthenticator::new(store, SessionCookie::new("sid").unwrap(), identity)
     }
 
     async fn run(auth: &Auth, carrier: Carrier, secret: &str) -> Result<Identity, AuthError> {

@@ -13,6 +13,7 @@ use sha2::Sha256;
 
 use super::SessionId;
 use crate::credential::{Limits, is_cookie_name, is_vchar, parse_cookie};
+use crate::error::ConfigError;
 
 /// How the session id is protected inside the cookie.
 #[derive(Clone)]
@@ -64,10 +65,10 @@ impl Protection {
 /// One value describes the cookie everywhere: the login route issues it
 /// ([`issue`](Self::issue)), the logout route reads and clears it
 /// ([`session_id`](Self::session_id), [`clear`](Self::clear)), and
-/// [`SessionAuthenticator`](crate::SessionAuthenticator) opens it. Signed
+/// [`SessionAuthenticator`](crate::session::SessionAuthenticator) opens it. Signed
 /// and private values use the same format as the cookie crate's signed and
 /// private jars, as tower-sessions' `with_signed` and `with_private` do, so
-/// a [`TowerSessionStore`](crate::TowerSessionStore) reads cookies
+/// a [`TowerSessionStore`](crate::session::TowerSessionStore) reads cookies
 /// tower-sessions issued with the same key.
 ///
 /// Defaults: `HttpOnly` (always), `Secure`, `SameSite=Lax`, `Path=/`, no
@@ -75,10 +76,10 @@ impl Protection {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_ws_auth::cookie::{Key, SameSite};
-/// use tower_ws_auth::{SessionCookie, SessionId};
+/// use tower_ws_auth::session::cookie::{Key, SameSite};
+/// use tower_ws_auth::session::{SessionCookie, SessionId};
 ///
-/// let cookie = SessionCookie::new("session")
+/// let cookie = SessionCookie::new("session")?
 ///     .signed(Key::generate())
 ///     .same_site(SameSite::Strict)
 ///     .max_age(Duration::from_secs(3600));
@@ -136,12 +137,15 @@ impl SessionCookie {
     /// Make it [`signed`](Self::signed) or [`private`](Self::private) unless
     /// the ids are long random values checked by the store alone.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `name` is not a valid cookie name (an RFC 6265 token).
-    pub fn new(name: &str) -> Self {
-        assert!(is_cookie_name(name), "{name:?} is not a valid cookie name");
-        Self {
+    /// [`ConfigError::InvalidSetting`] if `name` is not a valid cookie name
+    /// (an RFC 6265 token).
+    pub fn new(name: &str) -> Result<Self, ConfigError> {
+        if !is_cookie_name(name) {
+            return Err(ConfigError::setting("cookie name", "not an RFC 6265 token"));
+        }
+        Ok(Self {
             name: name.into(),
             protection: Protection::Plain,
             secure: true,
@@ -149,7 +153,7 @@ impl SessionCookie {
             path: "/".into(),
             domain: None,
             max_age: None,
-        }
+        })
     }
 
     /// Signs the cookie with `key` (HMAC-SHA256): the client can read the
@@ -194,35 +198,37 @@ impl SessionCookie {
 
     /// Sets the `Path` attribute (default `/`).
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `path` does not start with `/`, or holds a `;`, a space or a
-    /// non-ASCII or control character.
-    #[must_use]
-    pub fn path(mut self, path: &str) -> Self {
-        assert!(
-            path.starts_with('/') && is_attribute_value(path),
-            "{path:?} is not a valid cookie path"
-        );
+    /// [`ConfigError::InvalidSetting`] if `path` does not start with `/`, or
+    /// holds a `;`, a space or a non-ASCII or control character.
+    pub fn path(mut self, path: &str) -> Result<Self, ConfigError> {
+        if !(path.starts_with('/') && is_attribute_value(path)) {
+            return Err(ConfigError::setting(
+                "cookie path",
+                "must start with / and hold visible ASCII without ;",
+            ));
+        }
         self.path = path.into();
-        self
+        Ok(self)
     }
 
     /// Sets the `Domain` attribute (default none: the cookie goes back to
     /// the host that set it only).
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `domain` is empty or holds a `;`, a space or a non-ASCII or
-    /// control character.
-    #[must_use]
-    pub fn domain(mut self, domain: &str) -> Self {
-        assert!(
-            is_attribute_value(domain),
-            "{domain:?} is not a valid cookie domain"
-        );
+    /// [`ConfigError::InvalidSetting`] if `domain` is empty or holds a `;`,
+    /// a space or a non-ASCII or control character.
+    pub fn domain(mut self, domain: &str) -> Result<Self, ConfigError> {
+        if !is_attribute_value(domain) {
+            return Err(ConfigError::setting(
+                "cookie domain",
+                "must be non-empty visible ASCII without ;",
+            ));
+        }
         self.domain = Some(domain.into());
-        self
+        Ok(self)
     }
 
     /// Sets the `Max-Age` attribute, in whole seconds (default none: the
@@ -245,7 +251,7 @@ impl SessionCookie {
     /// ```
     /// use axum::http::{StatusCode, header::SET_COOKIE};
     /// use axum::response::IntoResponse;
-    /// use tower_ws_auth::{MemorySessionStore, SessionCookie};
+    /// use tower_ws_auth::{session::{MemorySessionStore, SessionCookie}};
     ///
     /// async fn login(store: MemorySessionStore<String>, cookie: SessionCookie, user: String) -> impl IntoResponse {
     ///     match store.create(user) {
@@ -268,12 +274,13 @@ impl SessionCookie {
     /// `Path` and `Domain`. Delete the session from the store too.
     ///
     /// ```
-    /// use tower_ws_auth::SessionCookie;
+    /// use tower_ws_auth::session::SessionCookie;
     ///
-    /// let clear = SessionCookie::new("session").clear();
-    /// let text = clear.to_str().unwrap_or_default();
+    /// let clear = SessionCookie::new("session")?.clear();
+    /// let text = clear.to_str()?;
     /// assert!(text.starts_with("session=;"));
     /// assert!(text.contains("Max-Age=0"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn clear(&self) -> HeaderValue {
         let mut cookie = self.attributes(String::new());
@@ -287,9 +294,9 @@ impl SessionCookie {
     ///
     /// ```
     /// use http::{HeaderMap, HeaderValue, header::COOKIE};
-    /// use tower_ws_auth::{SessionCookie, SessionId};
+    /// use tower_ws_auth::session::{SessionCookie, SessionId};
     ///
-    /// let cookie = SessionCookie::new("session");
+    /// let cookie = SessionCookie::new("session")?;
     /// let id = SessionId::generate()?;
     /// let mut headers = HeaderMap::new();
     /// headers.insert(COOKIE, HeaderValue::from_str(&format!("theme=dark; session={}", id.expose_secret()))?);
@@ -390,7 +397,7 @@ mod tests {
         ) {
             let key = Key::from(&[7u8; 64]);
             let SessionCookie { protection: Protection::Signed(_, mac), .. } =
-                SessionCookie::new("session").signed(key.clone())
+                SessionCookie::new("session").unwrap().signed(key.clone())
             else {
                 panic!("signed");
             };
@@ -424,9 +431,9 @@ mod tests {
         let other = Key::generate();
         let id = SessionId::generate().unwrap();
         for cookie in [
-            SessionCookie::new("sid"),
-            SessionCookie::new("sid").signed(key.clone()),
-            SessionCookie::new("sid").private(key.clone()),
+            SessionCookie::new("sid").unwrap(),
+            SessionCookie::new("sid").unwrap().signed(key.clone()),
+            SessionCookie::new("sid").unwrap().private(key.clone()),
         ] {
             let value = value_of(&cookie.issue(&id));
             let opened = cookie.open(&value).unwrap();
@@ -446,29 +453,32 @@ mod tests {
         }
 
         // Signed: the id is readable but a bare id or another key's tag fails.
-        let signed = SessionCookie::new("sid").signed(key.clone());
+        let signed = SessionCookie::new("sid").unwrap().signed(key.clone());
         let value = value_of(&signed.issue(&id));
         assert!(value.ends_with(id.expose_secret()));
         assert!(signed.open(id.expose_secret()).is_none());
         assert!(
             SessionCookie::new("sid")
+                .unwrap()
                 .signed(other.clone())
                 .open(&value)
                 .is_none()
         );
 
         // Private: the id is hidden, and bound to the key and the name.
-        let private = SessionCookie::new("sid").private(key.clone());
+        let private = SessionCookie::new("sid").unwrap().private(key.clone());
         let value = value_of(&private.issue(&id));
         assert!(!value.contains(id.expose_secret()));
         assert!(
             SessionCookie::new("sid")
+                .unwrap()
                 .private(other)
                 .open(&value)
                 .is_none()
         );
         assert!(
             SessionCookie::new("other")
+                .unwrap()
                 .private(key)
                 .open(&value)
                 .is_none()
@@ -479,10 +489,13 @@ mod tests {
     fn attributes() {
         let id = SessionId::parse("abcdefghijklmnopqrstuv").unwrap();
         let cookie = SessionCookie::new("s")
+            .unwrap()
             .secure(false)
             .same_site(SameSite::Strict)
             .path("/app")
+            .unwrap()
             .domain("example.com")
+            .unwrap()
             .max_age(Duration::from_secs(90));
         assert_eq!(
             cookie.issue(&id),
@@ -497,10 +510,13 @@ mod tests {
             "{clear}"
         );
         assert_eq!(
-            SessionCookie::new("s").issue(&id),
+            SessionCookie::new("s").unwrap().issue(&id),
             "s=abcdefghijklmnopqrstuv; HttpOnly; SameSite=Lax; Secure; Path=/"
         );
-        let huge = SessionCookie::new("s").max_age(Duration::MAX).issue(&id);
+        let huge = SessionCookie::new("s")
+            .unwrap()
+            .max_age(Duration::MAX)
+            .issue(&id);
         assert!(huge.to_str().unwrap().contains("Max-Age="));
     }
 
@@ -508,27 +524,35 @@ mod tests {
     fn debug_hides_the_key() {
         let shown = format!(
             "{:?}",
-            SessionCookie::new("s").private(Key::from(&[7u8; 64]))
+            SessionCookie::new("s")
+                .unwrap()
+                .private(Key::from(&[7u8; 64]))
         );
         assert!(shown.contains("private"), "{shown}");
         assert!(!shown.contains("7, 7"), "{shown}");
     }
 
     #[test]
-    #[should_panic(expected = "not a valid cookie path")]
-    fn path_injection_is_refused() {
-        let _ = SessionCookie::new("s").path("/; Domain=evil.example");
+    fn path_and_domain_injection_are_refused() {
+        let cookie = SessionCookie::new("s").unwrap();
+        for path in ["/; Domain=evil.example", "app", "", "/a b", "/é"] {
+            assert!(cookie.clone().path(path).is_err(), "{path:?}");
+        }
+        for domain in ["example.com; Secure", "", "a b", "exämple.com"] {
+            assert!(cookie.clone().domain(domain).is_err(), "{domain:?}");
+        }
     }
 
     #[test]
-    #[should_panic(expected = "not a valid cookie name")]
-    fn bad_name_is_refused() {
-        let _ = SessionCookie::new("a=b");
+    fn bad_names_are_refused() {
+        for name in ["a=b", "", "a b", "a;b", "é"] {
+            assert!(SessionCookie::new(name).is_err(), "{name:?}");
+        }
     }
 
     #[test]
     fn session_id_from_headers() {
-        let cookie = SessionCookie::new("sid").signed(Key::generate());
+        let cookie = SessionCookie::new("sid").unwrap().signed(Key::generate());
         let id = SessionId::generate().unwrap();
         let mut headers = HeaderMap::new();
         let line = format!("a=1; sid={}", value_of(&cookie.issue(&id)));

@@ -18,7 +18,7 @@ use crate::error::AuthError;
 ///
 /// The session data is the `data` map of tower-sessions' `Record`
 /// ([`TowerSessionData`]): your function for
-/// [`SessionAuthenticator`](crate::SessionAuthenticator) reads the
+/// [`SessionAuthenticator`](crate::session::SessionAuthenticator) reads the
 /// logged-in user from it (under the key your login handler inserted). The
 /// record's `expiry_date` becomes the identity's expiry, and a record past
 /// it is refused. Loading a session does not extend it. The record's id, the
@@ -26,16 +26,14 @@ use crate::error::AuthError;
 ///
 /// Describe the cookie as you configured `SessionManagerLayer`: its name
 /// (tower-sessions' default is `id`) and, if you called `with_signed(key)`
-/// or `with_private(key)`, [`SessionCookie::signed`](crate::SessionCookie::signed)
-/// or [`SessionCookie::private`](crate::SessionCookie::private) with the same
+/// or `with_private(key)`, [`SessionCookie::signed`](crate::session::SessionCookie::signed)
+/// or [`SessionCookie::private`](crate::session::SessionCookie::private) with the same
 /// key. Only cookie values tower-sessions can have issued reach the store.
 ///
 /// ```
 /// use tower_sessions::{MemoryStore, SessionManagerLayer, cookie::Key};
-/// use tower_ws_auth::{
-///     AuthError, AuthMethod, Identity, OriginPolicy, SessionAuthenticator, SessionCookie,
-///     TowerSessionData, TowerSessionStore, WsAuthLayer,
-/// };
+/// use tower_ws_auth::session::{SessionAuthenticator, SessionCookie, TowerSessionData, TowerSessionStore};
+/// use tower_ws_auth::{AuthError, AuthMethod, Identity, OriginPolicy, WsAuthLayer};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let key = Key::generate();
@@ -44,17 +42,19 @@ use crate::error::AuthError;
 ///
 /// let auth = SessionAuthenticator::new(
 ///     TowerSessionStore::new(store),
-///     SessionCookie::new("id").signed(key),
+///     SessionCookie::new("id")?.signed(key),
 ///     |data: &TowerSessionData| match data.get("user_id").and_then(|v| v.as_str()) {
 ///         Some(user) => Ok(Identity::builder(user, AuthMethod::Session)),
 ///         None => Err(AuthError::invalid("session without a logged-in user")),
 ///     },
 /// );
-/// let ws_auth = WsAuthLayer::new(auth).cookie("id", OriginPolicy::from_origins(["https://app.example.com"])?);
+/// let ws_auth = WsAuthLayer::new(auth).cookie("id", OriginPolicy::from_origins(["https://app.example.com"])?)?;
 /// # let _ = (sessions, ws_auth);
 /// # Ok(())
 /// # }
 /// ```
+///
+#[doc = include_str!("../../docs/tower-sessions.md")]
 #[derive(Clone)]
 pub struct TowerSessionStore<S> {
     store: S,

@@ -11,7 +11,7 @@ pub fn is_sendable_close_code(code: u16) -> bool {
 /// character boundary.
 ///
 /// ```
-/// use tower_ws_auth::close_reason;
+/// use tower_ws_auth::socket::close_reason;
 ///
 /// assert_eq!(close_reason("session expired"), "session expired");
 /// assert_eq!(close_reason(&"é".repeat(100)).len(), 122);
@@ -53,12 +53,14 @@ pub fn close_reason(reason: &str) -> &str {
 /// a refused token is refused with 4403 on every retry.
 ///
 /// ```
-/// use tower_ws_auth::CloseCodes;
+/// use tower_ws_auth::socket::CloseCodes;
 ///
 /// // Revoked clients reconnect and re-authenticate instead of giving up.
-/// let codes = CloseCodes::default().revoked(1001);
+/// let codes = CloseCodes::default().revoked(1001)?;
 /// assert_eq!(codes.expired_code(), 4002);
 /// assert_eq!(CloseCodes::graphql_ws().expired_code(), 4401);
+/// assert!(CloseCodes::default().revoked(1006).is_err(), "1006 is never sent");
+/// # Ok::<(), tower_ws_auth::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseCodes {
@@ -93,17 +95,19 @@ macro_rules! code {
     ($field:ident, $getter:ident, $what:literal) => {
         #[doc = concat!("Sets the code for ", $what, ".")]
         ///
-        /// # Panics
+        /// # Errors
         ///
-        /// If the code may not be sent (see [`is_sendable_close_code`]).
-        #[must_use]
-        pub fn $field(mut self, code: u16) -> Self {
-            assert!(
-                is_sendable_close_code(code),
-                "close code {code} may not be sent"
-            );
+        /// [`ConfigError::InvalidSetting`](crate::ConfigError::InvalidSetting)
+        /// if the code may not be sent (see [`is_sendable_close_code`]).
+        pub fn $field(mut self, code: u16) -> Result<Self, crate::ConfigError> {
+            if !is_sendable_close_code(code) {
+                return Err(crate::ConfigError::setting(
+                    "close code",
+                    "may not be sent in a Close frame (1000-1003, 1007-1014 or 3000-4999)",
+                ));
+            }
             self.$field = code;
-            self
+            Ok(self)
         }
 
         #[doc = concat!("The code for ", $what, ".")]
@@ -196,9 +200,11 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "may not be sent")]
     fn refuses_reserved_codes() {
-        let _ = CloseCodes::default().revoked(1006);
+        for code in [0, 999, 1004, 1005, 1006, 1015, 2999, 5000] {
+            assert!(CloseCodes::default().revoked(code).is_err(), "{code}");
+        }
+        assert!(CloseCodes::default().revoked(4999).is_ok());
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub enum FirstMessageError {
 /// ```no_run
 /// use axum::{Extension, extract::ws::WebSocketUpgrade, response::Response};
 /// use http::request::Parts;
-/// use tower_ws_auth::{ApiKeyAuthenticator, FirstMessageAuth};
+/// use tower_ws_auth::{api_key::ApiKeyAuthenticator, socket::FirstMessageAuth};
 ///
 /// async fn ws(
 ///     ws: WebSocketUpgrade,
@@ -212,7 +212,7 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
     ///
     /// ```no_run
     /// use axum::{extract::ws::WebSocketUpgrade, http::request::Parts, response::Response};
-    /// use tower_ws_auth::{ApiKeyAuthenticator, FirstMessageAuth};
+    /// use tower_ws_auth::{api_key::ApiKeyAuthenticator, socket::FirstMessageAuth};
     ///
     /// async fn ws(ws: WebSocketUpgrade, parts: Parts, auth: FirstMessageAuth<ApiKeyAuthenticator>) -> Response {
     ///     auth.configure(ws).on_upgrade(move |socket| async move {
@@ -249,7 +249,7 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
     /// allow larger application messages.
     ///
     /// ```
-    /// use tower_ws_auth::{ApiKeyAuthenticator, FirstMessageAuth};
+    /// use tower_ws_auth::{api_key::ApiKeyAuthenticator, socket::FirstMessageAuth};
     ///
     /// let keys = ApiKeyAuthenticator::from_keys(Vec::<(&str, tower_ws_auth::Identity)>::new());
     /// let auth = FirstMessageAuth::new(keys).max_message_bytes(8 * 1024);

@@ -75,7 +75,7 @@ pub enum EndReason {
 ///
 /// ```no_run
 /// use axum::extract::ws::{Message, WebSocket};
-/// use tower_ws_auth::{Identity, SessionGuard, Revocations, ApiKeyAuthenticator};
+/// use tower_ws_auth::{Identity, socket::{SessionGuard, Revocations}, api_key::ApiKeyAuthenticator};
 ///
 /// async fn chat(socket: WebSocket, identity: Identity, guard: SessionGuard<ApiKeyAuthenticator>) {
 ///     let mut socket = guard.wrap(socket, identity);

@@ -321,7 +321,7 @@ fn is_json(text: &str) -> bool {
 /// skipped unread; a `connection_init` without exactly one string `token`
 /// in its payload is [`Parsed::Malformed`]. graphql-ws has no in-band
 /// refresh: no message is read as one, and no warning goes out before
-/// expiry. Use it with [`CloseCodes::graphql_ws`](crate::CloseCodes::graphql_ws).
+/// expiry. Use it with [`CloseCodes::graphql_ws`](crate::socket::CloseCodes::graphql_ws).
 ///
 /// ```
 /// use tower_ws_auth::socket::{AuthMessages, GraphqlWsMessages, Parsed};
@@ -372,7 +372,7 @@ impl AuthMessages for GraphqlWsMessages {
 /// refuses every `subscribe` until it has acknowledged a `connection_init`
 /// itself.
 ///
-/// [`FirstMessageAuth`](crate::FirstMessageAuth) reads and verifies the
+/// [`FirstMessageAuth`](crate::socket::FirstMessageAuth) reads and verifies the
 /// client's `connection_init` (exactly as [`GraphqlWsMessages`] does) and
 /// answers nothing; hand the GraphQL server
 /// [`REPLAYED_INIT`](Self::REPLAYED_INIT) as the socket's first message

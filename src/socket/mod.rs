@@ -5,6 +5,8 @@
 //! `axum`) and tokio-tungstenite's `WebSocketStream` (feature `tungstenite`)
 //! implement it, with their own message types, so application code keeps
 //! the types it already uses.
+//!
+#![doc = include_str!("../../docs/socket.md")]
 
 mod close;
 mod first_message;

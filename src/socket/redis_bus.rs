@@ -26,7 +26,7 @@ const DEFAULT_CHANNEL: &str = "tower-ws-auth:revocations";
 /// gives up after two seconds.
 ///
 /// ```no_run
-/// use tower_ws_auth::Revocations;
+/// use tower_ws_auth::socket::Revocations;
 /// use tower_ws_auth::socket::RedisBus;
 ///
 /// # async fn run() -> Result<(), tower_ws_auth::socket::BusError> {

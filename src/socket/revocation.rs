@@ -311,13 +311,13 @@ impl Inner {
 /// A registry of live connections that can be revoked.
 ///
 /// Each connection registers its [`Identity`] (the
-/// [`SessionGuard`](crate::SessionGuard) does it when given the registry); the
+/// [`SessionGuard`](crate::socket::SessionGuard) does it when given the registry); the
 /// [`Registration`] removes the entry when the connection ends.
 /// [`revoke_subject`](Self::revoke_subject),
 /// [`revoke_session`](Self::revoke_session) and
 /// [`revoke_token`](Self::revoke_token) signal every matching connection,
 /// which its guard closes with
-/// [`CloseCodes::revoked_code`](crate::CloseCodes::revoked_code). With a [`RevocationBus`] the
+/// [`CloseCodes::revoked_code`](crate::socket::CloseCodes::revoked_code). With a [`RevocationBus`] the
 /// revocation also reaches every other instance.
 ///
 /// A revocation also stays on record for
@@ -336,7 +336,7 @@ impl Inner {
 /// slot and the revoked key, at most [`max_records`](Self::max_records).
 ///
 /// ```
-/// use tower_ws_auth::{AuthMethod, Identity, Revocations};
+/// use tower_ws_auth::{AuthMethod, Identity, socket::Revocations};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let registry = Revocations::new();

@@ -249,7 +249,7 @@ where
     /// ```no_run
     /// use axum::extract::ws::{Message, WebSocket};
     /// use futures_util::{SinkExt, StreamExt};
-    /// use tower_ws_auth::{Identity, SessionGuard};
+    /// use tower_ws_auth::{Identity, socket::SessionGuard};
     ///
     /// async fn chat(socket: WebSocket, identity: Identity, guard: SessionGuard) {
     ///     let (mut receiver, mut sender) = guard.wrap(socket, identity).split();

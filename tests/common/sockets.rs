@@ -27,8 +27,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tower::ServiceExt;
 use tower_ws_auth::socket::{AuthSocket, Frame, GraphqlWsMessages};
 use tower_ws_auth::{
-    AuthError, AuthMethod, CloseCodes, FirstMessageAuth, Identity, Revocations, SessionGuard,
-    WsAuthLayer, authenticate_fn,
+    AuthError, AuthMethod, Identity, WsAuthLayer, authenticate_fn,
+    socket::{CloseCodes, FirstMessageAuth, Revocations, SessionGuard},
 };
 
 use super::{Ws, connect, next_text};
@@ -121,7 +121,7 @@ pub async fn run_plain<S: AuthSocket>(app: App, socket: S, identity: Identity) {
 
 async fn echo<S: AuthSocket, A: tower_ws_auth::Authenticator>(
     app: App,
-    mut socket: tower_ws_auth::GuardedSocket<S, A>,
+    mut socket: tower_ws_auth::socket::GuardedSocket<S, A>,
 ) {
     while let Some(Ok(message)) = socket.recv().await {
         if let Frame::Text(text) = S::frame(&message) {

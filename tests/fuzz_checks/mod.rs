@@ -44,8 +44,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use tower::{ServiceExt, service_fn};
 use tower_ws_auth::socket::{AuthSocket, Frame, SocketError, is_sendable_close_code};
 use tower_ws_auth::{
-    AuthError, AuthMethod, Authenticator, Carrier, Credential, FirstMessageAuth, FirstMessageError,
-    Identity, JwtAuthenticator, OriginPolicy, WsAuthLayer,
+    AuthError, AuthMethod, Authenticator, Carrier, Credential, Identity, OriginPolicy, WsAuthLayer,
+    jwt::JwtAuthenticator,
+    socket::{FirstMessageAuth, FirstMessageError},
 };
 
 /// The one credential the test authenticator accepts.
@@ -544,7 +545,9 @@ pub fn cookie(data: &[u8]) -> bool {
     let cookie_lines: Vec<HeaderValue> =
         request.headers().get_all(COOKIE).iter().cloned().collect();
     let policy = OriginPolicy::from_origins([APP_ORIGIN]).expect("a valid origin");
-    let outcome = run(request, |l| l.cookie(COOKIE_NAME, policy));
+    let outcome = run(request, |l| {
+        l.cookie(COOKIE_NAME, policy).expect("a valid cookie name")
+    });
     if let Some((carrier, secret)) = outcome.credential() {
         assert_eq!(*carrier, Carrier::Cookie);
         let [origin] = origin_values.as_slice() else {
@@ -599,7 +602,9 @@ pub fn query(data: &[u8]) -> bool {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let outcome = run(request, |l| l.query_param(QUERY_PARAM));
+    let outcome = run(request, |l| {
+        l.query_param(QUERY_PARAM).expect("a valid parameter name")
+    });
     if let Some((carrier, secret)) = outcome.credential() {
         assert_eq!(*carrier, Carrier::Query);
         let values: Vec<&String> = pairs

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-use tower_ws_auth::{RemoteJwks, RemoteJwksBuilder};
+use tower_ws_auth::jwt::{RemoteJwks, RemoteJwksBuilder};
 
 use super::*;
 

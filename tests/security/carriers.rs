@@ -8,11 +8,14 @@ use axum::body::Body;
 use http::StatusCode;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
-use tower_ws_auth::cookie::Key;
+use tower_ws_auth::session::cookie::Key;
 use tower_ws_auth::{
-    ApiKeyAuthenticator, ApiKeyDigest, AuthError, AuthMethod, Authenticator, Carrier, Identity,
-    JwtAuthenticator, MemoryApiKeys, MemorySessionStore, OriginPolicy, Rejection, SessionCookie,
-    SubprotocolCarrier, WsAuthLayer, authenticate_fn,
+    AuthError, AuthMethod, Authenticator, Carrier, Identity, OriginPolicy, Rejection,
+    SubprotocolCarrier, WsAuthLayer,
+    api_key::{ApiKeyAuthenticator, ApiKeyDigest, MemoryApiKeys},
+    authenticate_fn,
+    jwt::JwtAuthenticator,
+    session::{MemorySessionStore, SessionCookie},
 };
 
 use crate::common::{Calls, UPGRADE_HEADERS, http_request, offer, tokens};
@@ -161,14 +164,17 @@ async fn invalid_forged_expired_or_revoked_credential_is_401_invalid_token() {
     );
     assert!(keys.remove_digest(&ApiKeyDigest::of("sk_live_revoked_key_2")));
     let store = MemorySessionStore::new(Duration::from_secs(600));
-    let cookie = SessionCookie::new("session").signed(Key::generate());
+    let cookie = SessionCookie::new("session")
+        .unwrap()
+        .signed(Key::generate());
     let jwt = JwtAuthenticator::hs256(HS256_SECRET).unwrap();
     let auth = session_auth(store.clone(), cookie.clone())
         .for_carriers([Carrier::Cookie])
         .or(jwt.or(ApiKeyAuthenticator::new(keys)));
     let layer = WsAuthLayer::new(auth)
         .bearer_header()
-        .cookie("session", OriginPolicy::from_origins([SITE]).unwrap());
+        .cookie("session", OriginPolicy::from_origins([SITE]).unwrap())
+        .unwrap();
     let server = Server::start(layer).await;
 
     let good_jwt = sign(Algorithm::HS256, None, &claims("alice"));
@@ -197,7 +203,9 @@ async fn invalid_forged_expired_or_revoked_credential_is_401_invalid_token() {
         .create_with_ttl("alice".to_owned(), Duration::from_millis(1))
         .unwrap();
     let timed_out = cookie_pair(&cookie.issue(&short));
-    let other_key = SessionCookie::new("session").signed(Key::generate());
+    let other_key = SessionCookie::new("session")
+        .unwrap()
+        .signed(Key::generate());
     let foreign = cookie_pair(&other_key.issue(&store.create("alice".to_owned()).unwrap()));
     tokio::time::sleep(Duration::from_millis(20)).await;
 
@@ -400,6 +408,7 @@ async fn two_different_credentials_are_400_or_follow_the_documented_precedence()
     // The order is the configuration's, not the request's or the validity's.
     let query_first = WsAuthLayer::new(tokens(&calls))
         .query_param("token")
+        .unwrap()
         .bearer_header();
     let server = Server::start(query_first).await;
     let subject = server
@@ -426,7 +435,8 @@ async fn two_different_credentials_are_400_or_follow_the_documented_precedence()
 
     // Or refused outright, before the authenticator.
     let strict_calls = Calls::default();
-    let strict = Server::start(every_carrier(&strict_calls).reject_conflicting_credentials()).await;
+    let strict =
+        Server::start(every_carrier(&strict_calls).reject_conflicting_credentials(true)).await;
     let conflicts: [(&str, &str, Headers); 3] = [
         (
             "bearer and query",
@@ -489,8 +499,8 @@ async fn oversized_credentials_and_headers_are_431_before_decoding_and_parsed_in
     let capped = Server::start(every_carrier(&calls)).await;
     let raised = Server::start(
         every_carrier(&Calls::default())
-            .max_credential_bytes(1 << 20)
-            .max_header_bytes(1 << 20),
+            .max_credential_bytes((1 << 20).try_into().unwrap())
+            .max_header_bytes((1 << 20).try_into().unwrap()),
     )
     .await;
     let runs = [
@@ -787,6 +797,7 @@ async fn query_carrier_is_off_unless_enabled_and_its_token_is_never_logged() {
     let layer = WsAuthLayer::new(auth)
         .bearer_header()
         .query_param("token")
+        .unwrap()
         .rejection_handler(move |rejection: &Rejection| {
             record
                 .lock()

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
-use tower_ws_auth::{ConfigError, JwtAlgorithm, JwtAuthenticator, JwtKey, WsAuthLayer};
+use tower_ws_auth::{
+    ConfigError, WsAuthLayer,
+    jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey},
+};
 
 use crate::common::offer;
 use crate::jwt_common::key_server::{KeyServer, Mode, quick, rsa_jwk, wait_until};
@@ -386,8 +389,8 @@ async fn structurally_broken_tokens_are_refused_without_expensive_work() {
     let layer = WsAuthLayer::new(Jwt::from_remote_jwks(jwks))
         .bearer_header()
         .subprotocol_token()
-        .max_credential_bytes(64 * 1024)
-        .max_header_bytes(64 * 1024);
+        .max_credential_bytes((64 * 1024).try_into().unwrap())
+        .max_header_bytes((64 * 1024).try_into().unwrap());
     let server = Server::start(layer).await;
     assert_eq!(
         accepted(

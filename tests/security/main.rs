@@ -42,8 +42,8 @@ use common::{Calls, Refused, Ws, app_counting, connect, next_text, serve, try_co
 use http::StatusCode;
 use tokio_tungstenite::tungstenite;
 use tower_ws_auth::{
-    AuthMethod, Authenticator, Identity, OriginPolicy, RejectionHandler, SessionAuthenticator,
-    SessionCookie, SessionStore, WsAuthLayer,
+    AuthMethod, Authenticator, Identity, OriginPolicy, RejectionHandler, WsAuthLayer,
+    session::{SessionAuthenticator, SessionCookie, SessionStore},
 };
 
 /// The origin the cookie carrier allows.
@@ -65,8 +65,11 @@ pub fn every_carrier(calls: &Calls) -> WsAuthLayer<impl Authenticator + Clone> {
         .bearer_header()
         .subprotocol_token()
         .cookie("session", OriginPolicy::from_origins([SITE]).unwrap())
+        .unwrap()
         .header("x-api-key")
+        .unwrap()
         .query_param("token")
+        .unwrap()
 }
 
 /// Cookie sessions whose data is the user's name.

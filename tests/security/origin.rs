@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use tower_ws_auth::{MemorySessionStore, MissingOrigin, OriginPolicy, SessionCookie, WsAuthLayer};
+use tower_ws_auth::{
+    OriginPolicy, WsAuthLayer,
+    session::{MemorySessionStore, SessionCookie},
+};
 
 use crate::common::{Calls, origin_policy, tokens};
 use crate::session_common::Counting;
@@ -19,7 +22,8 @@ async fn cookie_server(calls: &Calls, policy: OriginPolicy) -> Server {
     Server::start(
         WsAuthLayer::new(tokens(calls))
             .bearer_header()
-            .cookie("session", policy),
+            .cookie("session", policy)
+            .unwrap(),
     )
     .await
 }
@@ -200,7 +204,7 @@ async fn cookie_upgrade_without_origin_is_403_by_default() {
         .await;
     assert_eq!(subject, "bob");
 
-    let lenient = cookie_server(&calls, origin_policy().missing_origin(MissingOrigin::Allow)).await;
+    let lenient = cookie_server(&calls, origin_policy().allow_missing(true)).await;
     let subject = lenient
         .subject(
             "/ws",
@@ -222,11 +226,12 @@ async fn cookie_upgrade_without_origin_is_403_by_default() {
 async fn refused_origin_is_403_before_the_authenticator_runs() {
     // A live session: the store is never asked for a foreign page.
     let store = Counting::new(MemorySessionStore::new(Duration::from_secs(600)));
-    let cookie = SessionCookie::new("session");
+    let cookie = SessionCookie::new("session").unwrap();
     let session = cookie_pair(&cookie.issue(&store.inner.create("alice".to_owned()).unwrap()));
     let sessions = Server::start(
         WsAuthLayer::new(session_auth(store.clone(), cookie))
-            .cookie("session", OriginPolicy::from_origins([SITE]).unwrap()),
+            .cookie("session", OriginPolicy::from_origins([SITE]).unwrap())
+            .unwrap(),
     )
     .await;
     let refused = sessions
@@ -253,7 +258,9 @@ async fn refused_origin_is_403_before_the_authenticator_runs() {
     let layer = WsAuthLayer::new(tokens(&calls))
         .bearer_header()
         .query_param("token")
+        .unwrap()
         .cookie("session", OriginPolicy::from_origins([SITE]).unwrap())
+        .unwrap()
         .origin_policy(OriginPolicy::from_origins([SITE]).unwrap());
     let server = Server::start(layer).await;
     let alice = bearer("alice-token");

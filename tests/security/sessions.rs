@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
-use tower_ws_auth::cookie::Key;
+use tower_ws_auth::session::cookie::Key;
 use tower_ws_auth::{
-    ApiKeyAuthenticator, ApiKeyDigest, ApiKeyStore, AuthError, AuthMethod, Identity, MemoryApiKeys,
-    MemorySessionStore, OriginPolicy, SessionCookie, SessionId, SessionRecord, SessionStore,
-    WsAuthLayer,
+    AuthError, AuthMethod, Identity, OriginPolicy, WsAuthLayer,
+    api_key::{ApiKeyAuthenticator, ApiKeyDigest, ApiKeyStore, MemoryApiKeys},
+    session::{MemorySessionStore, SessionCookie, SessionId, SessionRecord, SessionStore},
 };
 
 use crate::session_common::{Counting, tamper};
@@ -33,7 +33,9 @@ fn cookie_layer<A: tower_ws_auth::Authenticator>(
     auth: A,
     cookie: &SessionCookie,
 ) -> WsAuthLayer<A> {
-    WsAuthLayer::new(auth).cookie(cookie.name(), OriginPolicy::from_origins([SITE]).unwrap())
+    WsAuthLayer::new(auth)
+        .cookie(cookie.name(), OriginPolicy::from_origins([SITE]).unwrap())
+        .unwrap()
 }
 
 /// "Session ids and API keys are compared in constant time or looked up by
@@ -63,7 +65,8 @@ async fn session_ids_and_api_keys_are_looked_up_by_hash_and_stored_hashed() {
     let api = Server::start(
         WsAuthLayer::new(ApiKeyAuthenticator::new(store))
             .bearer_header()
-            .header("x-api-key"),
+            .header("x-api-key")
+            .unwrap(),
     )
     .await;
 
@@ -103,7 +106,7 @@ async fn session_ids_and_api_keys_are_looked_up_by_hash_and_stored_hashed() {
 
     // Sessions: the identity names a session by the digest of its id.
     let sessions = MemorySessionStore::new(Duration::from_secs(600));
-    let cookie = SessionCookie::new("sid");
+    let cookie = SessionCookie::new("sid").unwrap();
     let id = sessions.create("alice".to_owned()).unwrap();
     let secret = id.expose_secret().to_owned();
     assert!(!format!("{sessions:?}").contains(&secret));
@@ -170,12 +173,15 @@ impl SessionStore for DownStore {
 async fn session_store_error_is_503_never_401_and_never_101() {
     let key = Key::generate();
     let cookies = [
-        ("plain cookie", SessionCookie::new("session")),
+        ("plain cookie", SessionCookie::new("session").unwrap()),
         (
             "signed cookie",
-            SessionCookie::new("session").signed(key.clone()),
+            SessionCookie::new("session").unwrap().signed(key.clone()),
         ),
-        ("private cookie", SessionCookie::new("session").private(key)),
+        (
+            "private cookie",
+            SessionCookie::new("session").unwrap().private(key),
+        ),
     ];
     for (retry_after, expected) in [(Some(Duration::from_secs(7)), Some(7)), (None, None)] {
         for (case, cookie) in &cookies {
@@ -210,8 +216,8 @@ async fn session_store_error_is_503_never_401_and_never_101() {
 #[tokio::test]
 async fn signed_or_private_cookies_are_verified_before_the_store_is_touched() {
     let key = Key::generate();
-    let signed = SessionCookie::new("session").signed(key.clone());
-    let private = SessionCookie::new("session").private(key.clone());
+    let signed = SessionCookie::new("session").unwrap().signed(key.clone());
+    let private = SessionCookie::new("session").unwrap().private(key.clone());
     for (kind, cookie, other_kind) in [
         ("signed", &signed, &private),
         ("private", &private, &signed),
@@ -234,7 +240,9 @@ async fn signed_or_private_cookies_are_verified_before_the_store_is_touched() {
                 )
             })
             .collect();
-        let other_key = SessionCookie::new("session").signed(Key::generate());
+        let other_key = SessionCookie::new("session")
+            .unwrap()
+            .signed(Key::generate());
         cases.push((
             "sealed with another key".into(),
             cookie_pair(&other_key.issue(&id)),

@@ -19,7 +19,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tower_ws_auth::{AuthError, SessionId, SessionRecord, SessionStore};
+use tower_ws_auth::{
+    AuthError,
+    session::{SessionId, SessionRecord, SessionStore},
+};
 
 /// The origin the test apps allow.
 pub const APP_ORIGIN: &str = "http://app.test";
