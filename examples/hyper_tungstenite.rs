@@ -15,7 +15,7 @@
 //! websocat -H 'Authorization: Bearer <token>' ws://127.0.0.1:3000/ws
 //! ```
 //!
-//! HTTP/1.1 only, to keep it short; `tests/hyper_server.rs` shows HTTP/2
+//! HTTP/1.1 only, to keep it short; `tests/e2e/hyper_server.rs` shows HTTP/2
 //! extended CONNECT with hyper as well.
 //!
 //! Dependencies it uses: `hyper` 1 (`server`, `http1`), `hyper-util`

@@ -8,7 +8,7 @@
 //! refresh, revocation) and kills the child.
 //!
 //! `quickstart` is tested with the README; `graphql_ws` with the npm
-//! `graphql-ws` client in tests/graphql_ws.rs.
+//! `graphql-ws` client in tests/e2e/graphql_ws.rs.
 #![cfg_attr(
     not(all(feature = "axum", feature = "jwt")),
     allow(dead_code, unused_imports)

@@ -157,7 +157,7 @@ mod tests {
             assert_eq!(bearer(&[v.as_bytes()]), Ok(Some("abc.def-_~+/==".into())));
         }
         assert_eq!(bearer(&[b"Bearer    tok  "]), Ok(Some("tok".into())));
-        // White space around the value (found by tests/fuzz_equivalents.rs).
+        // White space around the value (found by tests/e2e/fuzz_equivalents.rs).
         assert_eq!(bearer(&[b" Bearer tok"]), Ok(Some("tok".into())));
         assert_eq!(bearer(&[b"\tbearer tok\t"]), Ok(Some("tok".into())));
         assert_eq!(bearer(&[]), Ok(None));

@@ -227,7 +227,7 @@ impl Config {
 ///
 /// For the same key and the same [`Validation`], every token this
 /// authenticator accepts, `jsonwebtoken::decode` accepts too (the
-/// differential tests in `tests/jwt.rs` check it for every algorithm);
+/// differential tests in `tests/e2e/jwt.rs` check it for every algorithm);
 /// these it refuses although `decode` accepts them:
 ///
 /// | token | why |

@@ -2,7 +2,7 @@
 //! function per target, each taking the fuzzer's bytes.
 //!
 //! Shared by the cargo-fuzz targets (libFuzzer, nightly features) and by
-//! `tests/fuzz_equivalents.rs`, which runs the same functions under
+//! `tests/e2e/fuzz_equivalents.rs`, which runs the same functions under
 //! proptest on stable, so every property below is also checked in CI.
 //!
 //! Everything goes through the public API, the way a server uses it: a

@@ -11,14 +11,14 @@ use tower_ws_auth::{
     jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey},
 };
 
-use crate::common::offer;
-use crate::jwt_common::key_server::{KeyServer, Mode, quick, rsa_jwk, wait_until};
-use crate::jwt_common::{
+use super::common::offer;
+use super::jwt_common::key_server::{KeyServer, Mode, quick, rsa_jwk, wait_until};
+use super::jwt_common::{
     EC256_PUBLIC, EC384_PUBLIC, ED_PUBLIC, HS256_SECRET, RSA_PRIVATE, RSA_PUBLIC, RSA2_PRIVATE,
     RSA2_PUBLIC, b64, claims, encoding_key, init, now, pem_body, pem_body_b64, public_jwk, sign,
     sign_raw,
 };
-use crate::{INVALID_TOKEN, Server, assert_refusal, bearer};
+use super::{INVALID_TOKEN, Server, assert_refusal, bearer};
 
 type Jwt = JwtAuthenticator;
 

@@ -12,8 +12,8 @@ use tower_ws_auth::{
     session::{MemorySessionStore, SessionCookie, SessionId, SessionRecord, SessionStore},
 };
 
-use crate::session_common::{Counting, tamper};
-use crate::{INVALID_TOKEN, SITE, Server, assert_refusal, bearer, cookie_pair, session_auth};
+use super::session_common::{Counting, tamper};
+use super::{INVALID_TOKEN, SITE, Server, assert_refusal, bearer, cookie_pair, session_auth};
 
 /// An API key store over [`MemoryApiKeys`] that records what it is asked.
 #[derive(Clone)]

@@ -2,9 +2,8 @@
 //! the tests control and count: caching, rotation, outages, floods of
 //! unknown `kid`s, slow endpoints, discovery.
 #![cfg(all(feature = "axum", feature = "jwks"))]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod jwt_common;
+use crate::jwt_common;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

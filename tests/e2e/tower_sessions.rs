@@ -3,9 +3,8 @@
 //! on a real `redis-server`), with plain, signed and private cookies; its
 //! WebSocket route authenticates upgrades from the same sessions.
 
-#[path = "common/redis.rs"]
-mod redis;
-mod session_common;
+use crate::common::redis;
+use crate::session_common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};

@@ -1,7 +1,7 @@
 //! Origin checks (cross-site WebSocket hijacking), end to end: one test per
 //! rule of SECURITY.md's "Origin" section.
 
-mod common;
+use crate::common;
 
 use common::*;
 use http::StatusCode;
@@ -289,7 +289,7 @@ fn debug_shows_the_normalised_entries() {
         "https://app.example.com:443",
         "https://tenants.example.com:8443",
         "allow_null: true",
-        "missing: Reject",
+        "allow_missing: false",
     ] {
         assert!(shown.contains(part), "{part} in {shown}");
     }

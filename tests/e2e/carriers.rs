@@ -2,7 +2,7 @@
 //! tokio-tungstenite handshake, one test per rule of SECURITY.md's
 //! "Credential carriers" section.
 
-mod common;
+use crate::common;
 
 use common::*;
 use http::StatusCode;

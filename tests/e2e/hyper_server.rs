@@ -1,7 +1,7 @@
 //! The layer in front of a plain hyper 1 server (no axum) that upgrades
 //! with tokio-tungstenite, and HTTP/2 extended CONNECT (RFC 8441) upgrades.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -18,10 +18,10 @@ use tower_ws_auth::{
     session::{MemorySessionStore, SessionCookie},
 };
 
-use crate::common::{Calls, UPGRADE_HEADERS, http_request, offer, tokens};
-use crate::jwt_common::{self, HS256_SECRET, claims, sign, sign_raw};
-use crate::session_common::LogCapture;
-use crate::{
+use super::common::{Calls, UPGRADE_HEADERS, http_request, offer, tokens};
+use super::jwt_common::{self, HS256_SECRET, claims, sign, sign_raw};
+use super::session_common::LogCapture;
+use super::{
     Headers, INVALID_REQUEST, INVALID_TOKEN, OwnedHeaders, SITE, Server, assert_refusal, bearer,
     borrowed, cookie_pair, every_carrier, session_auth,
 };
@@ -682,7 +682,7 @@ async fn subprotocol_carrier_takes_one_credential_beside_a_companion_and_never_e
     });
     let layer = WsAuthLayer::new(tokens(&calls)).subprotocol_token();
     let addr =
-        crate::common::serve_hyper(tower::ServiceBuilder::new().layer(layer).service(echo_all))
+        super::common::serve_hyper(tower::ServiceBuilder::new().layer(layer).service(echo_all))
             .await;
     let mut headers = UPGRADE_HEADERS.to_vec();
     let offered = format!("graphql-ws, {alice}, chat");
@@ -949,13 +949,13 @@ async fn identity_travels_only_in_request_extensions_never_in_client_headers() {
 
     // Plain requests pass through the layer unauthenticated: the
     // extractors still find no identity.
-    let (status, body) = crate::common::http_get(server.addr, "/plain/required", &spoofed).await;
+    let (status, body) = super::common::http_get(server.addr, "/plain/required", &spoofed).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
         "required identity: {body}"
     );
-    let (status, body) = crate::common::http_get(server.addr, "/plain", &spoofed).await;
+    let (status, body) = super::common::http_get(server.addr, "/plain", &spoofed).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "hello anonymous"));
     assert_eq!(calls.get(), 2);
 }

@@ -2,7 +2,7 @@
 //! and the memory they held is given back: measured with a counting global
 //! allocator over the whole process (server and clients).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -10,13 +10,11 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::any;
-use cap::Cap;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use tower_ws_auth::{AuthError, Identity, authenticate_fn, socket::FirstMessageAuth};
 
-#[global_allocator]
-static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
+use crate::ALLOCATOR;
 
 type Auth = FirstMessageAuth<tower_ws_auth::BoxAuthenticator>;
 
@@ -54,6 +52,7 @@ async fn wave(addr: std::net::SocketAddr, n: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_unauthenticated_connections_give_their_memory_back() {
+    let _serial = crate::serial().await;
     use tower_ws_auth::Authenticator;
     let never =
         authenticate_fn(|_, _| async { Err::<Identity, _>(AuthError::invalid("unused")) }).boxed();

@@ -3,7 +3,7 @@
 //! real Redis), each through a real tokio-tungstenite client against an
 //! axum server and against a hyper + tokio-tungstenite server.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Authenticators and the layer around them: combinators, caching, API
 //! keys, custom rejections, pass-through and the axum extractors.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,11 +4,10 @@
 //! own size, not a JSON tree of it. Measured with a counting global
 //! allocator over the whole process (server and client), on both adapters.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use cap::Cap;
 use common::sockets::{App, Kind, open, spawn};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -16,8 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tower_ws_auth::socket::Revocations;
 
-#[global_allocator]
-static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
+use crate::ALLOCATOR;
 
 const SIZE: usize = 8 << 20;
 const FRAGMENT: usize = 256 << 10;
@@ -83,6 +81,7 @@ async fn big_message_costs_about_its_size(kind: Kind) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_message_with_refresh_in_it_costs_about_its_own_size() {
+    let _serial = crate::serial().await;
     for kind in [Kind::Axum, Kind::Tungstenite] {
         let grown = big_message_costs_about_its_size(kind).await;
         eprintln!(

@@ -1,7 +1,7 @@
 //! The `Sec-WebSocket-Protocol` carrier: extraction, stripping and the echo
 //! a browser insists on.
 
-mod common;
+use crate::common;
 
 use common::*;
 use http::StatusCode;

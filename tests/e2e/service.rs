@@ -1,7 +1,7 @@
 //! The layer as a tower service: readiness, the service that was polled
 //! ready is the one called, and the hyper upgrade handle survives.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::time::Duration;

@@ -6,19 +6,17 @@
 //! Measured with a counting global allocator over the whole process (the
 //! raw TCP clients allocate next to nothing), on both adapters.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cap::Cap;
 use common::sockets::{App, Kind, spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower_ws_auth::socket::{FirstMessageAuth, Revocations};
 
-#[global_allocator]
-static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
+use crate::ALLOCATOR;
 
 const SOCKETS: usize = 24;
 /// What each client sends before stalling.
@@ -147,6 +145,7 @@ async fn unfinished_messages_are_not_buffered(kind: Kind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_sockets_cannot_make_the_server_buffer_big_messages() {
+    let _serial = crate::serial().await;
     for kind in [Kind::Axum, Kind::Tungstenite] {
         unfinished_messages_are_not_buffered(kind).await;
     }

@@ -16,18 +16,14 @@
 //! the routes behind the layer are never reached (counted), and where the
 //! rule says so the authenticator or the store is never asked either.
 //!
-//! `cargo test --all-features --test security`. The revocation rule needs
+//! `cargo test --all-features --test e2e security::`. The revocation rule needs
 //! a `redis-server` (`TOWER_WS_AUTH_REDIS_URL`, or one of its own from
 //! `TOWER_WS_AUTH_REDIS_SERVER` / `PATH`); without one it prints SKIPPED,
 //! and fails when `CI` is set.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../common/mod.rs"]
-mod common;
-#[path = "../jwt_common/mod.rs"]
-mod jwt_common;
-#[path = "../session_common/mod.rs"]
-mod session_common;
+use crate::common;
+use crate::jwt_common;
+use crate::session_common;
 
 mod after_upgrade;
 mod carriers;

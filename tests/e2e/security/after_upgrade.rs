@@ -16,13 +16,13 @@ use tower_ws_auth::ConfigError;
 use tower_ws_auth::socket::RedisBus;
 use tower_ws_auth::socket::{CloseCodes, FirstMessageAuth, Revocations, close_reason};
 
-use crate::common::Ws;
-use crate::common::next_text;
-use crate::common::redis::Redis;
-use crate::common::sockets::{
+use super::common::Ws;
+use super::common::next_text;
+use super::common::redis::Redis;
+use super::common::sockets::{
     App, Kind, authenticate_first, boxed_auth, close_of, open, send, spawn,
 };
-use crate::session_common::eventually;
+use super::session_common::eventually;
 
 const KINDS: [Kind; 2] = [Kind::Axum, Kind::Tungstenite];
 

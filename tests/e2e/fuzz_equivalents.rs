@@ -4,7 +4,7 @@
 //! fuzzer), and every input a fuzzer ever crashed on, kept in
 //! `tests/fuzz_regressions/<target>/`, is replayed.
 
-mod fuzz_checks;
+use crate::fuzz_checks;
 
 use std::path::Path;
 

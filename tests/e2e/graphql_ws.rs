@@ -7,7 +7,7 @@
 //! Needs Node.js and `npm ci --prefix tests/graphql_ws` (`.ci/run` does
 //! both); without them the test prints a SKIPPED line, and fails under `CI`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

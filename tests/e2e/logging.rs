@@ -1,7 +1,7 @@
 //! What the layer logs: one event per decision, with outcome and carrier,
 //! and never a credential or a query string.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

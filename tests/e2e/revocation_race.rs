@@ -7,7 +7,7 @@
 //! between the `101` and the registration widens the race window the
 //! revocation records close.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,9 +3,8 @@
 //! issued, through `SessionAuthenticator` over the in-memory store and over
 //! a Redis-backed store (a real `redis-server`, stopped mid-test).
 
-#[path = "common/redis.rs"]
-mod redis;
-mod session_common;
+use crate::common::redis;
+use crate::session_common;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

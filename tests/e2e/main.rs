@@ -1,0 +1,55 @@
+//! The end-to-end suite: one module per concern, each against a real
+//! server on 127.0.0.1 and real clients. Modules that need optional
+//! features compile only with them; `cargo test --all-features` runs all.
+//!
+//! - [`carriers`], [`subprotocol`], [`origin`], [`service`], [`logging`],
+//!   [`hyper_server`]: the layer before the upgrade;
+//! - [`authenticators`], [`jwt`], [`jwks`], [`sessions`], [`tower_sessions`]:
+//!   the authenticators;
+//! - [`after_handshake`], [`revocation_race`], [`graphql_ws`]: after the
+//!   upgrade;
+//! - [`security`]: the adversarial suite, one test per rule of `SECURITY.md`,
+//!   named after its rule;
+//! - [`fuzz_equivalents`]: the fuzz targets' properties under proptest.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../fuzz_checks/mod.rs"]
+mod fuzz_checks;
+#[path = "../jwt_common/mod.rs"]
+mod jwt_common;
+#[cfg(feature = "sessions")]
+#[path = "../session_common/mod.rs"]
+mod session_common;
+
+#[cfg(all(feature = "axum", feature = "tungstenite", feature = "redis"))]
+mod after_handshake;
+#[cfg(feature = "cache")]
+mod authenticators;
+mod carriers;
+mod fuzz_equivalents;
+#[cfg(all(feature = "axum", feature = "jwt"))]
+mod graphql_ws;
+mod hyper_server;
+mod jwks;
+mod jwt;
+mod logging;
+mod origin;
+#[cfg(all(feature = "axum", feature = "tungstenite", feature = "sessions"))]
+mod revocation_race;
+#[cfg(all(
+    feature = "axum",
+    feature = "jwt",
+    feature = "jwks",
+    feature = "sessions",
+    feature = "tungstenite",
+    feature = "redis"
+))]
+mod security;
+mod service;
+#[cfg(feature = "sessions")]
+mod sessions;
+mod subprotocol;
+#[cfg(feature = "tower-sessions")]
+mod tower_sessions;
