@@ -127,7 +127,8 @@ async fn boxed_authenticators_work_in_the_layer() {
 #[tokio::test]
 async fn cached_skips_the_inner_authenticator_until_ttl() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let auth = counting(&calls, "alice", Ok(())).cached(Duration::from_millis(400), 100);
+    // A TTL long enough for the first handshakes on a loaded machine.
+    let auth = counting(&calls, "alice", Ok(())).cached(Duration::from_secs(3), 100);
     let addr = serve(app(WsAuthLayer::new(auth).bearer_header())).await;
     for _ in 0..3 {
         let (_, seen, _) = connect_ok(addr, "/ws", &[("authorization", "Bearer tok-1")]).await;
@@ -140,7 +141,7 @@ async fn cached_skips_the_inner_authenticator_until_ttl() {
         2,
         "another credential is another entry"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
     connect_ok(addr, "/ws", &[("authorization", "Bearer tok-1")]).await;
     assert_eq!(
         calls.load(Ordering::SeqCst),

@@ -31,7 +31,10 @@ async fn decisions_are_logged_without_secrets() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    // This thread's default, not the global one: the other tests of this
+    // binary capture their own logs the same way. The test runs on one
+    // thread (current-thread runtime), the server included.
+    let _capture = tracing::subscriber::set_default(subscriber);
 
     let layer = WsAuthLayer::new(tokens(&Calls::default()))
         .bearer_header()

@@ -67,7 +67,7 @@ async fn no_credential_is_401_with_bare_bearer_challenge() {
 async fn malformed_carrier_is_400_invalid_request() {
     let calls = Calls::default();
     let server = Server::start(every_carrier(&calls)).await;
-    let cases: [(&str, &str, Headers); 11] = [
+    let cases: [(&str, &str, Headers); 14] = [
         ("empty bearer", "/ws", &[("authorization", "Bearer ")]),
         (
             "scheme without a token",
@@ -121,6 +121,24 @@ async fn malformed_carrier_is_400_invalid_request() {
             &[],
         ),
         ("empty query parameter", "/ws?token=", &[]),
+        (
+            "a bearer token outside the token68 grammar",
+            "/ws",
+            &[("authorization", "Bearer {\"json\":1}")],
+        ),
+        (
+            "a bare-header credential with a space",
+            "/ws",
+            &[("x-api-key", "two words")],
+        ),
+        (
+            "the credential cookie twice, different values",
+            "/ws",
+            &[
+                ("cookie", "session=alice-session; session=bob-token"),
+                ("origin", SITE),
+            ],
+        ),
     ];
     for (case, path, headers) in cases {
         let refused = server.refused(path, headers, case).await;
