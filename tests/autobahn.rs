@@ -30,6 +30,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/hs256.rs"]
+mod hs256;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -68,22 +70,6 @@ fn wstest() -> Option<PathBuf> {
     let home = std::env::var_os("HOME")?;
     let path = Path::new(&home).join(".cache/tower-ws-auth/autobahn-venv/bin/wstest");
     path.is_file().then_some(path)
-}
-
-/// An HS256 JWT for `sub`, valid for an hour.
-fn token(subject: &str) -> String {
-    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = serde_json::json!({ "sub": subject, "exp": now + 3600 });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
 }
 
 /// The hyper + tokio-tungstenite echo: the layer (subprotocol carrier), a
@@ -262,7 +248,14 @@ async fn autobahn_fuzzingclient_on_both_adapters() {
     let (quickstart, quickstart_addr) = start_example("quickstart", &[("JWT_SECRET", SECRET)]);
     let hyper_addr = hyper_tungstenite_echo().await;
     let offer = |subject: &str| {
-        serde_json::json!(["chat", SubprotocolCarrier::new().encode(&token(subject))])
+        serde_json::json!([
+            "chat",
+            SubprotocolCarrier::new().encode(&hs256::token(
+                SECRET,
+                subject,
+                Duration::from_secs(3600)
+            ))
+        ])
     };
 
     let nanos = SystemTime::now()
