@@ -442,12 +442,31 @@ struct Server {
     stdout: BufReader<ChildStdout>,
     addr: SocketAddr,
     cookies: Vec<String>,
+    /// How long `drop` waits for the server to exit before killing it.
+    exit_wait: Duration,
 }
 
 impl Server {
     fn start(variant: Variant) -> Server {
+        Server::start_under(variant, None)
+    }
+
+    /// Starts the server of `variant`, under callgrind writing to
+    /// `callgrind_out` if given.
+    fn start_under(variant: Variant, callgrind_out: Option<&str>) -> Server {
         let exe = std::env::current_exe().expect("bench executable");
-        let mut child = Command::new(exe)
+        let mut command = match callgrind_out {
+            Some(out) => {
+                let mut valgrind = Command::new("valgrind");
+                valgrind
+                    .args(["--tool=callgrind", "-q"])
+                    .arg(format!("--callgrind-out-file={out}"))
+                    .arg(exe);
+                valgrind
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
             .env(SERVER_ENV, variant.name())
             .env("GLIBC_TUNABLES", TUNABLES)
             .stdin(Stdio::piped())
@@ -481,6 +500,7 @@ impl Server {
             stdout,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             cookies,
+            exit_wait: Duration::from_secs(if callgrind_out.is_some() { 60 } else { 2 }),
         }
     }
 
@@ -503,7 +523,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = writeln!(self.stdin, "quit");
         let _ = self.stdin.flush();
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + self.exit_wait;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -685,6 +705,10 @@ fn client() {
         .enable_all()
         .build()
         .expect("runtime");
+    if let Ok(dir) = std::env::var("HANDSHAKE_BENCH_CALLGRIND") {
+        callgrind(&runtime, &dir, &selected, concurrency);
+        return;
+    }
 
     let mut servers: Vec<Server> = selected.iter().copied().map(Server::start).collect();
     let creds: Vec<_> = servers.iter().map(|s| credentials(s.variant, s)).collect();
@@ -780,4 +804,54 @@ fn client() {
         "bench wall time: {:.0} s",
         bench_started.elapsed().as_secs_f64()
     );
+}
+
+/// `HANDSHAKE_BENCH_CALLGRIND=<dir>`: instead of timing, counts the
+/// user-space instructions the server executes per handshake, with
+/// valgrind's callgrind (deterministic, unlike CPU time on a shared
+/// machine). Each variant's server runs twice under callgrind, for the
+/// warm-up plus `n1` and plus `n2` connections; `(Ir₂ − Ir₁) / (n₂ − n₁)`
+/// leaves out start-up and exit. Same client, credentials and buffers as
+/// the timed runs; the dumps stay in `<dir>` for `callgrind_annotate`.
+fn callgrind(
+    runtime: &tokio::runtime::Runtime,
+    dir: &str,
+    selected: &[Variant],
+    concurrency: usize,
+) {
+    let (n1, n2) = (200, 1200);
+    println!("| variant | instructions per handshake (callgrind) | vs no auth |");
+    println!("|---|---|---|");
+    let mut baseline = None;
+    for &variant in selected {
+        let mut totals = Vec::new();
+        for n in [n1, n2] {
+            let out = format!("{dir}/callgrind.{}.{n}", variant.name());
+            let server = Server::start_under(variant, Some(&out));
+            let creds = credentials(variant, &server);
+            runtime.block_on(async {
+                load(server.addr, &creds, WARM_UP, concurrency).await;
+                load(server.addr, &creds, n, concurrency).await;
+            });
+            drop(server);
+            let dump = std::fs::read_to_string(&out).expect("callgrind output");
+            let total: u64 = dump
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("summary: ")
+                        .or_else(|| l.strip_prefix("totals: "))
+                })
+                .and_then(|n| n.trim().parse().ok())
+                .expect("callgrind totals");
+            totals.push(total);
+        }
+        let per = (totals[1] - totals[0]) as f64 / (n2 - n1) as f64;
+        let base = *baseline.get_or_insert(per);
+        println!(
+            "| {} | {:.0}k | +{:.0}k |",
+            variant.label(),
+            per / 1e3,
+            (per - base) / 1e3
+        );
+    }
 }

@@ -6,6 +6,12 @@
 //! cargo bench --bench layer
 //! ```
 //!
+//! One case also runs the layer around an inner service boxed as axum
+//! boxes a route, whose clone allocates: the layer calls the instance that
+//! was polled ready and leaves a clone behind. For instruction counts
+//! (deterministic where times on a shared machine are not), run one case a
+//! fixed number of times under callgrind; see `fixed` below.
+//!
 //! Requests are built outside the measured part; the futures complete on
 //! their first poll (nothing here waits on I/O), so what is measured is the
 //! layer's CPU work.
@@ -22,9 +28,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group};
 use futures_util::FutureExt;
 use http::{Request, Response};
+use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt, service_fn};
 use tower_layer::Layer;
 use tower_ws_auth::{
@@ -64,7 +71,15 @@ fn served<B>(mut request: Request<B>, upgrade: bool) -> Request<B> {
     request
 }
 
-fn inner() -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
+fn inner() -> impl Service<
+    Request<()>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Clone
++ Send
++ Sync
++ 'static {
     service_fn(|_request: Request<()>| async {
         Ok::<_, Infallible>(Response::new(Body::default()))
     })
@@ -101,9 +116,94 @@ where
         .unwrap()
 }
 
-fn layer(c: &mut Criterion) {
-    let token =
-        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXBsYWNlaG9sZGVyLXRoYXQtaXMtbG9uZw";
+/// What a case runs its request through.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The inner service alone.
+    Bare,
+    /// The layer around it.
+    Layer,
+    /// The layer around it boxed as axum boxes a route (`Route` is a
+    /// `BoxCloneSyncService`): cloning it allocates.
+    LayerBoxed,
+}
+
+/// The requests measured: (name, what runs it, the request).
+type Case = (&'static str, Target, Box<dyn Fn() -> Request<()>>);
+
+fn cases(token: &'static str) -> Vec<Case> {
+    let bearer = format!("Bearer {token}");
+    let offer = format!("chat, {}", SubprotocolCarrier::new().encode(token));
+    let cookie = format!("theme=dark; session={token}");
+    let query = format!("/ws?room=1&token={token}");
+    let plain = || {
+        let request = Request::builder()
+            .uri("/index.html")
+            .header("host", "127.0.0.1:3000")
+            .body(())
+            .unwrap();
+        served(request, false)
+    };
+    let (bearer2, bearer3) = (bearer.clone(), bearer.clone());
+    vec![
+        (
+            "bare inner service (upgrade request)",
+            Target::Bare,
+            Box::new(move || upgrade_request(&[("authorization", &bearer)], "/ws")),
+        ),
+        (
+            "bearer header",
+            Target::Layer,
+            Box::new(move || upgrade_request(&[("authorization", &bearer2)], "/ws")),
+        ),
+        (
+            "bearer header, boxed inner service (as an axum route)",
+            Target::LayerBoxed,
+            Box::new(move || upgrade_request(&[("authorization", &bearer3)], "/ws")),
+        ),
+        (
+            "subprotocol",
+            Target::Layer,
+            Box::new(move || upgrade_request(&[("sec-websocket-protocol", &offer)], "/ws")),
+        ),
+        (
+            "cookie + origin",
+            Target::Layer,
+            Box::new(move || upgrade_request(&[("cookie", &cookie), ("origin", ORIGIN)], "/ws")),
+        ),
+        (
+            "custom header",
+            Target::Layer,
+            Box::new(move || upgrade_request(&[("x-api-key", token)], "/ws")),
+        ),
+        (
+            "query",
+            Target::Layer,
+            Box::new(move || upgrade_request(&[], &query)),
+        ),
+        (
+            "rejected: no credential",
+            Target::Layer,
+            Box::new(|| upgrade_request(&[], "/ws")),
+        ),
+        (
+            "bare inner service (plain request)",
+            Target::Bare,
+            Box::new(plain),
+        ),
+        (
+            "pass-through (plain request)",
+            Target::Layer,
+            Box::new(plain),
+        ),
+    ]
+}
+
+const ORIGIN: &str = "http://127.0.0.1:3000";
+const TOKEN: &str =
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXBsYWNlaG9sZGVyLXRoYXQtaXMtbG9uZw";
+
+fn authed_layer() -> WsAuthLayer<impl tower_ws_auth::Authenticator> {
     let identity = Identity::builder("alice", AuthMethod::Jwt)
         .scope("chat")
         .build();
@@ -115,90 +215,89 @@ fn layer(c: &mut Criterion) {
         };
         std::future::ready(result)
     });
-    let origin = "http://127.0.0.1:3000";
-    let auth_layer = WsAuthLayer::new(noop)
+    WsAuthLayer::new(noop)
         .bearer_header()
         .subprotocol_token()
-        .cookie("session", OriginPolicy::from_origins([origin]).unwrap())
+        .cookie("session", OriginPolicy::from_origins([ORIGIN]).unwrap())
         .query_param("token")
-        .header("x-api-key");
-    let mut bare = inner();
-    let mut authed = auth_layer.layer(inner());
+        .header("x-api-key")
+}
 
-    let bearer = format!("Bearer {token}");
-    let offer = format!("chat, {}", SubprotocolCarrier::new().encode(token));
-    let cookie = format!("theme=dark; session={token}");
-    let query = format!("/ws?room=1&token={token}");
+/// The three services a case can run through.
+struct Services<A, B, C> {
+    bare: A,
+    layer: B,
+    boxed: C,
+}
 
+/// A service the cases run requests through.
+trait Measured: Service<Request<()>, Response = Response<Body>, Error = Infallible> {}
+impl<S: Service<Request<()>, Response = Response<Body>, Error = Infallible>> Measured for S {}
+
+fn services() -> Services<impl Measured, impl Measured, impl Measured> {
+    Services {
+        bare: inner(),
+        layer: authed_layer().layer(inner()),
+        boxed: authed_layer().layer(BoxCloneSyncService::new(inner())),
+    }
+}
+
+fn layer(c: &mut Criterion) {
+    let mut s = services();
     let mut group = c.benchmark_group("layer");
     group
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
-    group.bench_function("bare inner service (upgrade request)", |b| {
-        b.iter_batched(
-            || upgrade_request(&[("authorization", &bearer)], "/ws"),
-            |r| black_box(run(&mut bare, r)),
-            BATCH,
-        )
-    });
-    group.bench_function("bearer header", |b| {
-        b.iter_batched(
-            || upgrade_request(&[("authorization", &bearer)], "/ws"),
-            |r| black_box(run(&mut authed, r)),
-            BATCH,
-        )
-    });
-    group.bench_function("subprotocol", |b| {
-        b.iter_batched(
-            || upgrade_request(&[("sec-websocket-protocol", &offer)], "/ws"),
-            |r| black_box(run(&mut authed, r)),
-            BATCH,
-        )
-    });
-    group.bench_function("cookie + origin", |b| {
-        b.iter_batched(
-            || upgrade_request(&[("cookie", &cookie), ("origin", origin)], "/ws"),
-            |r| black_box(run(&mut authed, r)),
-            BATCH,
-        )
-    });
-    group.bench_function("custom header", |b| {
-        b.iter_batched(
-            || upgrade_request(&[("x-api-key", token)], "/ws"),
-            |r| black_box(run(&mut authed, r)),
-            BATCH,
-        )
-    });
-    group.bench_function("query", |b| {
-        b.iter_batched(
-            || upgrade_request(&[], &query),
-            |r| black_box(run(&mut authed, r)),
-            BATCH,
-        )
-    });
-    group.bench_function("rejected: no credential", |b| {
-        b.iter_batched(
-            || upgrade_request(&[], "/ws"),
-            |r| black_box(run(&mut authed, r)),
-            BATCH,
-        )
-    });
-    let plain = || {
-        let request = Request::builder()
-            .uri("/index.html")
-            .header("host", "127.0.0.1:3000")
-            .body(())
-            .unwrap();
-        served(request, false)
-    };
-    group.bench_function("bare inner service (plain request)", |b| {
-        b.iter_batched(plain, |r| black_box(run(&mut bare, r)), BATCH)
-    });
-    group.bench_function("pass-through (plain request)", |b| {
-        b.iter_batched(plain, |r| black_box(run(&mut authed, r)), BATCH)
-    });
+    for (name, target, request) in cases(TOKEN) {
+        group.bench_function(name, |b| match target {
+            Target::Bare => b.iter_batched(&request, |r| black_box(run(&mut s.bare, r)), BATCH),
+            Target::Layer => b.iter_batched(&request, |r| black_box(run(&mut s.layer, r)), BATCH),
+            Target::LayerBoxed => {
+                b.iter_batched(&request, |r| black_box(run(&mut s.boxed, r)), BATCH)
+            }
+        });
+    }
     group.finish();
 }
 
+/// `LAYER_BENCH_FIXED=<n> LAYER_BENCH_CASE=<name>`: runs the one case `n`
+/// times, without criterion, and exits; for instruction counts, which are
+/// deterministic where wall-clock times on a shared machine are not:
+///
+/// ```sh
+/// for n in 0 10000; do LAYER_BENCH_FIXED=$n LAYER_BENCH_CASE="bearer header" \
+///   valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/deps/layer-* --bench \
+///   2>&1 | grep refs; done   # (difference) / 10000 = instructions per request
+/// ```
+fn fixed() -> bool {
+    let Some(n) = std::env::var("LAYER_BENCH_FIXED")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return false;
+    };
+    let wanted = std::env::var("LAYER_BENCH_CASE").unwrap_or_default();
+    let mut s = services();
+    let Some((_, target, request)) = cases(TOKEN).into_iter().find(|c| c.0 == wanted) else {
+        eprintln!("LAYER_BENCH_CASE must name a case");
+        std::process::exit(2);
+    };
+    for _ in 0..n {
+        let r = request();
+        match target {
+            Target::Bare => black_box(run(&mut s.bare, r)),
+            Target::Layer => black_box(run(&mut s.layer, r)),
+            Target::LayerBoxed => black_box(run(&mut s.boxed, r)),
+        };
+    }
+    true
+}
+
 criterion_group!(benches, layer);
-criterion_main!(benches);
+
+fn main() {
+    if !fixed() {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+}

@@ -19,7 +19,10 @@
 //!
 //! Close codes: 4001 (not authenticated, or an invalid token), 4002 (token
 //! expired), 4003 (a refresh with another user's token), 4008 (no auth
-//! message in time), 1009 (auth message too big).
+//! message in time), 1009 (auth message too big). Frames and messages are
+//! capped at the auth message's cap plus 4 KiB for the socket's whole life
+//! (`FirstMessageAuth::configure`), so an unauthenticated client cannot make
+//! the server buffer more; a larger frame is refused from its header.
 //!
 //! A walkthrough with websocat, getting a fresh token on the way:
 //!
@@ -154,12 +157,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Accepts every upgrade; the socket authenticates with its first message.
 async fn ws_handler(ws: WebSocketUpgrade, State(state): State<AppState>, parts: Parts) -> Response {
-    // Small buffers: an idle connection then holds about 5.5 KiB instead of
-    // the ~130 KiB tungstenite's defaults cost. And a message cap, so an
-    // unauthenticated client cannot make the server buffer megabytes.
-    ws.read_buffer_size(4096)
+    // An unauthenticated client must not make the server buffer megabytes:
+    // `configure` caps frames and messages at the auth message's cap (plus
+    // 4 KiB) and makes the read buffer small, for the socket's whole life
+    // (axum cannot raise the limits after authentication). A small write
+    // buffer too: an idle connection then holds a few KiB instead of the
+    // ~130 KiB of tungstenite's defaults.
+    state
+        .first_message
+        .configure(ws)
         .write_buffer_size(4096)
-        .max_message_size(64 * 1024)
         .on_upgrade(move |socket| run(socket, state, parts))
 }
 

@@ -283,7 +283,10 @@ async fn ws_first_message(
     request: Request,
 ) -> Response {
     let parts = request.into_parts().0;
-    small(ws)
+    // Unauthenticated: frames and messages capped at the auth message's cap
+    // (plus 4 KiB), refused from the frame header beyond it.
+    app.first_message
+        .configure(small(ws))
         .protocols(["chat"])
         .on_upgrade(move |socket| async move {
             // Answers {"type":"authenticated",...} itself on success.

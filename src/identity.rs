@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How an [`Identity`] was established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +72,7 @@ struct Inner {
     session_id: Option<Box<str>>,
     token_id: Option<Box<str>>,
     claims: Option<Claims>,
+    authenticated_at: Instant,
 }
 
 struct Claims {
@@ -96,6 +97,7 @@ impl Identity {
                 session_id: None,
                 token_id: None,
                 claims: None,
+                authenticated_at: Instant::now(),
             },
         }
     }
@@ -150,6 +152,14 @@ impl Identity {
     /// The credential's own identifier (a JWT's `jti`), if any.
     pub fn token_id(&self) -> Option<&str> {
         self.inner.token_id.as_deref()
+    }
+
+    /// When this identity was made (when its [`builder`](Self::builder) was
+    /// started, that is when the authenticator checked the credential).
+    /// A revocation of the subject (`Revocations`, feature `socket`) closes
+    /// the connections of identities made before it.
+    pub fn authenticated_at(&self) -> Instant {
+        self.inner.authenticated_at
     }
 
     /// The typed claims the authenticator attached, if they are a `T`.

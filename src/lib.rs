@@ -71,6 +71,7 @@
 //! | `tungstenite` | no | [`AuthSocket`] for tokio-tungstenite's `WebSocketStream` (0.29, as axum 0.8) |
 //! | `socket` | with `axum` or `tungstenite` | after the handshake: [`FirstMessageAuth`], [`SessionGuard`] (expiry, refresh), [`Revocations`], [`CloseCodes`] |
 //! | `redis` | no | `socket::RedisBus`: revocations across instances over Redis pub/sub |
+//! | `close-rejections` | no | [`CloseRejections`]: refused browser upgrades answered with a 101 and a Close frame carrying the code (hyper-based servers, axum included); implies `tungstenite` and `http2` |
 //! | `sessions` | yes | cookie sessions: [`SessionAuthenticator`] over an async [`SessionStore`], [`MemorySessionStore`] with expiry, [`SessionCookie`] (plain, signed or private, with the [`cookie`] crate's `Key`) to issue, clear and verify the session cookie |
 //! | `tower-sessions` | no | [`TowerSessionStore`]: authenticate with the sessions of tower-sessions 0.14, through any of its stores (Redis, SQLx, memory, ...); implies `sessions` |
 //! | `jwt` | yes | `JwtAuthenticator`, `JwtKey`, `JwtAlgorithm` over jsonwebtoken, with the aws-lc-rs crypto backend |
@@ -143,6 +144,9 @@ pub use jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey, MAX_LEEWAY};
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub use jwt::{RemoteJwks, RemoteJwksBuilder};
+#[cfg(feature = "close-rejections")]
+#[cfg_attr(docsrs, doc(cfg(feature = "close-rejections")))]
+pub use layer::CloseRejections;
 pub use layer::{ResponseFuture, WsAuth, WsAuthLayer};
 pub use origin::{MissingOrigin, OriginPolicy};
 pub use rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::credential::Carrier;
 use crate::error::AuthError;
@@ -233,24 +233,25 @@ impl Rejection {
     /// and `Cache-Control: no-store` already set: add a body (and a content
     /// type) and it is a complete answer.
     pub fn response_builder(&self) -> http::response::Builder {
-        let mut builder = Response::builder()
-            .status(self.status())
-            .header(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(challenge) = self.www_authenticate() {
-            builder = builder.header(WWW_AUTHENTICATE, challenge);
-        }
-        if let Some(after) = self.retry_after_header() {
-            builder = builder.header(RETRY_AFTER, after);
+        let mut builder = Response::builder().status(self.status());
+        if let Some(headers) = builder.headers_mut() {
+            self.insert_headers(headers);
         }
         builder
     }
 
-    /// `Retry-After` in whole seconds (rounded up, at least 1), for `Unavailable`.
-    fn retry_after_header(&self) -> Option<HeaderValue> {
-        self.retry_after().map(|after| {
+    /// The headers every answer to this rejection carries:
+    /// `Cache-Control: no-store`, the challenge, and `Retry-After` in whole
+    /// seconds (rounded up, at least 1) for `Unavailable`.
+    fn insert_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(challenge) = self.www_authenticate() {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(after) = self.retry_after() {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            HeaderValue::from(secs.max(1))
-        })
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
     }
 }
 
@@ -317,18 +318,12 @@ where
             RejectionKind::CredentialTooLarge => "Request Header Fields Too Large\n",
             RejectionKind::Unavailable => "Service Unavailable\n",
         };
-        // The headers of `response_builder`, set directly: no builder and
-        // no fallible steps on this path.
+        // The headers of `response_builder`, without a builder: no
+        // fallible steps on this path.
         let mut response = Response::new(B::from(Bytes::from_static(body.as_bytes())));
         *response.status_mut() = rejection.status();
         let headers = response.headers_mut();
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(challenge) = rejection.www_authenticate() {
-            headers.insert(WWW_AUTHENTICATE, challenge);
-        }
-        if let Some(after) = rejection.retry_after_header() {
-            headers.insert(RETRY_AFTER, after);
-        }
+        rejection.insert_headers(headers);
         headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -85,16 +85,29 @@ async fn first_message_times_out_with_4008(kind: Kind) {
 async fn graphql_preset_codes(kind: Kind) {
     let app = App::new(Revocations::new());
     let addr = spawn(kind, app.clone()).await;
+    let init =
+        |token: &str| format!(r#"{{"type":"connection_init","payload":{{"token":"{token}"}}}}"#);
     for (first, code) in [
-        (r#"{"type":"auth"}"#, 4400),
-        (r#"{"type":"auth","token":"invalid"}"#, 4401),
-        (r#"{"type":"auth","token":"forbidden"}"#, 4403),
-        (r#"{"type":"chat"}"#, 4401),
+        (r#"{"type":"connection_init"}"#.to_owned(), 4400),
+        (r#"{"type":"auth","token":"alice.60000"}"#.to_owned(), 4403),
+        (init("invalid"), 4403),
+        (init("forbidden"), 4403),
+        (
+            r#"{"type":"subscribe","id":"1","payload":{}}"#.to_owned(),
+            4403,
+        ),
     ] {
         let mut ws = open(addr, "/first-gql", &[]).await;
-        send(&mut ws, first).await;
+        send(&mut ws, &first).await;
         assert_eq!(close_of(&mut ws).await.0, code, "{first}");
     }
+    // A good token: connection_ack, then the application.
+    let mut ws = open(addr, "/first-gql", &[]).await;
+    send(&mut ws, &init("alice.60000")).await;
+    assert_eq!(next_text(&mut ws).await, r#"{"type":"connection_ack"}"#);
+    send(&mut ws, "hello").await;
+    assert_eq!(next_text(&mut ws).await, "hello");
+    drop(ws);
     // max_pending(1): a second idle connection is turned away with 4429,
     // the first times out with 4408.
     let mut idle = open(addr, "/first-gql", &[]).await;
@@ -338,6 +351,184 @@ async fn idle_connections_are_closed_at_the_deadline(kind: Kind) {
     assert_eq!(app.first.pending(), 0);
 }
 
+/// Without a refresh authenticator (`SessionGuard::expiry_only()`) no
+/// message is read as a refresh: refresh-shaped messages of any size reach
+/// the application. With one, a message over the refresh cap is not read
+/// either.
+async fn refresh_messages_reach_the_application_without_refresh(kind: Kind) {
+    let app = App::new(Revocations::new());
+    let addr = spawn(kind, app.clone()).await;
+    let big = format!(
+        r#"{{"type":"refresh","token":"{}"}}"#,
+        "a".repeat(17 * 1024)
+    );
+    let mut ws = open(
+        addr,
+        "/ws-plain",
+        &[("authorization", "Bearer alice.60000")],
+    )
+    .await;
+    for text in [
+        r#"{"type":"refresh"}"#,
+        r#"{"type":"refresh","token":"invalid"}"#,
+        r#"{"type":"refresh","token":"mallory.60000"}"#,
+        &big,
+    ] {
+        send(&mut ws, text).await;
+        assert_eq!(next_text(&mut ws).await, text, "{kind:?}");
+    }
+    // The refreshing guard: over the cap, not a refresh.
+    let mut ws = open(addr, "/ws", &[("authorization", "Bearer alice.60000")]).await;
+    send(&mut ws, &big).await;
+    assert_eq!(next_text(&mut ws).await, big, "{kind:?}");
+    send(&mut ws, r#"{"type":"refresh"}"#).await;
+    assert_eq!(close_of(&mut ws).await.0, 4001, "{kind:?}");
+}
+
+/// After the server's Close, the client's reply and then the end of the
+/// TCP stream: no error (a reset, a drop without closing handshake).
+async fn assert_clean_end(ws: &mut common::Ws, case: &str) {
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(None) => {}
+        Ok(Some(other)) => panic!("{case}: after the close frame: {other:?}"),
+        Err(_) => panic!("{case}: the server kept the connection open after the close"),
+    }
+}
+
+/// RFC 6455 closing handshake on every path: the peer's Close is answered
+/// with the same code, and each server-initiated close (expiry,
+/// revocation, refused refresh, first-message failures, explicit close)
+/// sends its code and completes cleanly.
+async fn every_close_is_a_clean_closing_handshake(kind: Kind) {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let app = App::new(Revocations::new());
+    let addr = spawn(kind, app.clone()).await;
+    let bye = || {
+        Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+    };
+    // The client closes: on a guarded socket (both guards) and before
+    // first-message authentication.
+    for (path, headers) in [
+        ("/ws", &[("authorization", "Bearer alice.60000")][..]),
+        ("/ws-plain", &[("authorization", "Bearer alice.60000")][..]),
+        ("/first", &[][..]),
+    ] {
+        let case = format!("{kind:?} {path}: client-initiated");
+        let mut ws = open(addr, path, headers).await;
+        if path != "/first" {
+            send(&mut ws, "hello").await;
+            assert_eq!(next_text(&mut ws).await, "hello");
+        }
+        ws.send(bye()).await.unwrap();
+        let (code, _, _) = close_of(&mut ws).await;
+        assert_eq!(code, 1000, "{case}");
+        assert_clean_end(&mut ws, &case).await;
+    }
+
+    // The server closes.
+    let bearer = |token: &str| format!("Bearer {token}");
+    let cases: [(&str, &str, Option<&str>, u16); 7] = [
+        ("expiry", "/ws-plain", Some("alice.600"), 4002),
+        ("refresh refused", "/ws", Some("alice.60000"), 4001),
+        (
+            "refresh for another subject",
+            "/ws",
+            Some("alice.60000"),
+            4003,
+        ),
+        ("explicit close", "/ws", Some("alice.60000"), 4000),
+        ("first message timeout", "/first", None, 4008),
+        ("first message not an auth message", "/first", None, 4001),
+        ("revocation", "/ws-plain", Some("carol.60000"), 4003),
+    ];
+    for (case, path, token, expected) in cases {
+        let case = format!("{kind:?}: {case}");
+        let header = token.map(bearer);
+        let headers: Vec<(&str, &str)> = header
+            .iter()
+            .map(|h| ("authorization", h.as_str()))
+            .collect();
+        let mut ws = open(addr, path, &headers).await;
+        match expected {
+            4001 if path == "/ws" => send(&mut ws, r#"{"type":"refresh","token":"invalid"}"#).await,
+            4003 if path == "/ws" => {
+                send(&mut ws, r#"{"type":"refresh","token":"mallory.60000"}"#).await
+            }
+            4000 => send(&mut ws, "close-me").await,
+            4001 => send(&mut ws, "early plain text").await,
+            4003 => {
+                send(&mut ws, "ready").await;
+                assert_eq!(next_text(&mut ws).await, "ready");
+                assert_eq!(app.revocations.revoke_subject("carol").await.unwrap(), 1);
+            }
+            _ => {}
+        }
+        let (code, _, _) = close_of(&mut ws).await;
+        assert_eq!(code, expected, "{case}");
+        assert_clean_end(&mut ws, &case).await;
+    }
+}
+
+/// A split guarded socket: the halves work in two tasks (echo through a
+/// channel, refresh answered by the guard), and a sending half that is
+/// held and blocked does not stop the guard: expiry and revocation close
+/// the socket with their codes and the connection ends cleanly.
+async fn a_split_socket_is_guarded_whatever_its_sending_half_does(kind: Kind) {
+    let app = App::new(Revocations::new());
+    let addr = spawn(kind, app.clone()).await;
+    let started = Instant::now();
+    let mut expiring = open(addr, "/ws-split", &[("authorization", "Bearer alice.1500")]).await;
+    let mut revoked = open(addr, "/ws-split", &[("authorization", "Bearer bob.60000")]).await;
+    for ws in [&mut expiring, &mut revoked] {
+        send(ws, "hi").await;
+        assert_eq!(next_text(ws).await, "hi", "{kind:?}");
+    }
+    send(&mut expiring, r#"{"type":"refresh","token":"alice.1500"}"#).await;
+    let answer: serde_json::Value = serde_json::from_str(&next_text(&mut expiring).await).unwrap();
+    assert_eq!(answer["type"], "refreshed", "{kind:?}");
+    for ws in [&mut expiring, &mut revoked] {
+        send(ws, "block-sender").await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(app.revocations.revoke_subject("bob").await.unwrap(), 1);
+    let (code, _, _) = close_of(&mut revoked).await;
+    assert_eq!(code, 4003, "{kind:?}: revoked");
+    assert_clean_end(&mut revoked, &format!("{kind:?}: revoked, sender blocked")).await;
+    let (code, _, _) = close_of(&mut expiring).await;
+    assert_eq!(code, 4002, "{kind:?}: expired");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_clean_end(&mut expiring, &format!("{kind:?}: expired, sender blocked")).await;
+    assert!(!app.delivered().iter().any(|m| m.contains("refresh")));
+}
+
+/// What async-graphql-axum's `GraphQLWebSocket::new_with_pair(sink, stream,
+/// ..)` asks of its halves: `Sink<Message>` and
+/// `Stream<Item = Result<Message, axum::Error>>`.
+#[allow(dead_code)]
+fn split_halves_fit_async_graphql_axum(
+    guarded: tower_ws_auth::GuardedSocket<axum::extract::ws::WebSocket>,
+) {
+    fn pair<Si, St>(_: Si, _: St)
+    where
+        Si: futures_util::Sink<axum::extract::ws::Message> + Send + Unpin + 'static,
+        St: futures_util::Stream<Item = Result<axum::extract::ws::Message, axum::Error>>
+            + Send
+            + Unpin
+            + 'static,
+    {
+    }
+    let (receiver, sender) = guarded.split();
+    pair(sender, receiver);
+}
+
 macro_rules! for_both_adapters {
     ($($name:ident),* $(,)?) => {
         mod axum_adapter {
@@ -359,4 +550,7 @@ for_both_adapters!(
     revoke_subject_closes_that_subject_only,
     revocation_crosses_instances_through_redis,
     idle_connections_are_closed_at_the_deadline,
+    refresh_messages_reach_the_application_without_refresh,
+    every_close_is_a_clean_closing_handshake,
+    a_split_socket_is_guarded_whatever_its_sending_half_does,
 );

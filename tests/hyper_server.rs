@@ -199,3 +199,48 @@ async fn http2_extended_connect_is_authenticated_like_http1() {
     }
     assert_eq!(calls.get(), 4);
 }
+
+/// `CloseRejections` over HTTP/2: the refused browser upgrade gets its
+/// `200` and then the Close frame, and the stream ends cleanly.
+#[cfg(feature = "close-rejections")]
+#[tokio::test]
+async fn http2_refused_browser_upgrade_reads_its_close_code() {
+    use std::time::Duration;
+    use tower_ws_auth::CloseRejections;
+
+    let (calls, inner) = (Calls::default(), Calls::default());
+    let close = CloseRejections::new().close_timeout(Duration::from_secs(30));
+    let layer = WsAuthLayer::new(tokens(&calls))
+        .bearer_header()
+        .close_rejections(close.clone());
+    let addr = serve(app_counting(layer, &inner)).await;
+
+    let headers = [
+        ("origin", "https://app.example.com"),
+        ("authorization", "Bearer nonsense"),
+    ];
+    let mut response = h2_connect(addr, &headers).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("www-authenticate").is_none());
+    let mut ws = h2_socket(&mut response).await;
+    let first = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    let Ok(Some(Ok(Message::Close(Some(frame))))) = first else {
+        panic!("expected a Close frame, got {first:?}");
+    };
+    assert_eq!((u16::from(frame.code), frame.reason.as_str()), (4001, ""));
+    // The client's reply goes out, then the server ends the stream.
+    let end = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert!(matches!(end, Ok(None)), "unclean end: {end:?}");
+    for _ in 0..200 {
+        if close.pending() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        close.pending(),
+        0,
+        "the server kept the stream after the closing handshake"
+    );
+    assert_eq!(inner.get(), 0);
+}

@@ -8,6 +8,7 @@ mod jwt_common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -15,8 +16,8 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use jwt_common::*;
 use serde_json::json;
 use tower_ws_auth::{
-    ApiKeyAuthenticator, AuthMethod, Authenticator, Identity, JwtAlgorithm, JwtAuthenticator,
-    JwtKey, WsAuthLayer,
+    ApiKeyAuthenticator, AuthMethod, Authenticator, ConfigError, Identity, JwtAlgorithm,
+    JwtAuthenticator, JwtKey, WsAuthLayer,
 };
 
 type Jwt = JwtAuthenticator<TestClaims>;
@@ -609,4 +610,488 @@ async fn typ_check() {
         let token = sign_raw(&header, &claims("a"), &key, Algorithm::HS256);
         invalid(server.addr, &token).await;
     }
+}
+
+// --- one verification path: the same answers as jsonwebtoken ---------------
+
+/// RFC 8037 appendix A.4 (the payload is text, not JWT claims).
+const RFC8037_JWS: &str = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+
+/// The key jsonwebtoken verifies `alg` with here, built by jsonwebtoken
+/// from the same fixtures (not by this crate).
+fn decoding_key(alg: Algorithm) -> jsonwebtoken::DecodingKey {
+    use jsonwebtoken::DecodingKey;
+    match alg {
+        Algorithm::HS256 => DecodingKey::from_secret(HS256_SECRET),
+        Algorithm::HS384 => DecodingKey::from_secret(HS384_SECRET),
+        Algorithm::HS512 => DecodingKey::from_secret(HS512_SECRET),
+        Algorithm::ES256 => DecodingKey::from_ec_pem(EC256_PUBLIC.as_bytes()).unwrap(),
+        Algorithm::ES384 => DecodingKey::from_ec_pem(EC384_PUBLIC.as_bytes()).unwrap(),
+        Algorithm::EdDSA => DecodingKey::from_ed_pem(ED_PUBLIC.as_bytes()).unwrap(),
+        _ => DecodingKey::from_rsa_pem(RSA_PUBLIC.as_bytes()).unwrap(),
+    }
+}
+
+fn jwt_alg(alg: Algorithm) -> JwtAlgorithm {
+    JwtAlgorithm::from_name(&format!("{alg:?}")).unwrap()
+}
+
+/// Flips one bit of the signature's first byte (the segment stays canonical
+/// base64url).
+fn flip_signature(token: &str) -> String {
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let mut bytes = b64_decode(signature);
+    bytes[0] ^= 0x01;
+    format!("{input}.{}", b64(bytes))
+}
+
+/// Replaces the header, keeping payload and signature.
+fn with_header(token: &str, header: &serde_json::Value) -> String {
+    let (_, rest) = token.split_once('.').unwrap();
+    format!("{}.{rest}", b64(header.to_string()))
+}
+
+/// Signs `payload` (raw JSON text) under `header` with the test key of `alg`.
+fn sign_text(alg: Algorithm, header: &serde_json::Value, payload: &str) -> String {
+    init();
+    let input = format!("{}.{}", b64(header.to_string()), b64(payload));
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &encoding_key(alg), alg).unwrap();
+    format!("{input}.{signature}")
+}
+
+fn encoded_with_kid(alg: Algorithm, kid: &str, claims: &serde_json::Value) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &encoding_key(alg)).unwrap()
+}
+
+/// For every algorithm: genuine tokens from jsonwebtoken's own `encode`
+/// and a corpus of mutations get the same accept/refuse answer from
+/// `JwtAuthenticator` as from a plain `jsonwebtoken::decode` with the same
+/// `Validation`; the tokens the policy refuses although `decode` accepts
+/// them are the rows of the rustdoc table ("Where the policy is stricter").
+#[tokio::test]
+async fn every_algorithm_answers_as_plain_jsonwebtoken_decode() {
+    init();
+    let auth = every_algorithm()
+        .audience(["chat"])
+        .issuer(["https://idp.test"]);
+    let n = now();
+    let good =
+        json!({"sub": "alice", "exp": n + 300, "iat": n, "aud": "chat", "iss": "https://idp.test"});
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = good.clone();
+        f(&mut c);
+        c
+    };
+    for alg in ALGORITHMS {
+        let kid = format!("{alg:?}");
+        let validation = auth.jsonwebtoken_validation(jwt_alg(alg));
+        let key = decoding_key(alg);
+        let header = json!({"alg": kid, "typ": "JWT", "kid": kid});
+        let encoded = |claims: &serde_json::Value| encoded_with_kid(alg, &kid, claims);
+        let signed = |header: &serde_json::Value| sign_raw(header, &good, &encoding_key(alg), alg);
+        let genuine = encoded(&good);
+        let other_alg = if alg == Algorithm::HS256 {
+            Algorithm::HS384
+        } else {
+            Algorithm::HS256
+        };
+        let mut same: Vec<(&str, String)> = vec![
+            ("genuine", genuine.clone()),
+            ("flipped signature bit", flip_signature(&genuine)),
+            (
+                "swapped alg",
+                with_header(
+                    &genuine,
+                    &json!({"alg": format!("{other_alg:?}"), "kid": kid}),
+                ),
+            ),
+            (
+                "header re-encoded with the same members",
+                with_header(&genuine, &json!({"kid": kid, "alg": kid, "typ": "JWT"})),
+            ),
+            (
+                "alg none",
+                with_header(&genuine, &json!({"alg": "none", "kid": kid})),
+            ),
+            (
+                "signature segment removed",
+                genuine.rsplit_once('.').unwrap().0.to_owned() + ".",
+            ),
+            ("expired", encoded(&edit(&|c| c["exp"] = json!(n - 120)))),
+            (
+                "not yet valid",
+                encoded(&edit(&|c| c["nbf"] = json!(n + 120))),
+            ),
+            (
+                "within the nbf leeway",
+                encoded(&edit(&|c| c["nbf"] = json!(n + 10))),
+            ),
+            (
+                "other audience",
+                encoded(&edit(&|c| c["aud"] = json!("other"))),
+            ),
+            (
+                "aud with a number",
+                encoded(&edit(&|c| c["aud"] = json!(["chat", 7]))),
+            ),
+            (
+                "other issuer",
+                encoded(&edit(&|c| c["iss"] = json!("https://evil.test"))),
+            ),
+            (
+                "no exp",
+                encoded(&edit(&|c| {
+                    c.as_object_mut().unwrap().remove("exp");
+                })),
+            ),
+            (
+                "exp as a string",
+                encoded(&edit(&|c| c["exp"] = json!((n + 300).to_string()))),
+            ),
+            ("exp of 1e300", encoded(&edit(&|c| c["exp"] = json!(1e300)))),
+            ("nbf null", encoded(&edit(&|c| c["nbf"] = json!(null)))),
+            ("nbf a string", encoded(&edit(&|c| c["nbf"] = json!("0")))),
+            (
+                "a registered claim twice",
+                sign_text(
+                    alg,
+                    &header,
+                    &format!(
+                        r#"{{"sub":"alice","sub":"mallory","exp":{},"aud":"chat","iss":"https://idp.test"}}"#,
+                        n + 300
+                    ),
+                ),
+            ),
+            ("payload not JSON", sign_text(alg, &header, "not json")),
+        ];
+        // HS/RS confusion: an HMAC token keyed with a public key.
+        for public in [RSA_PUBLIC, EC256_PUBLIC, ED_PUBLIC] {
+            let confused = sign_raw(
+                &json!({"alg": "HS256", "kid": kid}),
+                &good,
+                &EncodingKey::from_secret(public.as_bytes()),
+                Algorithm::HS256,
+            );
+            same.push(("HMAC with a public key as the secret", confused));
+        }
+        for (case, token) in &same {
+            let ours = auth.verify(token).await.is_ok();
+            let theirs =
+                jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).is_ok();
+            assert_eq!(
+                ours, theirs,
+                "{alg:?}, {case}: ours {ours}, jsonwebtoken {theirs}"
+            );
+        }
+        assert!(auth.verify(&genuine).await.is_ok(), "{alg:?} genuine");
+
+        // Stricter: refused here, accepted by `decode` (the rustdoc table).
+        let stricter: Vec<(&str, String)> = vec![
+            (
+                "crit",
+                signed(&json!({"alg": kid, "kid": kid, "crit": ["exp"], "exp": 1})),
+            ),
+            ("b64", signed(&json!({"alg": kid, "kid": kid, "b64": true}))),
+            ("kid null", signed(&json!({"alg": kid, "kid": null}))),
+            ("kid of another key", encoded_with_kid(alg, "nope", &good)),
+            (
+                "iss as an array",
+                encoded(&edit(&|c| c["iss"] = json!(["https://idp.test"]))),
+            ),
+            ("iat a string", encoded(&edit(&|c| c["iat"] = json!("now")))),
+            ("sub a number", encoded(&edit(&|c| c["sub"] = json!(7)))),
+            ("sub empty", encoded(&edit(&|c| c["sub"] = json!("")))),
+            ("jti a number", encoded(&edit(&|c| c["jti"] = json!(7)))),
+            (
+                "exp beyond the maximum lifetime",
+                encoded(&edit(&|c| c["exp"] = json!(n + 25 * 3600))),
+            ),
+            (
+                "exp of 2^64 - 1",
+                encoded(&edit(&|c| c["exp"] = json!(u64::MAX))),
+            ),
+        ];
+        for (case, token) in &stricter {
+            assert!(
+                jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).is_ok(),
+                "{alg:?}, {case}: jsonwebtoken refuses it, so it is not a stricter case"
+            );
+            assert!(
+                auth.verify(token).await.is_err(),
+                "{alg:?}, {case}: accepted"
+            );
+        }
+        // `exp` equal to now: a second boundary, retried if the clock ticks
+        // between signing and `decode`.
+        let mut checked = false;
+        for _ in 0..3 {
+            let token = encoded(&edit(&|c| c["exp"] = json!(now())));
+            if jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).is_ok() {
+                assert!(
+                    auth.verify(&token).await.is_err(),
+                    "{alg:?}, exp is now: accepted"
+                );
+                checked = true;
+                break;
+            }
+        }
+        assert!(checked, "{alg:?}: the clock ticked three times");
+    }
+    // The fixture tokens: the RFC vectors, through the same path.
+    let a2 = format!("eyJhbGciOiJSUzI1NiJ9.{A_PAYLOAD}.{A2_SIG}");
+    let a3 = format!("eyJhbGciOiJFUzI1NiJ9.{A_PAYLOAD}.{A3_SIG}");
+    for (jwk, token, alg) in [
+        (A1_JWK, A1_JWS.to_owned(), Algorithm::HS256),
+        (A2_JWK, a2, Algorithm::RS256),
+        (A3_JWK, a3, Algorithm::ES256),
+        (RFC8037_JWK, RFC8037_JWS.to_owned(), Algorithm::EdDSA),
+    ] {
+        let auth = vector_auth(jwk);
+        let validation = auth.jsonwebtoken_validation(jwt_alg(alg));
+        let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_str(jwk).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_jwk(&parsed).unwrap();
+        for token in [
+            token.clone(),
+            flip_signature(&token),
+            A5_UNSECURED.to_owned(),
+        ] {
+            let ours = auth.verify(&token).await.is_ok();
+            let theirs =
+                jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).is_ok();
+            assert_eq!(ours, theirs, "{alg:?} vector {token}");
+        }
+    }
+    // RFC 8037 A.4: a valid signature over a payload that is not claims
+    // (refused above by both, as claims).
+    let (input, signature) = RFC8037_JWS.rsplit_once('.').unwrap();
+    let key: jsonwebtoken::jwk::Jwk = serde_json::from_str(RFC8037_JWK).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&key).unwrap();
+    assert!(
+        jsonwebtoken::crypto::verify(signature, input.as_bytes(), &key, Algorithm::EdDSA).unwrap()
+    );
+}
+
+/// Issue 19: `exp` of `1e300` or 2^64 was accepted as "never expires".
+/// Connection tokens live at most 24 hours by default (`max_lifetime`).
+#[tokio::test]
+async fn exp_beyond_the_maximum_lifetime_is_refused() {
+    init();
+    let n = now();
+    let header = json!({"alg": "HS256", "typ": "JWT"});
+    let token = |exp: &str| {
+        sign_text(
+            Algorithm::HS256,
+            &header,
+            &format!(r#"{{"sub":"alice","exp":{exp}}}"#),
+        )
+    };
+    let server = serve(Jwt::hs256(HS256_SECRET).unwrap()).await;
+    for exp in [
+        "1e300".to_owned(),
+        "18446744073709551616".to_owned(),
+        u64::MAX.to_string(),
+        i64::MAX.to_string(),
+        (n + 24 * 3600 + 60).to_string(),
+    ] {
+        invalid(server.addr, &token(&exp)).await;
+    }
+    let day = token(&(n + 23 * 3600).to_string());
+    assert_eq!(accepted(server.addr, &day).await.subject, "alice");
+    // Configurable, down to the lifetime of this issuer's tokens, or lifted.
+    let hour = Jwt::hs256(HS256_SECRET)
+        .unwrap()
+        .max_lifetime(Duration::from_secs(3600));
+    let hour = serve(hour).await;
+    invalid(hour.addr, &token(&(n + 2 * 3600).to_string())).await;
+    accepted(hour.addr, &token(&(n + 1800).to_string())).await;
+    let unbounded = serve(
+        Jwt::hs256(HS256_SECRET)
+            .unwrap()
+            .max_lifetime(Duration::MAX),
+    )
+    .await;
+    accepted(
+        unbounded.addr,
+        &token(&(n + 10 * 365 * 24 * 3600).to_string()),
+    )
+    .await;
+    let handled = server.handled.get() + hour.handled.get() + unbounded.handled.get();
+    assert_eq!(handled, 3);
+}
+
+/// Issue 19: a token expired 10 s ago, inside the default 30 s leeway, got a
+/// `101` and then, from the guard, an immediate 4002. Now the handshake and
+/// the guard agree: no leeway on `exp`, so it is refused with 401, and a
+/// token that expires in 2 s keeps its socket until then.
+#[tokio::test]
+async fn a_token_past_exp_is_refused_not_upgraded_then_closed() {
+    use axum::extract::ws::{Message as AxumMessage, WebSocketUpgrade};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    use tower_ws_auth::SessionGuard;
+
+    init();
+    let app = Router::new()
+        .route(
+            "/ws",
+            get(|ws: WebSocketUpgrade, identity: Identity| async move {
+                ws.on_upgrade(move |socket| async move {
+                    let mut socket = SessionGuard::expiry_only().wrap(socket, identity);
+                    while let Some(Ok(AxumMessage::Text(text))) = socket.recv().await {
+                        if socket.send(AxumMessage::Text(text)).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+            }),
+        )
+        .layer(WsAuthLayer::new(Jwt::hs256(HS256_SECRET).unwrap()).bearer_header());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let connect = |exp: i64| {
+        let token = sign(Algorithm::HS256, None, &json!({"sub": "alice", "exp": exp}));
+        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        let bearer = format!("Bearer {token}").parse().unwrap();
+        request.headers_mut().insert("authorization", bearer);
+        tokio_tungstenite::connect_async(request)
+    };
+    match connect(now() - 10).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401);
+        }
+        Err(other) => panic!("expected a 401, got {other}"),
+        Ok(_) => panic!("a token expired 10 s ago was upgraded"),
+    }
+    let (mut ws, _) = connect(now() + 2).await.unwrap();
+    ws.send(Message::text("ping")).await.unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(1), ws.next()).await;
+    assert_eq!(echo.unwrap().unwrap().unwrap(), Message::text("ping"));
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+    {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4002),
+        other => panic!("expected a 4002 close, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed at once"
+    );
+    // The closing handshake completes: the server then ends the stream.
+    let end = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+    assert!(end.unwrap().is_none());
+}
+
+// --- key import: jsonwebtoken's constructors, this crate's checks ----------
+
+#[test]
+fn key_import_pem_keys_are_pinned_and_checked() {
+    assert!(JwtKey::from_pem(JwtAlgorithm::RS256, RSA_PUBLIC).is_ok());
+    assert!(JwtKey::from_pem(JwtAlgorithm::PS512, RSA_PUBLIC).is_ok());
+    assert!(JwtKey::from_pem(JwtAlgorithm::ES256, EC256_PUBLIC).is_ok());
+    assert!(JwtKey::from_pem(JwtAlgorithm::ES384, EC384_PUBLIC).is_ok());
+    assert!(JwtKey::from_pem(JwtAlgorithm::EdDSA, ED_PUBLIC).is_ok());
+
+    // Wrong family or curve.
+    for (alg, pem) in [
+        (JwtAlgorithm::ES256, RSA_PUBLIC),
+        (JwtAlgorithm::RS256, EC256_PUBLIC),
+        (JwtAlgorithm::ES384, EC256_PUBLIC),
+        (JwtAlgorithm::ES256, EC384_PUBLIC),
+        (JwtAlgorithm::EdDSA, EC256_PUBLIC),
+        (JwtAlgorithm::RS256, ED_PUBLIC),
+    ] {
+        assert!(
+            matches!(
+                JwtKey::from_pem(alg, pem),
+                Err(ConfigError::InvalidKey { .. })
+            ),
+            "{alg}"
+        );
+    }
+    assert!(matches!(
+        JwtKey::from_pem(JwtAlgorithm::HS256, RSA_PUBLIC),
+        Err(ConfigError::InvalidJwtConfig { .. })
+    ));
+    assert_eq!(
+        JwtKey::from_pem(JwtAlgorithm::RS256, RSA_PRIVATE).unwrap_err(),
+        ConfigError::InvalidKey {
+            reason: "a private key was given: configure the public key"
+        }
+    );
+    assert_eq!(
+        JwtKey::from_pem(
+            JwtAlgorithm::RS256,
+            include_str!("fixtures/rsa1024_public.pem")
+        )
+        .unwrap_err(),
+        ConfigError::WeakRsaKey { bits: 1024 }
+    );
+    assert!(JwtKey::from_pem(JwtAlgorithm::RS256, "garbage").is_err());
+}
+
+#[test]
+fn key_import_der_keys() {
+    let k = JwtKey::from_der(JwtAlgorithm::RS256, RSA_PUBLIC_DER).unwrap();
+    assert_eq!(k.algorithm(), JwtAlgorithm::RS256);
+    assert!(JwtKey::from_der(JwtAlgorithm::RS256, b"\x30\x03\x02\x01\x01").is_err());
+    assert!(JwtKey::from_der(JwtAlgorithm::ES256, RSA_PUBLIC_DER).is_err());
+}
+
+#[test]
+fn key_import_hmac_secrets() {
+    assert_eq!(
+        JwtKey::hmac(JwtAlgorithm::HS256, [7u8; 31]).unwrap_err(),
+        ConfigError::WeakHmacSecret {
+            algorithm: "HS256",
+            min_bytes: 32
+        }
+    );
+    assert!(JwtKey::hmac(JwtAlgorithm::HS256, [7u8; 32]).is_ok());
+    assert!(JwtKey::hmac(JwtAlgorithm::HS384, [7u8; 47]).is_err());
+    assert!(JwtKey::hmac(JwtAlgorithm::HS384, [7u8; 48]).is_ok());
+    assert!(JwtKey::hmac(JwtAlgorithm::HS512, [7u8; 63]).is_err());
+    assert!(JwtKey::hmac(JwtAlgorithm::HS512, [7u8; 64]).is_ok());
+    assert!(JwtKey::hmac(JwtAlgorithm::RS256, [7u8; 64]).is_err());
+    // The public key PEM is not a secret.
+    assert!(matches!(
+        JwtKey::hmac(JwtAlgorithm::HS256, RSA_PUBLIC),
+        Err(ConfigError::InvalidKey { .. })
+    ));
+}
+
+#[test]
+fn key_import_debug_shows_no_key_material() {
+    let k = JwtKey::hmac(JwtAlgorithm::HS256, b"super-secret-value-that-is-32-bytes")
+        .unwrap()
+        .with_kid("k1");
+    let shown = format!("{k:?}");
+    assert!(!shown.contains("super-secret"), "{shown}");
+    assert!(shown.contains("k1") && shown.contains("HS256"), "{shown}");
+}
+
+/// JSON is UTF-8 (RFC 8259): a payload with a byte that is not, even in a
+/// claim nobody reads, is refused, as `jsonwebtoken::decode` refuses it.
+#[tokio::test]
+async fn claims_that_are_not_utf8_are_refused() {
+    init();
+    let auth = Jwt::hs256(HS256_SECRET).unwrap();
+    let mut payload = format!(r#"{{"sub":"alice","exp":{},"x":""#, now() + 300).into_bytes();
+    payload.extend_from_slice(b"\xff\"}");
+    let input = format!("{}.{}", b64(r#"{"alg":"HS256"}"#), b64(&payload));
+    let key = encoding_key(Algorithm::HS256);
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
+    let token = format!("{input}.{signature}");
+    let validation = auth.jsonwebtoken_validation(JwtAlgorithm::HS256);
+    let plain = jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &decoding_key(Algorithm::HS256),
+        &validation,
+    );
+    assert!(plain.is_err());
+    assert!(auth.verify(&token).await.is_err());
 }

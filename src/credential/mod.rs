@@ -13,14 +13,18 @@ mod subprotocol;
 
 use std::fmt;
 
-use http::HeaderName;
 use http::request::Parts;
+use http::{HeaderMap, HeaderName, Uri};
 
-pub(crate) use bearer::{parse_bearer, parse_header};
+use bearer::{parse_bearer, parse_header};
+use query::parse_query;
+use subprotocol::{ParsedProtocols, parse_protocols};
+
 pub(crate) use cookie::{is_cookie_name, parse_cookie};
-pub(crate) use query::{parse_query, strip_query_param};
+pub(crate) use subprotocol::Echo;
 pub use subprotocol::SubprotocolCarrier;
-pub(crate) use subprotocol::{ParsedProtocols, parse_protocols};
+#[cfg(feature = "close-rejections")]
+pub(crate) use subprotocol::echo_for_refusal;
 
 /// Where a [`Credential`] came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -166,17 +170,44 @@ pub(crate) enum Source {
 pub(crate) struct Extracted<'a> {
     /// The credential that wins by precedence.
     pub(crate) credential: Option<Credential>,
-    /// The parsed `Sec-WebSocket-Protocol` list when it held a credential
-    /// entry: the request header must be replaced by the stripped list and
-    /// the response must echo the selected protocol.
-    /// Boxed: it is rare, and `Extracted` and the layer's response future
-    /// move less without it inline.
-    pub(crate) protocols: Option<Box<ParsedProtocols>>,
-    /// The query parameter that carried a credential, to strip from the URI.
-    pub(crate) query_param: Option<&'a str>,
+    /// What the carriers leave in the request.
+    pub(crate) traces: Traces<'a>,
 }
 
-/// Runs every configured source over `parts`, in order.
+/// What carriers leave of a credential in the request, to remove before the
+/// authenticator and the inner service see it, and what the response must
+/// then echo.
+#[derive(Debug, Default)]
+pub(crate) struct Traces<'a> {
+    /// The parsed `Sec-WebSocket-Protocol` list when it held a credential
+    /// entry (whichever carrier won): the request header is replaced by the
+    /// list without it and the response must echo one of the others.
+    protocols: Option<Box<ParsedProtocols>>,
+    /// The query parameter that carried a credential.
+    query_param: Option<&'a str>,
+}
+
+impl Traces<'_> {
+    /// Removes the credential subprotocol entry and the credential query
+    /// parameter from the request head.
+    pub(crate) fn remove_from(&self, parts: &mut Parts) -> Result<(), (CarrierError, Carrier)> {
+        if let Some(protocols) = &self.protocols {
+            protocols.strip_from(&mut parts.headers);
+        }
+        if let Some(name) = self.query_param {
+            query::strip_from(&mut parts.uri, name).map_err(|e| (e, Carrier::Query))?;
+        }
+        Ok(())
+    }
+
+    /// What the response to the upgrade must echo, if the subprotocol list
+    /// held a credential; `h2` for an HTTP/2 extended CONNECT.
+    pub(crate) fn into_echo(self, h2: bool) -> Option<Echo> {
+        self.protocols.map(|protocols| Echo::new(protocols, h2))
+    }
+}
+
+/// Runs every configured source over the request head, in order.
 ///
 /// Every source is parsed even after one has produced a credential, so a
 /// malformed carrier is always a 400 and a credential entry in the
@@ -189,7 +220,8 @@ pub(crate) struct Extracted<'a> {
 /// are refused).
 pub(crate) fn extract<'a>(
     sources: &'a [Source],
-    parts: &Parts,
+    headers: &HeaderMap,
+    uri: &Uri,
     limits: Limits,
     upgrade: bool,
     reject_conflicts: bool,
@@ -198,11 +230,11 @@ pub(crate) fn extract<'a>(
     for source in sources {
         // A borrowed secret, or one the carrier had to decode.
         let found: Option<(Carrier, Secret<'_>)> = match source {
-            Source::Bearer => parse_bearer(&parts.headers, limits)
+            Source::Bearer => parse_bearer(headers, limits)
                 .map_err(|e| (e, Some(Carrier::Bearer)))?
                 .map(|s| (Carrier::Bearer, Secret::Borrowed(s))),
             Source::Header(name) => {
-                match parse_header(&parts.headers, name, limits)
+                match parse_header(headers, name, limits)
                     .map_err(|e| (e, Some(Carrier::Header(name.clone()))))?
                 {
                     // The carrier (and its header name) is only built for
@@ -217,25 +249,25 @@ pub(crate) fn extract<'a>(
                 if !upgrade {
                     continue;
                 }
-                match parse_protocols(&parts.headers, config, limits)
+                match parse_protocols(headers, config, limits)
                     .map_err(|e| (e, Some(Carrier::Subprotocol)))?
                 {
                     Some(mut parsed) => {
                         let secret = parsed.take_credential();
-                        out.protocols = Some(Box::new(parsed));
+                        out.traces.protocols = Some(Box::new(parsed));
                         secret.map(|s| (Carrier::Subprotocol, Secret::Owned(s)))
                     }
                     None => None,
                 }
             }
-            Source::Cookie(name) => parse_cookie(&parts.headers, name, limits)
+            Source::Cookie(name) => parse_cookie(headers, name, limits)
                 .map_err(|e| (e, Some(Carrier::Cookie)))?
                 .map(|s| (Carrier::Cookie, Secret::Borrowed(s))),
             Source::Query(name) => {
-                let found = parse_query(parts.uri.query(), name, limits)
+                let found = parse_query(uri.query(), name, limits)
                     .map_err(|e| (e, Some(Carrier::Query)))?;
                 if found.is_some() {
-                    out.query_param = Some(name);
+                    out.traces.query_param = Some(name);
                 }
                 found.map(|s| (Carrier::Query, Secret::from(s)))
             }
@@ -311,6 +343,18 @@ pub(crate) fn all_bytes(bytes: &[u8], pred: impl Fn(u8) -> bool) -> bool {
         .iter()
         .fold(0u8, |bad, &b| bad | u8::from(!pred(b)))
         == 0
+}
+
+/// `true` if `s` holds a control character (Unicode general category Cc:
+/// U+0000-U+001F, U+007F-U+009F). An ASCII string is checked a byte at a
+/// time without branches; others char by char.
+fn has_control(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    if bytes.is_ascii() {
+        !all_bytes(bytes, |b| (b >= 0x20) & (b != 0x7f))
+    } else {
+        s.chars().any(char::is_control)
+    }
 }
 
 /// `true` for a visible ASCII byte other than space (`%x21-7E`).

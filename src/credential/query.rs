@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use http::Uri;
 use http::uri::PathAndQuery;
 
-use super::{CarrierError, Limits};
+use super::{CarrierError, Limits, has_control};
 
 /// `true` if the raw (still encoded) key of a `key=value` pair decodes to
 /// `name`. A key without `%` or `+` is its own decoding, the usual case.
@@ -68,7 +68,7 @@ pub(crate) fn parse_query<'a>(
         if value.len() > limits.max_credential {
             return Err(CarrierError::TooLarge);
         }
-        if super::subprotocol::has_control(&value) {
+        if has_control(&value) {
             return Err(CarrierError::Malformed(
                 "credential query parameter holds control characters",
             ));
@@ -78,9 +78,24 @@ pub(crate) fn parse_query<'a>(
     Ok(found)
 }
 
+/// Removes every `name=...` pair from the query of `uri`, for the request
+/// the authenticator and the inner service see. A URI that cannot be
+/// rebuilt that way loses its whole query; one that cannot even be rebuilt
+/// without its query is malformed.
+pub(crate) fn strip_from(uri: &mut Uri, name: &str) -> Result<(), CarrierError> {
+    *uri = match strip_query_param(uri, name) {
+        Some(stripped) => stripped,
+        None => Uri::builder()
+            .path_and_query(uri.path())
+            .build()
+            .map_err(|_| CarrierError::Malformed("URI cannot be rebuilt without its query"))?,
+    };
+    Ok(())
+}
+
 /// `uri` without any `name=...` pair in its query; `None` if it cannot be
-/// rebuilt (it then keeps nothing of the query at all, see the caller).
-pub(crate) fn strip_query_param(uri: &Uri, name: &str) -> Option<Uri> {
+/// rebuilt (it then keeps nothing of the query at all, see [`strip_from`]).
+fn strip_query_param(uri: &Uri, name: &str) -> Option<Uri> {
     let query = uri.query()?;
     let mut path_and_query = String::with_capacity(query.len() + uri.path().len() + 1);
     path_and_query.push_str(uri.path());

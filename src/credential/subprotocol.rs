@@ -14,9 +14,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::header::SEC_WEBSOCKET_PROTOCOL;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use super::{CarrierError, Limits, all_bytes};
+use super::{CarrierError, Limits, all_bytes, has_control};
 
 /// Configuration of the `Sec-WebSocket-Protocol` carrier; pass it to
 /// [`WsAuthLayer::subprotocol`](crate::WsAuthLayer::subprotocol).
@@ -157,7 +157,7 @@ impl SubprotocolCarrier {
 pub(crate) struct ParsedProtocols {
     credential: Option<String>,
     /// The list without the credential entry, for the request the handler sees.
-    pub(crate) stripped: HeaderValue,
+    stripped: HeaderValue,
     /// The protocol the `101` must carry if the handler selects none, when
     /// it is not the whole of `stripped` (one companion, the usual case).
     selected: Option<HeaderValue>,
@@ -169,14 +169,73 @@ impl ParsedProtocols {
     }
 
     /// The protocol the `101` must carry if the handler selects none.
-    pub(crate) fn selected(&self) -> &HeaderValue {
+    fn selected(&self) -> &HeaderValue {
         self.selected.as_ref().unwrap_or(&self.stripped)
     }
 
     /// `true` if `protocol` is one of the companions the client offered.
-    pub(crate) fn offers(&self, protocol: &HeaderValue) -> bool {
+    fn offers(&self, protocol: &HeaderValue) -> bool {
         let wanted = protocol.as_bytes().trim_ascii();
         elements(self.stripped.as_bytes()).any(|p| p == wanted)
+    }
+
+    /// Replaces every `Sec-WebSocket-Protocol` line of a request by the
+    /// list without the credential entry.
+    pub(crate) fn strip_from(&self, headers: &mut HeaderMap) {
+        let mut lines = headers.get_all(SEC_WEBSOCKET_PROTOCOL).iter();
+        let one_line = lines.next().is_some() && lines.next().is_none();
+        match headers.get_mut(SEC_WEBSOCKET_PROTOCOL) {
+            // Replaced in place: `insert` would first make room for a new
+            // entry, which can mean growing and rehashing the whole map.
+            Some(value) if one_line => *value = self.stripped.clone(),
+            // Replaces every line of the header.
+            _ => {
+                headers.insert(SEC_WEBSOCKET_PROTOCOL, self.stripped.clone());
+            }
+        }
+    }
+}
+
+/// What the response to an upgrade whose credential came in the
+/// subprotocol list must echo: exactly one protocol the client offered,
+/// never the credential entry (browsers fail the connection otherwise).
+#[derive(Debug)]
+pub(crate) struct Echo {
+    // Boxed: rare, and the layer's response future moves less without it.
+    protocols: Box<ParsedProtocols>,
+    h2: bool,
+}
+
+impl Echo {
+    /// The echo rules for `protocols`, on an HTTP/2 (extended CONNECT)
+    /// upgrade if `h2`.
+    pub(crate) fn new(protocols: Box<ParsedProtocols>, h2: bool) -> Self {
+        Self { protocols, h2 }
+    }
+
+    /// Makes a successful upgrade response carry exactly one protocol the
+    /// client offered: the one the handler selected if the client offered
+    /// it, otherwise the one the carrier selected. Other responses are left
+    /// alone.
+    pub(crate) fn apply<B>(&self, response: &mut Response<B>) {
+        let upgraded = if self.h2 {
+            response.status().is_success()
+        } else {
+            response.status() == StatusCode::SWITCHING_PROTOCOLS
+        };
+        if !upgraded {
+            return;
+        }
+        let mut values = response.headers().get_all(SEC_WEBSOCKET_PROTOCOL).iter();
+        let acceptable = match (values.next(), values.next()) {
+            (Some(only), None) => self.protocols.offers(only),
+            _ => false,
+        };
+        if !acceptable {
+            // Replaces every line of the header.
+            let headers = response.headers_mut();
+            headers.insert(SEC_WEBSOCKET_PROTOCOL, self.protocols.selected().clone());
+        }
     }
 }
 
@@ -188,15 +247,51 @@ fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|e| !e.is_empty())
 }
 
-/// `true` if `s` holds a control character (Unicode general category Cc:
-/// U+0000-U+001F, U+007F-U+009F). An ASCII string is checked a byte at a
-/// time without branches; others char by char.
-pub(crate) fn has_control(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    if bytes.is_ascii() {
-        !all_bytes(bytes, |b| (b >= 0x20) & (b != 0x7f))
+/// Every `Sec-WebSocket-Protocol` line, if all of them together (with
+/// their separators) are within `limits`.
+fn capped_lines(
+    headers: &HeaderMap,
+    limits: Limits,
+) -> Result<http::header::GetAll<'_, HeaderValue>, CarrierError> {
+    let values = headers.get_all(SEC_WEBSOCKET_PROTOCOL);
+    let mut total = 0usize;
+    for v in values.iter() {
+        total = total.saturating_add(v.len() + 2);
+        if total > limits.max_header {
+            return Err(CarrierError::TooLarge);
+        }
+    }
+    Ok(values)
+}
+
+/// The protocol a `101` that only carries a refusal must echo: `Ok(None)`
+/// when the client offered none, otherwise the first offered element that
+/// is a token and not a credential entry (one starting with `prefix`).
+/// `Err` when the client offered protocols but none of them can be echoed,
+/// or the lists are over `limits`: such an upgrade cannot be completed.
+#[cfg(feature = "close-rejections")]
+pub(crate) fn echo_for_refusal(
+    headers: &HeaderMap,
+    prefix: Option<&str>,
+    limits: Limits,
+) -> Result<Option<HeaderValue>, CarrierError> {
+    let values = capped_lines(headers, limits)?;
+    let is_credential = |e: &[u8]| prefix.is_some_and(|p| e.starts_with(p.as_bytes()));
+    let mut offered = false;
+    for element in values.iter().flat_map(|v| elements(v.as_bytes())) {
+        offered = true;
+        if is_token(element) && !is_credential(element) {
+            return HeaderValue::from_bytes(element)
+                .map(Some)
+                .map_err(|_| CarrierError::Malformed("subprotocol is not a valid header"));
+        }
+    }
+    if offered {
+        Err(CarrierError::Malformed(
+            "no protocol beside the credential entry to echo",
+        ))
     } else {
-        s.chars().any(char::is_control)
+        Ok(None)
     }
 }
 
@@ -215,14 +310,7 @@ pub(crate) fn parse_protocols(
     config: &SubprotocolCarrier,
     limits: Limits,
 ) -> Result<Option<ParsedProtocols>, CarrierError> {
-    let values = headers.get_all(SEC_WEBSOCKET_PROTOCOL);
-    let mut total = 0usize;
-    for v in values.iter() {
-        total = total.saturating_add(v.len() + 2);
-        if total > limits.max_header {
-            return Err(CarrierError::TooLarge);
-        }
-    }
+    let values = capped_lines(headers, limits)?;
     let prefix = config.prefix.as_bytes();
     let mut has_credential = false;
     let mut first_error: Option<CarrierError> = None;

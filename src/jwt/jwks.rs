@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use http::Uri;
 use serde::Deserialize;
 
-use super::algorithm::{AlgSet, Family, JwtAlgorithm};
+use super::algorithm::{AlgSet, JwtAlgorithm};
 use super::fetch::{FetchError, Fetcher};
 use super::keys::{JwkRules, KeySet, Miss, parse_jwk_set};
 use crate::error::{AuthError, ConfigError};
@@ -117,7 +117,8 @@ impl Default for Options {
             max_stale: None,
             default_rsa: JwtAlgorithm::RS256,
             algorithms: super::algorithm::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|a| !a.is_symmetric())
                 .collect(),
         }
@@ -251,7 +252,7 @@ impl RemoteJwksBuilder {
         if o.max_body == 0 || o.max_keys == 0 {
             return Err(bad("body and key caps must be positive"));
         }
-        if o.default_rsa.family() != Family::Rsa {
+        if o.default_rsa.family() != jsonwebtoken::AlgorithmFamily::Rsa {
             return Err(bad("the default RSA algorithm must be RS* or PS*"));
         }
         if o.algorithms.is_empty() || o.algorithms.iter().any(JwtAlgorithm::is_symmetric) {

@@ -29,17 +29,28 @@ pub fn close_reason(reason: &str) -> &str {
 
 /// The close codes sent after the handshake.
 ///
-/// | situation | default | `graphql_ws()` |
-/// |---|---|---|
-/// | unauthorized: invalid credential, message before auth | 4001 | 4401 |
-/// | malformed auth message | 4001 | 4400 |
-/// | session expired | 4002 | 4401 |
-/// | forbidden: refresh for another subject, missing scope | 4003 | 4403 |
-/// | revoked | 4003 | 4403 |
-/// | auth timeout | 4008 | 4408 |
-/// | auth message too big | 1009 | 1009 |
-/// | too many connections awaiting auth | 1013 | 4429 |
-/// | verifier backend unavailable | 1013 | 1013 |
+/// | situation | default | `graphql_ws()` | npm `graphql-ws` client on it |
+/// |---|---|---|---|
+/// | unauthorized: invalid credential, message before auth | 4001 | 4403 | retries |
+/// | malformed auth message | 4001 | 4400 | stops (fatal) |
+/// | session expired | 4002 | 4401 | stops (fatal) |
+/// | forbidden: refresh for another subject, missing scope | 4003 | 4403 | retries |
+/// | revoked | 4003 | 4403 | retries |
+/// | auth timeout | 4008 | 4408 | retries |
+/// | auth message too big | 1009 | 1009 | stops (fatal) |
+/// | too many connections awaiting auth | 1013 | 4429 | stops (fatal) |
+/// | verifier backend unavailable | 1013 | 1013 | retries |
+///
+/// The graphql-ws preset follows the reference server of the npm
+/// `graphql-ws` library: a refused `connection_init` (its `onConnect`
+/// returning `false`) is 4403, a malformed message 4400, no
+/// `connection_init` in time 4408. Its client treats 4400, 4401, 4406,
+/// 4409, 4429, 4500 and every 1xxx code but 1000, 1001, 1005, 1006, 1012,
+/// 1013 and 1014 as fatal and stops at once; it retries 4403, 4408, 1013
+/// and the others up to its `retryAttempts`. So
+/// an expired session closes with 4401: the client stops instead of
+/// retrying with the expired token (get a fresh one and connect again);
+/// a refused token is refused with 4403 on every retry.
 ///
 /// ```
 /// use tower_ws_auth::CloseCodes;
@@ -47,6 +58,7 @@ pub fn close_reason(reason: &str) -> &str {
 /// // Revoked clients reconnect and re-authenticate instead of giving up.
 /// let codes = CloseCodes::default().revoked(1001);
 /// assert_eq!(codes.expired_code(), 4002);
+/// assert_eq!(CloseCodes::graphql_ws().expired_code(), 4401);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseCodes {
@@ -105,7 +117,7 @@ impl CloseCodes {
     /// The codes of the graphql-ws protocol (`graphql-transport-ws`).
     pub fn graphql_ws() -> Self {
         Self {
-            unauthorized: 4401,
+            unauthorized: 4403,
             malformed: 4400,
             expired: 4401,
             forbidden: 4403,

@@ -9,7 +9,8 @@ use http::request::Parts;
 use tokio::sync::Semaphore;
 
 use super::{
-    AuthMessages, AuthSocket, CloseCodes, Frame, JsonMessages, Parsed, SocketError, close,
+    AuthMessages, AuthSocket, CLOSE_TIMEOUT, CloseCodes, Frame, JsonMessages, Parsed, SocketError,
+    close_within, finish_close,
 };
 use crate::authenticator::Authenticator;
 use crate::credential::{Carrier, Credential};
@@ -88,6 +89,7 @@ pub struct FirstMessageAuth<A, M = JsonMessages> {
     codes: CloseCodes,
     pending: Arc<Semaphore>,
     max_pending: usize,
+    close_timeout: Duration,
 }
 
 impl<A, M> Clone for FirstMessageAuth<A, M> {
@@ -100,6 +102,7 @@ impl<A, M> Clone for FirstMessageAuth<A, M> {
             codes: self.codes,
             pending: self.pending.clone(),
             max_pending: self.max_pending,
+            close_timeout: self.close_timeout,
         }
     }
 }
@@ -126,6 +129,7 @@ impl<A: Authenticator> FirstMessageAuth<A> {
             codes: CloseCodes::default(),
             pending: Arc::new(Semaphore::new(1024)),
             max_pending: 1024,
+            close_timeout: CLOSE_TIMEOUT,
         }
     }
 }
@@ -138,9 +142,11 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
         self
     }
 
-    /// The size cap of the authentication message, in bytes. Set axum's or
-    /// tungstenite's `max_message_size` too, so that larger messages are not
-    /// even buffered.
+    /// The size cap of the authentication message, in bytes (default
+    /// 16 KiB). Configure the upgrade with [`configure`](Self::configure)
+    /// (axum) or [`websocket_config`](Self::websocket_config)
+    /// (tokio-tungstenite) too, so that larger messages are not even
+    /// buffered.
     #[must_use]
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_bytes = bytes;
@@ -164,6 +170,14 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
         self
     }
 
+    /// How long a close (after a failed authentication) waits for the
+    /// peer's Close before the socket is dropped. Default 3 s.
+    #[must_use]
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
     /// Another message format.
     pub fn messages<M2: AuthMessages>(self, messages: M2) -> FirstMessageAuth<A, M2> {
         FirstMessageAuth {
@@ -174,7 +188,86 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
             codes: self.codes,
             pending: self.pending,
             max_pending: self.max_pending,
+            close_timeout: self.close_timeout,
         }
+    }
+
+    /// Gives an axum upgrade the limits of an unauthenticated socket: no
+    /// frame and no message over [`max_message_bytes`](Self::max_message_bytes)
+    /// plus 4 KiB, and a 4 KiB read buffer. A message a little over the cap
+    /// is read and refused with [`CloseCodes::too_big_code`]; a larger frame
+    /// is refused by the library from its header, before its payload is
+    /// buffered, and the connection is dropped. With axum's defaults a client that needs no
+    /// credential could make the server buffer a 64 MiB message on every
+    /// pending connection.
+    ///
+    /// These limits hold for the socket's whole life: axum 0.8 cannot change
+    /// them on a live socket (see [`websocket_config`](Self::websocket_config)
+    /// for the same rule on tokio-tungstenite). If the application needs
+    /// larger messages after authentication, raise `max_message_bytes` (every
+    /// pending connection may then buffer that much, at most
+    /// [`max_pending`](Self::max_pending) of them) or authenticate before the
+    /// upgrade with a header, subprotocol or cookie carrier, where the
+    /// upgrade's limits may stay large.
+    ///
+    /// ```no_run
+    /// use axum::{extract::ws::WebSocketUpgrade, http::request::Parts, response::Response};
+    /// use tower_ws_auth::{ApiKeyAuthenticator, FirstMessageAuth};
+    ///
+    /// async fn ws(ws: WebSocketUpgrade, parts: Parts, auth: FirstMessageAuth<ApiKeyAuthenticator>) -> Response {
+    ///     auth.configure(ws).on_upgrade(move |socket| async move {
+    ///         let Ok((socket, identity)) = auth.authenticate(socket, &parts).await else { return };
+    ///         # let _ = (socket, identity);
+    ///     })
+    /// }
+    /// ```
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    pub fn configure<F>(
+        &self,
+        upgrade: ::axum::extract::ws::WebSocketUpgrade<F>,
+    ) -> ::axum::extract::ws::WebSocketUpgrade<F> {
+        upgrade
+            .read_buffer_size(READ_BUFFER)
+            .max_frame_size(self.library_limit())
+            .max_message_size(self.library_limit())
+    }
+
+    /// The tokio-tungstenite configuration of an unauthenticated socket:
+    /// [`WebSocketConfig::default`](tokio_tungstenite::tungstenite::protocol::WebSocketConfig)
+    /// with no frame and no message over
+    /// [`max_message_bytes`](Self::max_message_bytes) plus 4 KiB (refused
+    /// from the frame header) and a 4 KiB read buffer, as
+    /// [`configure`](Self::configure) does for axum. Pass it to
+    /// `WebSocketStream::from_raw_socket`.
+    ///
+    /// The limits hold for the socket's whole life: tokio-tungstenite 0.29's
+    /// `WebSocketStream` has `get_config` but no `set_config` (tungstenite's
+    /// own `WebSocket::set_config` is not reachable through it), and
+    /// rebuilding the stream after authentication would lose the bytes it
+    /// has already read. See [`configure`](Self::configure) for the ways to
+    /// allow larger application messages.
+    ///
+    /// ```
+    /// use tower_ws_auth::{ApiKeyAuthenticator, FirstMessageAuth};
+    ///
+    /// let keys = ApiKeyAuthenticator::from_keys(Vec::<(&str, tower_ws_auth::Identity)>::new());
+    /// let auth = FirstMessageAuth::new(keys).max_message_bytes(8 * 1024);
+    /// assert_eq!(auth.websocket_config().max_frame_size, Some((8 + 4) * 1024));
+    /// ```
+    #[cfg(feature = "tungstenite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tungstenite")))]
+    pub fn websocket_config(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .max_frame_size(Some(self.library_limit()))
+            .max_message_size(Some(self.library_limit()))
+    }
+
+    /// The frame and message limit given to the WebSocket library.
+    #[cfg(any(feature = "axum", feature = "tungstenite"))]
+    fn library_limit(&self) -> usize {
+        self.max_bytes.saturating_add(READ_BUFFER)
     }
 
     /// Connections currently waiting for their authentication message.
@@ -204,10 +297,11 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
         let inner = self;
         let codes = inner.codes;
         let Ok(permit) = inner.pending.clone().try_acquire_owned() else {
-            close(
+            close_within(
                 &mut socket,
                 codes.too_many_code(),
                 "too many pending connections",
+                inner.close_timeout,
             )
             .await;
             return Err(FirstMessageError::TooManyPending);
@@ -228,7 +322,12 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
             };
             let text = match S::frame(&received) {
                 Frame::Control => continue,
-                Frame::Close(_) => return Err(FirstMessageError::PeerClosed),
+                Frame::Close(_) => {
+                    drop(permit);
+                    // Answer the peer's Close before the socket is dropped.
+                    finish_close(&mut socket, inner.close_timeout).await;
+                    return Err(FirstMessageError::PeerClosed);
+                }
                 Frame::Binary(_) => {
                     break Err((
                         FirstMessageError::NotAuthMessage,
@@ -283,12 +382,16 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
             }
             Err((error, code, reason)) => {
                 tracing::debug!(target: "tower_ws_auth", outcome = "rejected", carrier = "message", close_code = code, reason = %error, "socket authentication failed");
-                close(&mut socket, code, reason).await;
+                close_within(&mut socket, code, reason, inner.close_timeout).await;
                 Err(error)
             }
         }
     }
 }
+
+/// The read buffer of an unauthenticated socket.
+#[cfg(any(feature = "axum", feature = "tungstenite"))]
+const READ_BUFFER: usize = 4 * 1024;
 
 /// The close code and generic reason for an authenticator's error.
 pub(crate) fn rejection_close(codes: &CloseCodes, error: &AuthError) -> (u16, &'static str) {

@@ -2,6 +2,7 @@
 //! socket lives: closes it when the credential expires, accepts in-band
 //! refreshes, and closes it when the session is revoked.
 
+use std::any::TypeId;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,16 +12,18 @@ use tokio::time::Instant;
 
 use super::first_message::rejection_close;
 use super::{
-    AuthMessages, AuthSocket, CloseCodes, Frame, JsonMessages, Parsed, Registration, Revocations,
-    SocketError, close,
+    AuthMessages, AuthSocket, CLOSE_TIMEOUT, CloseCodes, Frame, JsonMessages, Parsed, Registration,
+    Revocations, SocketError, close_within, finish_close,
 };
 use crate::authenticator::Authenticator;
 use crate::credential::{Carrier, Credential};
 use crate::error::AuthError;
 use crate::identity::Identity;
 
-/// An authenticator for guards that accept no refresh: refresh messages
-/// then reach the application like any other message.
+/// An authenticator for guards that accept no refresh
+/// ([`SessionGuard::expiry_only`]): no message is read as a refresh, every
+/// message (`{"type":"refresh",...}` included, of any size) reaches the
+/// application.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoRefresh;
 
@@ -98,6 +101,9 @@ struct Settings {
     codes: CloseCodes,
     warn_before: Option<Duration>,
     max_refresh_bytes: usize,
+    /// `false` for [`NoRefresh`]: no message is read as a refresh.
+    refreshes: bool,
+    close_timeout: Duration,
     revocations: Option<Revocations>,
 }
 
@@ -140,6 +146,8 @@ impl<A: Authenticator> SessionGuard<A> {
                 codes: CloseCodes::default(),
                 warn_before: None,
                 max_refresh_bytes: 16 * 1024,
+                refreshes: TypeId::of::<A>() != TypeId::of::<NoRefresh>(),
+                close_timeout: CLOSE_TIMEOUT,
                 revocations: None,
             }),
         }
@@ -169,11 +177,23 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
         self
     }
 
-    /// The size cap of a refresh message; a larger one closes the socket
-    /// with [`CloseCodes::too_big_code`]. Default 16 KiB.
+    /// The size cap of a refresh message. Default 16 KiB. A text message
+    /// over it is never read as a refresh: it goes to the application
+    /// unread, so that no message costs the guard more work than this cap,
+    /// whatever its size.
     #[must_use]
     pub fn max_refresh_bytes(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.settings).max_refresh_bytes = bytes;
+        self
+    }
+
+    /// How long a server-initiated close (expiry, revocation, a refused
+    /// refresh, [`GuardedSocket::close`]) waits for the peer's Close before
+    /// the socket is dropped, and how long the reply to the peer's Close
+    /// may take to go out. Default 3 s.
+    #[must_use]
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        Arc::make_mut(&mut self.settings).close_timeout = timeout;
         self
     }
 
@@ -367,19 +387,28 @@ where
                 Event::Message(Some(Ok(message))) => {
                     if let Frame::Close(_) = S::frame(&message) {
                         self.ended = Some(EndReason::PeerClosed);
+                        self.registration = None;
+                        // Let the library send (and flush) its reply Close
+                        // before the socket can be dropped.
+                        let timeout = self.guard.settings.close_timeout;
+                        Box::pin(finish_close(&mut self.socket, timeout)).await;
                         return Some(Ok(message));
                     }
-                    let Frame::Text(text) = S::frame(&message) else {
-                        return Some(Ok(message));
+                    let settings = &self.guard.settings;
+                    // Without a refresh authenticator nothing is parsed; a
+                    // message over the refresh cap is never a refresh (it is
+                    // not read either): the work on any message is bounded
+                    // by the cap, whatever its size.
+                    let text = match S::frame(&message) {
+                        Frame::Text(text)
+                            if settings.refreshes && text.len() <= settings.max_refresh_bytes =>
+                        {
+                            text
+                        }
+                        _ => return Some(Ok(message)),
                     };
                     let token = match self.guard.messages.parse_refresh(text) {
                         Parsed::Other => return Some(Ok(message)),
-                        _ if text.len() > self.guard.settings.max_refresh_bytes => {
-                            let code = self.guard.settings.codes.too_big_code();
-                            Box::pin(self.end(EndReason::RefreshRejected, code, "message too big"))
-                                .await;
-                            return None;
-                        }
                         Parsed::Malformed => {
                             let code = self.guard.settings.codes.malformed_code();
                             Box::pin(self.end(
@@ -473,7 +502,13 @@ where
         tracing::debug!(target: "tower_ws_auth", subject = self.identity.subject(), close_code = code, end = ?reason, "closing guarded socket");
         self.ended = Some(reason);
         self.registration = None;
-        close(&mut self.socket, code, text).await;
+        close_within(
+            &mut self.socket,
+            code,
+            text,
+            self.guard.settings.close_timeout,
+        )
+        .await;
     }
 
     /// Sends a message.
@@ -502,5 +537,24 @@ where
     /// The socket, without the guard (and out of the registry).
     pub fn into_inner(self) -> S {
         self.socket
+    }
+
+    /// The socket.
+    pub(crate) fn socket(&self) -> &S {
+        &self.socket
+    }
+
+    /// The same guard over `f(socket)`.
+    pub(crate) fn map_socket<T>(self, f: impl FnOnce(S) -> T) -> GuardedSocket<T, A, M> {
+        GuardedSocket {
+            socket: f(self.socket),
+            guard: self.guard,
+            identity: self.identity,
+            request: self.request,
+            deadline: self.deadline,
+            warn_at: self.warn_at,
+            registration: self.registration,
+            ended: self.ended,
+        }
     }
 }

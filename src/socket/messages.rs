@@ -1,9 +1,9 @@
 //! The wire format of authentication messages on an open socket.
 
-use std::borrow::Cow;
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::identity::Identity;
 
@@ -71,34 +71,298 @@ pub trait AuthMessages: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonMessages;
 
-#[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default)]
+/// What a scan of a JSON object found: only the `type` member and the one
+/// member that carries the credential are read; every other member is
+/// skipped without being built ([`IgnoredAny`]).
+#[derive(Default)]
+struct Scan {
+    /// The last `type` member is the string looked for (a duplicate
+    /// `type` makes the message [`Parsed::Malformed`] when it matches).
+    kind_matches: bool,
+    kinds: usize,
+    /// The credential, if its member is a string.
     token: Option<String>,
+    tokens: usize,
 }
 
-fn parse(text: &str, kind: &str) -> Parsed {
-    // Objects only (serde would also read a struct from an array).
+/// Reads one member value as "is it the string `expected`?", skipping any
+/// other value.
+struct IsString<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for IsString<'_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer
+            .deserialize_any(StringVisitor(Some(self.0)))
+            .map(|found| found.is_some())
+    }
+}
+
+/// The visitor methods of the values a member visitor skips (`Ok(None)`):
+/// scalars, and arrays drained without being built.
+macro_rules! skip_other_values {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    };
+}
+
+/// Reads a member value as a string, skipping any other value (`None`).
+/// With `Some(expected)`, only compares (and yields `Some` on a match).
+struct StringVisitor<'a>(Option<&'a str>);
+
+impl<'de> Visitor<'de> for StringVisitor<'_> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(match self.0 {
+            Some(expected) => (value == expected).then(String::new),
+            None => Some(value.to_owned()),
+        })
+    }
+    skip_other_values!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// A member name: `type`, the credential's member, or another one (not kept).
+enum Key {
+    Kind,
+    Token,
+    Other,
+}
+
+struct KeySeed<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Key, E> {
+        Ok(if name == "type" {
+            Key::Kind
+        } else if name == self.0 {
+            Key::Token
+        } else {
+            Key::Other
+        })
+    }
+}
+
+/// Scans a JSON object for `"type": kind` and the string member `token`
+/// (or, with `nested`, the string member `nested` of the object `token`).
+struct ScanSeed<'a> {
+    kind: &'a str,
+    token: &'a str,
+    nested: Option<&'a str>,
+}
+
+impl<'de> DeserializeSeed<'de> for ScanSeed<'_> {
+    type Value = Scan;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Scan, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScanSeed<'_> {
+    type Value = Scan;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scan, A::Error> {
+        let mut scan = Scan::default();
+        while let Some(key) = map.next_key_seed(KeySeed(self.token))? {
+            match key {
+                Key::Kind => {
+                    scan.kinds += 1;
+                    scan.kind_matches = map.next_value_seed(IsString(self.kind))?;
+                }
+                Key::Token => {
+                    scan.tokens += 1;
+                    scan.token = match self.nested {
+                        None => map.next_value_seed(StringSeed)?,
+                        Some(member) => map.next_value_seed(Nested(member))?,
+                    };
+                }
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(scan)
+    }
+}
+
+struct StringSeed;
+
+impl<'de> DeserializeSeed<'de> for StringSeed {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(StringVisitor(None))
+    }
+}
+
+/// Reads an object member's value as the one string member `name` of an
+/// object (the graphql-ws payload); anything else is skipped (`None`).
+struct Nested<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for Nested<'_> {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Nested<'_> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut found, mut count) = (None, 0);
+        while let Some(key) = map.next_key_seed(KeySeed(self.0))? {
+            if let Key::Token = key {
+                count += 1;
+                found = map.next_value_seed(StringSeed)?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found.filter(|_| count == 1))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    skip_other_values!();
+}
+
+/// Scans `text`, a JSON object, reading only `type` and the credential's
+/// member. `None` if it is not one JSON object.
+fn scan(text: &str, seed: ScanSeed<'_>) -> Option<Scan> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let scan = seed.deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    Some(scan)
+}
+
+/// A message `{"type": kind, token_member: "<credential>"}`; other members
+/// are allowed and skipped.
+fn parse(text: &str, kind: &str, token_member: &str) -> Parsed {
+    parse_with(
+        text,
+        ScanSeed {
+            kind,
+            token: token_member,
+            nested: None,
+        },
+    )
+}
+
+fn parse_with(text: &str, seed: ScanSeed<'_>) -> Parsed {
+    // Objects only.
     if !text.trim_start().starts_with('{') {
         return Parsed::Other;
     }
-    let Ok(message) = serde_json::from_str::<Incoming<'_>>(text) else {
-        return if serde_json::from_str::<serde_json::Value>(text)
-            .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some(kind))
-        {
-            Parsed::Malformed
-        } else {
-            Parsed::Other
-        };
-    };
-    if message.kind != kind {
-        return Parsed::Other;
+    match scan(text, seed) {
+        Some(scan) if scan.kind_matches => match scan.token {
+            Some(token) if scan.kinds == 1 && scan.tokens == 1 && !token.is_empty() => {
+                Parsed::Credential(token)
+            }
+            _ => Parsed::Malformed,
+        },
+        _ => Parsed::Other,
     }
-    match message.token {
-        Some(token) if !token.is_empty() => Parsed::Credential(token),
-        _ => Parsed::Malformed,
+}
+
+/// `true` if `text` is one JSON value (checked without building it).
+fn is_json(text: &str) -> bool {
+    serde_json::from_str::<IgnoredAny>(text).is_ok()
+}
+
+/// The graphql-ws protocol (`graphql-transport-ws`, the protocol of the npm
+/// `graphql-ws` library and of async-graphql's `GraphQLProtocol`), for
+/// first-message authentication:
+///
+/// | direction | message |
+/// |---|---|
+/// | client → server | `{"type":"connection_init","payload":{"token":"..."}}` (first message) |
+/// | server → client | `{"type":"connection_ack"}` |
+///
+/// Other members of the message and of its payload are allowed and
+/// skipped unread; a `connection_init` without exactly one string `token`
+/// in its payload is [`Parsed::Malformed`]. graphql-ws has no in-band
+/// refresh: no message is read as one, and no warning goes out before
+/// expiry. Use it with [`CloseCodes::graphql_ws`](crate::CloseCodes::graphql_ws).
+///
+/// ```
+/// use tower_ws_auth::socket::{AuthMessages, GraphqlWsMessages, Parsed};
+///
+/// let init = r#"{"type":"connection_init","payload":{"token":"abc"}}"#;
+/// assert_eq!(GraphqlWsMessages.parse_auth(init), Parsed::Credential("abc".into()));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GraphqlWsMessages;
+
+impl AuthMessages for GraphqlWsMessages {
+    fn parse_auth(&self, text: &str) -> Parsed {
+        let seed = ScanSeed {
+            kind: "connection_init",
+            token: "payload",
+            nested: Some("token"),
+        };
+        match parse_with(text, seed) {
+            Parsed::Other if !is_json(text) => Parsed::Malformed,
+            parsed => parsed,
+        }
+    }
+
+    fn parse_refresh(&self, _text: &str) -> Parsed {
+        Parsed::Other
+    }
+
+    fn authenticated(&self, _identity: &Identity) -> Option<String> {
+        Some(r#"{"type":"connection_ack"}"#.to_owned())
+    }
+
+    fn refreshed(&self, _identity: &Identity) -> Option<String> {
+        None
+    }
+
+    fn refresh_failed(&self) -> Option<String> {
+        None
+    }
+
+    fn expiring(&self, _identity: &Identity, _remaining: Duration) -> Option<String> {
+        None
     }
 }
 
@@ -109,10 +373,8 @@ fn unix(at: Option<SystemTime>) -> Option<u64> {
 
 impl AuthMessages for JsonMessages {
     fn parse_auth(&self, text: &str) -> Parsed {
-        match parse(text, "auth") {
-            Parsed::Other if serde_json::from_str::<serde_json::Value>(text).is_err() => {
-                Parsed::Malformed
-            }
+        match parse(text, "auth", "token") {
+            Parsed::Other if !is_json(text) => Parsed::Malformed,
             parsed => parsed,
         }
     }
@@ -122,7 +384,7 @@ impl AuthMessages for JsonMessages {
         if !text.contains("refresh") {
             return Parsed::Other;
         }
-        parse(text, "refresh")
+        parse(text, "refresh", "token")
     }
 
     fn authenticated(&self, identity: &Identity) -> Option<String> {
@@ -206,6 +468,54 @@ mod tests {
     }
 
     #[test]
+    fn only_type_and_token_are_read() {
+        let m = JsonMessages;
+        // Duplicates of the members that count are malformed; of others, fine.
+        for text in [
+            r#"{"type":"auth","token":"a","token":"b"}"#,
+            r#"{"type":"auth","type":"auth","token":"a"}"#,
+            r#"{"type":"chat","type":"auth","token":"a"}"#,
+        ] {
+            assert_eq!(m.parse_auth(text), Parsed::Malformed, "{text}");
+        }
+        assert_eq!(
+            m.parse_auth(r#"{"type":"auth","type":"chat","token":"a"}"#),
+            Parsed::Other
+        );
+        assert_eq!(
+            m.parse_auth(
+                r#"{"x":[{"y":[1,2.5,null,true]}],"x":{},"type":"auth","token":"a\u0041"}"#
+            ),
+            Parsed::Credential("aA".into())
+        );
+        assert_eq!(m.parse_auth(r#"{"type":7,"token":"a"}"#), Parsed::Other);
+        assert_eq!(
+            m.parse_auth(r#"{"type":"auth","token":{"t":"a"}}"#),
+            Parsed::Malformed
+        );
+        // Trailing bytes, truncation. Skipped members are skipped without
+        // recursion, however deep.
+        assert_eq!(
+            m.parse_auth(r#"{"type":"auth","token":"a"} x"#),
+            Parsed::Malformed
+        );
+        assert_eq!(
+            m.parse_auth(r#"{"type":"auth","token":"a""#),
+            Parsed::Malformed
+        );
+        let deep = format!(
+            r#"{{"type":"auth","token":"a","x":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(m.parse_auth(&deep), Parsed::Credential("a".into()));
+        assert_eq!(
+            m.parse_refresh(r#"{"type":"refresh","token":"a"} x"#),
+            Parsed::Other
+        );
+    }
+
+    #[test]
     fn answers_escape_subjects() {
         let id = Identity::new("a\"b", AuthMethod::Jwt);
         let text = JsonMessages.authenticated(&id).unwrap();
@@ -230,11 +540,54 @@ mod tests {
         );
     }
 
+    #[test]
+    fn graphql_ws_messages() {
+        let m = GraphqlWsMessages;
+        assert_eq!(
+            m.parse_auth(r#"{"type":"connection_init","payload":{"token":"t1"}}"#),
+            Parsed::Credential("t1".into())
+        );
+        assert_eq!(
+            m.parse_auth(
+                r#"{"payload":{"x":[1,{}],"token":"t1"},"id":"1","type":"connection_init"}"#
+            ),
+            Parsed::Credential("t1".into())
+        );
+        for text in [
+            r#"{"type":"connection_init"}"#,
+            r#"{"type":"connection_init","payload":{}}"#,
+            r#"{"type":"connection_init","payload":null}"#,
+            r#"{"type":"connection_init","payload":"t1"}"#,
+            r#"{"type":"connection_init","payload":{"token":""}}"#,
+            r#"{"type":"connection_init","payload":{"token":7}}"#,
+            r#"{"type":"connection_init","payload":{"token":"a","token":"b"}}"#,
+            r#"{"type":"connection_init","payload":{"token":"a"},"payload":{"token":"a"}}"#,
+            "not json",
+        ] {
+            assert_eq!(m.parse_auth(text), Parsed::Malformed, "{text}");
+        }
+        assert_eq!(
+            m.parse_auth(r#"{"type":"subscribe","id":"1","payload":{"token":"t1"}}"#),
+            Parsed::Other
+        );
+        assert_eq!(
+            m.parse_refresh(r#"{"type":"refresh","token":"t2"}"#),
+            Parsed::Other
+        );
+        let id = Identity::new("alice", AuthMethod::Jwt);
+        assert_eq!(
+            m.authenticated(&id).as_deref(),
+            Some(r#"{"type":"connection_ack"}"#)
+        );
+        assert_eq!(m.expiring(&id, Duration::from_secs(1)), None);
+    }
+
     proptest! {
         #[test]
         fn parsing_never_panics(text in "\\PC{0,400}") {
             let _ = JsonMessages.parse_auth(&text);
             let _ = JsonMessages.parse_refresh(&text);
+            let _ = GraphqlWsMessages.parse_auth(&text);
         }
     }
 }

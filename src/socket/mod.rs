@@ -11,6 +11,7 @@ mod first_message;
 mod guard;
 mod messages;
 mod revocation;
+mod split;
 
 #[cfg(feature = "axum")]
 mod axum_socket;
@@ -26,10 +27,11 @@ use std::time::Duration;
 pub use close::{CloseCodes, close_reason, is_sendable_close_code};
 pub use first_message::{FirstMessageAuth, FirstMessageError};
 pub use guard::{EndReason, GuardedSocket, NoRefresh, SessionGuard};
-pub use messages::{AuthMessages, JsonMessages, Parsed};
+pub use messages::{AuthMessages, GraphqlWsMessages, JsonMessages, Parsed};
 #[cfg(feature = "redis")]
 pub use redis_bus::RedisBus;
 pub use revocation::{BusError, LocalBus, Registration, Revocation, RevocationBus, Revocations};
+pub use split::{GuardedReceiver, GuardedSender, SharedSocket};
 
 /// What a received message is, seen through an [`AuthSocket`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,11 @@ impl SocketError {
     /// Wraps the WebSocket library's error.
     pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self(Box::new(error))
+    }
+
+    /// The library's error, if it is an `E`.
+    pub(crate) fn downcast<E: std::error::Error + 'static>(self) -> Result<E, Self> {
+        self.0.downcast::<E>().map(|e| *e).map_err(Self)
     }
 }
 
@@ -92,31 +99,60 @@ pub trait AuthSocket: Send {
     fn frame(message: &Self::Message) -> Frame<'_>;
 }
 
-/// How long [`close`] waits for the peer to answer a close frame.
-pub(crate) const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+/// How long a server-initiated close waits for the peer's Close by default
+/// (and how long the reply to the peer's Close may take to go out).
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Closes `socket` with `code` and a generic `reason`, then reads (and
-/// drops) what the peer still sends until it answers the close or
-/// one second passes, so the close handshake completes cleanly.
+/// drops) what the peer still sends until it answers with its own Close or
+/// three seconds pass, so the closing handshake of RFC 6455 completes
+/// before the socket is dropped.
+///
+/// A code that may not be sent (see [`is_sendable_close_code`]) becomes
+/// 1008.
 pub async fn close<S: AuthSocket>(socket: &mut S, code: u16, reason: &str) {
+    close_within(socket, code, reason, CLOSE_TIMEOUT).await;
+}
+
+/// [`close`], waiting at most `timeout` for the peer's Close.
+pub(crate) async fn close_within<S: AuthSocket>(
+    socket: &mut S,
+    code: u16,
+    reason: &str,
+    timeout: Duration,
+) {
     let code = if is_sendable_close_code(code) {
         code
     } else {
         1008
     };
-    if socket
-        .send_message(S::close_frame(code, close_reason(reason)))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+    // Bounded as a whole: a peer that does not read cannot hold the close
+    // (the send) any more than one that does not answer.
+    let _ = tokio::time::timeout(timeout, async {
+        if socket
+            .send_message(S::close_frame(code, close_reason(reason)))
+            .await
+            .is_err()
+        {
+            return;
+        }
         while let Some(Ok(message)) = socket.recv_message().await {
             if matches!(S::frame(&message), Frame::Close(_)) {
                 break;
             }
         }
+    })
+    .await;
+}
+
+/// After the peer's Close: keeps reading, for at most `timeout`, until the
+/// library reports the connection closed. The WebSocket libraries queue
+/// their reply Close when they read the peer's and write it on the next
+/// read, so a socket dropped right after the peer's Close would never
+/// answer it.
+pub(crate) async fn finish_close<S: AuthSocket>(socket: &mut S, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, async {
+        while let Some(Ok(_)) = socket.recv_message().await {}
     })
     .await;
 }

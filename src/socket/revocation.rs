@@ -1,10 +1,11 @@
 //! [`Revocations`]: close live connections of a subject, a session or a
 //! token, on this instance and on every instance sharing a bus.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -125,33 +126,181 @@ struct Signal {
     revoked: AtomicBool,
 }
 
+impl Signal {
+    fn revoke(&self) {
+        self.revoked.store(true, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+}
+
 struct Entry {
     identity: Identity,
     signal: Arc<Signal>,
 }
 
+/// How long revocation records are kept by default.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(10 * 60);
+/// How many revocation records are kept at most by default.
+const DEFAULT_MAX_RECORDS: usize = 65_536;
+
+/// What a revocation record is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Subject,
+    Session,
+    Token,
+}
+
+/// When a key was revoked, and until when the record is kept.
+#[derive(Debug, Clone, Copy)]
+struct Revoked {
+    at: Instant,
+    until: Instant,
+}
+
+/// The revocations of the last [`retention`](Records::retention): a
+/// connection that registers (or refreshes) while one of them matches it is
+/// revoked at once, so a revocation published between the check of a
+/// credential and the registration of its socket is never missed.
+///
+/// One map per key kind (lookups by `&str`, no allocation), and the keys in
+/// the order they expire, so that expired records go first and the store
+/// never holds more than `max` of them.
+struct Records {
+    subjects: HashMap<Box<str>, Revoked>,
+    sessions: HashMap<Box<str>, Revoked>,
+    tokens: HashMap<Box<str>, Revoked>,
+    order: VecDeque<(Key, Box<str>, Instant)>,
+    retention: Duration,
+    max: usize,
+}
+
+impl Records {
+    fn new() -> Self {
+        Self {
+            subjects: HashMap::new(),
+            sessions: HashMap::new(),
+            tokens: HashMap::new(),
+            order: VecDeque::new(),
+            retention: DEFAULT_RETENTION,
+            max: DEFAULT_MAX_RECORDS,
+        }
+    }
+
+    fn map(&mut self, key: Key) -> &mut HashMap<Box<str>, Revoked> {
+        match key {
+            Key::Subject => &mut self.subjects,
+            Key::Session => &mut self.sessions,
+            Key::Token => &mut self.tokens,
+        }
+    }
+
+    /// Drops the oldest record (when its map entry is still that record).
+    fn pop(&mut self) {
+        if let Some((key, value, until)) = self.order.pop_front() {
+            let map = self.map(key);
+            if map.get(&value).is_some_and(|r| r.until == until) {
+                map.remove(&value);
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self
+            .order
+            .front()
+            .is_some_and(|(_, _, until)| *until <= now)
+        {
+            self.pop();
+        }
+    }
+
+    fn insert(&mut self, revocation: &Revocation, now: Instant) {
+        self.expire(now);
+        if self.max == 0 {
+            return;
+        }
+        while self.order.len() >= self.max {
+            tracing::warn!(target: "tower_ws_auth", "revocation records full: the oldest is forgotten early");
+            self.pop();
+        }
+        let (key, value) = match revocation {
+            Revocation::Subject(v) => (Key::Subject, v),
+            Revocation::Session(v) => (Key::Session, v),
+            Revocation::Token(v) => (Key::Token, v),
+        };
+        let until = now + self.retention;
+        let value: Box<str> = value.as_str().into();
+        self.map(key)
+            .insert(value.clone(), Revoked { at: now, until });
+        self.order.push_back((key, value, until));
+    }
+
+    /// `true` if a kept record revokes `identity`: its session or its token
+    /// (they name one credential, which cannot become valid again), or its
+    /// subject, revoked at or after the identity was authenticated.
+    fn matches(&self, identity: &Identity, now: Instant) -> bool {
+        let live = |r: &&Revoked| r.until > now;
+        identity
+            .session_id()
+            .and_then(|id| self.sessions.get(id))
+            .filter(live)
+            .is_some()
+            || identity
+                .token_id()
+                .and_then(|id| self.tokens.get(id))
+                .filter(live)
+                .is_some()
+            || self
+                .subjects
+                .get(identity.subject())
+                .filter(live)
+                .is_some_and(|r| r.at >= identity.authenticated_at())
+    }
+}
+
+struct State {
+    entries: HashMap<u64, Entry>,
+    records: Records,
+}
+
 struct Inner {
-    entries: Mutex<HashMap<u64, Entry>>,
+    state: Mutex<State>,
     next: AtomicU64,
     bus: Option<Arc<dyn RevocationBus>>,
 }
 
 impl Inner {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
-        // A panic while holding the lock cannot leave the map inconsistent
-        // (every critical section is a single map operation or a scan).
-        self.entries
+    fn new(bus: Option<Arc<dyn RevocationBus>>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                records: Records::new(),
+            }),
+            next: AtomicU64::new(0),
+            bus,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state inconsistent
+        // (every critical section is a few map operations or a scan).
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Records `revocation` and signals the live connections it matches,
+    /// under one lock with [`Revocations::register`]: a connection either is
+    /// registered (and signalled here) or registers later (and meets the
+    /// record).
     fn apply(&self, revocation: &Revocation) -> usize {
-        let entries = self.entries();
+        let mut state = self.state();
+        state.records.insert(revocation, Instant::now());
         let mut closed = 0;
-        for entry in entries.values() {
+        for entry in state.entries.values() {
             if revocation.matches(&entry.identity) {
-                entry.signal.revoked.store(true, Ordering::SeqCst);
-                entry.signal.notify.notify_one();
+                entry.signal.revoke();
                 closed += 1;
             }
         }
@@ -171,8 +320,20 @@ impl Inner {
 /// [`CloseCodes::revoked_code`](crate::CloseCodes::revoked_code). With a [`RevocationBus`] the
 /// revocation also reaches every other instance.
 ///
+/// A revocation also stays on record for
+/// [`remember_for`](Self::remember_for) (default 10 minutes): a connection
+/// registering afterwards with an identity it matches is revoked at once.
+/// So a socket whose credential was revoked at any time after it was
+/// checked is closed, even when the revocation came between the check
+/// before the `101` and the registration after it. A session or token
+/// revocation matches every identity of that session or token; a subject
+/// revocation matches the identities authenticated
+/// ([`Identity::authenticated_at`]) before it, so the subject can log in
+/// again. Revocations from the bus are recorded when they arrive.
+///
 /// Cheap to clone. A revocation scans the live connections of this
-/// instance; an entry costs one `Arc` and one map slot.
+/// instance; an entry costs one `Arc` and one map slot, a record one map
+/// slot and the revoked key, at most [`max_records`](Self::max_records).
 ///
 /// ```
 /// use tower_ws_auth::{AuthMethod, Identity, Revocations};
@@ -212,11 +373,7 @@ impl Revocations {
     /// A registry for this process only.
     pub fn new() -> Self {
         Self {
-            inner: Arc::new(Inner {
-                entries: Mutex::new(HashMap::new()),
-                next: AtomicU64::new(0),
-                bus: None,
-            }),
+            inner: Arc::new(Inner::new(None)),
         }
     }
 
@@ -230,11 +387,7 @@ impl Revocations {
     pub async fn with_bus<B: RevocationBus>(bus: B) -> Result<Self, BusError> {
         let bus: Arc<dyn RevocationBus> = Arc::new(bus);
         let mut incoming = bus.subscribe().await?;
-        let inner = Arc::new(Inner {
-            entries: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(0),
-            bus: Some(bus),
-        });
+        let inner = Arc::new(Inner::new(Some(bus)));
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         tokio::spawn(async move {
             while let Some(revocation) = incoming.recv().await {
@@ -246,6 +399,32 @@ impl Revocations {
         Ok(Self { inner })
     }
 
+    /// How long a revocation is remembered (default 10 minutes): a
+    /// connection that registers within that time with an identity the
+    /// revocation matches is revoked at once. This closes the race between
+    /// checking a credential (before the `101`) and registering its socket
+    /// (after it): a logout published in between is not missed.
+    #[must_use]
+    pub fn remember_for(self, retention: Duration) -> Self {
+        self.inner.state().records.retention = retention;
+        self
+    }
+
+    /// How many revocations are remembered at most (default 65 536); past
+    /// it the oldest is forgotten early (with a warning).
+    #[must_use]
+    pub fn max_records(self, records: usize) -> Self {
+        self.inner.state().records.max = records;
+        self
+    }
+
+    /// `true` if a remembered revocation matches `identity`: its session,
+    /// its token, or its subject revoked at or after
+    /// [`Identity::authenticated_at`].
+    pub fn is_revoked(&self, identity: &Identity) -> bool {
+        self.inner.state().records.matches(identity, Instant::now())
+    }
+
     /// Registers a live connection of `identity`; keep the
     /// [`Registration`] for as long as the connection lives.
     pub fn register(&self, identity: &Identity) -> Registration {
@@ -254,13 +433,18 @@ impl Revocations {
             notify: Notify::new(),
             revoked: AtomicBool::new(false),
         });
-        self.inner.entries().insert(
+        let mut state = self.inner.state();
+        if state.records.matches(identity, Instant::now()) {
+            signal.revoke();
+        }
+        state.entries.insert(
             id,
             Entry {
                 identity: identity.clone(),
                 signal: signal.clone(),
             },
         );
+        drop(state);
         Registration {
             id,
             registry: Arc::downgrade(&self.inner),
@@ -315,7 +499,7 @@ impl Revocations {
 
     /// The number of registered (live) connections on this instance.
     pub fn len(&self) -> usize {
-        self.inner.entries().len()
+        self.inner.state().entries.len()
     }
 
     /// `true` if no connection is registered.
@@ -355,10 +539,14 @@ impl Registration {
 
     /// Replaces the identity the entry matches on (after a refresh).
     pub fn update(&self, identity: &Identity) {
-        if let Some(registry) = self.registry.upgrade()
-            && let Some(entry) = registry.entries().get_mut(&self.id)
-        {
-            entry.identity = identity.clone();
+        if let Some(registry) = self.registry.upgrade() {
+            let mut state = registry.state();
+            if state.records.matches(identity, Instant::now()) {
+                self.signal.revoke();
+            }
+            if let Some(entry) = state.entries.get_mut(&self.id) {
+                entry.identity = identity.clone();
+            }
         }
     }
 }
@@ -366,7 +554,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(registry) = self.registry.upgrade() {
-            registry.entries().remove(&self.id);
+            registry.state().entries.remove(&self.id);
         }
     }
 }
@@ -414,6 +602,59 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), held.revoked())
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_revocation_reaches_connections_registered_after_it() {
+        let registry = Revocations::new();
+        let checked_before = Identity::builder("alice", AuthMethod::Session)
+            .session_id("s1")
+            .build();
+        let other_session = Identity::builder("carol", AuthMethod::Session)
+            .session_id("s2")
+            .build();
+        registry.revoke_session("s1").await.unwrap();
+        registry.revoke_subject("bob").await.unwrap();
+        let bob_before = Identity::new("bob", AuthMethod::Jwt);
+        // Checked before the revocation, registered after it: revoked.
+        assert!(registry.register(&checked_before).is_revoked());
+        assert!(!registry.register(&other_session).is_revoked());
+        // A session revocation holds whenever the identity was made.
+        let later = Identity::builder("alice", AuthMethod::Session)
+            .session_id("s1")
+            .build();
+        assert!(registry.register(&later).is_revoked());
+        registry.revoke_subject("bob").await.unwrap();
+        assert!(registry.register(&bob_before).is_revoked());
+        // A subject may authenticate again after its revocation.
+        let bob_again = Identity::new("bob", AuthMethod::Jwt);
+        assert!(!registry.register(&bob_again).is_revoked());
+        assert!(registry.is_revoked(&bob_before) && !registry.is_revoked(&bob_again));
+    }
+
+    #[tokio::test]
+    async fn records_expire_and_are_bounded() {
+        let registry = Revocations::new()
+            .remember_for(Duration::from_millis(50))
+            .max_records(2);
+        let ids: Vec<Identity> = (0..3)
+            .map(|i| {
+                Identity::builder("x", AuthMethod::Jwt)
+                    .token_id(format!("t{i}"))
+                    .build()
+            })
+            .collect();
+        for i in 0..3 {
+            registry.revoke_token(&format!("t{i}")).await.unwrap();
+        }
+        // At most two records: the oldest went first.
+        assert!(!registry.is_revoked(&ids[0]));
+        assert!(registry.is_revoked(&ids[1]) && registry.is_revoked(&ids[2]));
+        assert_eq!(registry.inner.state().records.order.len(), 2);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!registry.register(&ids[2]).is_revoked());
+        registry.revoke_token("t9").await.unwrap();
+        assert_eq!(registry.inner.state().records.order.len(), 1);
     }
 
     #[test]

@@ -23,9 +23,9 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tower::ServiceExt;
-use tower_ws_auth::socket::{AuthSocket, Frame};
+use tower_ws_auth::socket::{AuthSocket, Frame, GraphqlWsMessages};
 use tower_ws_auth::{
     AuthError, AuthMethod, CloseCodes, FirstMessageAuth, Identity, Revocations, SessionGuard,
     WsAuthLayer, authenticate_fn,
@@ -66,8 +66,11 @@ pub fn boxed_auth() -> tower_ws_auth::BoxAuthenticator {
 #[derive(Clone)]
 pub struct App {
     pub first: FirstMessageAuth<tower_ws_auth::BoxAuthenticator>,
-    pub first_gql: FirstMessageAuth<tower_ws_auth::BoxAuthenticator>,
+    /// `/first-gql`: graphql-ws messages and codes.
+    pub first_gql: FirstMessageAuth<tower_ws_auth::BoxAuthenticator, GraphqlWsMessages>,
     pub guard: SessionGuard<tower_ws_auth::BoxAuthenticator>,
+    /// `/ws-plain`: expiry and revocation, no refresh.
+    pub plain: SessionGuard,
     pub revocations: Revocations,
     delivered: Arc<Mutex<Vec<String>>>,
 }
@@ -79,10 +82,12 @@ impl App {
             first_gql: FirstMessageAuth::new(boxed_auth())
                 .timeout(Duration::from_millis(300))
                 .codes(CloseCodes::graphql_ws())
+                .messages(GraphqlWsMessages)
                 .max_pending(1),
             guard: SessionGuard::new(boxed_auth())
                 .warn_before(Duration::from_millis(500))
                 .revocations(revocations.clone()),
+            plain: SessionGuard::expiry_only().revocations(revocations.clone()),
             revocations,
             delivered: Arc::new(Mutex::new(Vec::new())),
         }
@@ -100,13 +105,37 @@ impl App {
     }
 }
 
-/// The application: guarded echo, recording what it was given.
+/// The application: guarded echo, recording what it was given (texts over
+/// 1 KiB are recorded by their length); `close-me` makes it close the
+/// socket with 4000.
 pub async fn run_socket<S: AuthSocket>(app: App, socket: S, identity: Identity) {
-    let mut socket = app.guard.wrap(socket, identity);
+    let socket = app.guard.wrap(socket, identity);
+    echo(app, socket).await;
+}
+
+/// [`run_socket`] under the guard without refresh (`/ws-plain`).
+pub async fn run_plain<S: AuthSocket>(app: App, socket: S, identity: Identity) {
+    let socket = app.plain.wrap(socket, identity);
+    echo(app, socket).await;
+}
+
+async fn echo<S: AuthSocket, A: tower_ws_auth::Authenticator>(
+    app: App,
+    mut socket: tower_ws_auth::GuardedSocket<S, A>,
+) {
     while let Some(Ok(message)) = socket.recv().await {
         if let Frame::Text(text) = S::frame(&message) {
+            if text == "close-me" {
+                socket.close(4000, "bye").await;
+                break;
+            }
             let text = text.to_owned();
-            app.delivered.lock().unwrap().push(text.clone());
+            let recorded = if text.len() > 1024 {
+                format!("<{} bytes>", text.len())
+            } else {
+                text.clone()
+            };
+            app.delivered.lock().unwrap().push(recorded);
             if socket.send_text(text).await.is_err() {
                 break;
             }
@@ -114,9 +143,73 @@ pub async fn run_socket<S: AuthSocket>(app: App, socket: S, identity: Identity) 
     }
 }
 
+/// A socket that `GuardedSocket::split` accepts: a `Stream` and a `Sink`
+/// of its messages, with one error type.
+pub trait Splittable:
+    AuthSocket
+    + futures_util::Stream<Item = Result<Self::Message, <Self as Splittable>::Error>>
+    + futures_util::Sink<Self::Message, Error = <Self as Splittable>::Error>
+    + Unpin
+    + 'static
+{
+    type Error: std::error::Error + Send + Sync + 'static;
+}
+
+impl<S, E> Splittable for S
+where
+    S: AuthSocket
+        + futures_util::Stream<Item = Result<S::Message, E>>
+        + futures_util::Sink<S::Message, Error = E>
+        + Unpin
+        + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    type Error = E;
+}
+
+/// The application over a split guarded socket (`/ws-split`): the
+/// receiving half forwards texts to a task owning the sending half, which
+/// echoes them; `block-sender` makes that task hold the sending half and
+/// wait forever (the guard must close the connection all the same).
+pub async fn run_split<S: Splittable>(app: App, socket: S, identity: Identity) {
+    let (mut receiver, mut sender) = app.guard.wrap(socket, identity).split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
+    tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if text == "block-sender" {
+                std::future::pending::<()>().await;
+            }
+            if sender.send(S::text(text)).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(Ok(message)) = receiver.next().await {
+        if let Frame::Text(text) = S::frame(&message) {
+            app.delivered.lock().unwrap().push(text.to_owned());
+            if tx.send(text.to_owned()).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// The application of a guarded route: `/ws-plain`, `/ws-split` or `/ws`.
+pub async fn run_guarded<S: Splittable>(path: &str, app: App, socket: S, identity: Identity) {
+    match path {
+        "/ws-plain" => run_plain(app, socket, identity).await,
+        "/ws-split" => run_split(app, socket, identity).await,
+        _ => run_socket(app, socket, identity).await,
+    }
+}
+
 pub async fn first_message<S: AuthSocket>(app: App, socket: S, parts: Parts, graphql: bool) {
-    let auth = if graphql { &app.first_gql } else { &app.first };
-    if let Ok((socket, identity)) = auth.authenticate(socket, &parts).await {
+    let authenticated = if graphql {
+        app.first_gql.authenticate(socket, &parts).await
+    } else {
+        app.first.authenticate(socket, &parts).await
+    };
+    if let Ok((socket, identity)) = authenticated {
         run_socket(app, socket, identity).await;
     }
 }
@@ -142,22 +235,30 @@ async fn spawn_axum(app: App) -> SocketAddr {
     ) -> AxumResponse {
         let graphql = request.uri().path().ends_with("gql");
         let parts = request.into_parts().0;
+        let ws = if graphql {
+            app.first_gql.configure(ws)
+        } else {
+            app.first.configure(ws)
+        };
         ws.on_upgrade(move |socket| first_message(app, socket, parts, graphql))
     }
     async fn guarded(
         ws: WebSocketUpgrade,
         State(app): State<App>,
         identity: Identity,
+        uri: http::Uri,
     ) -> AxumResponse {
-        ws.on_upgrade(move |socket| run_socket(app, socket, identity))
+        ws.on_upgrade(move |socket| async move {
+            run_guarded(uri.path(), app, socket, identity).await;
+        })
     }
     let router = axum::Router::new()
+        .route("/ws", any(guarded))
+        .route("/ws-plain", any(guarded))
+        .route("/ws-split", any(guarded))
+        .route_layer(WsAuthLayer::new(boxed_auth()).bearer_header())
         .route("/first", any(first))
         .route("/first-gql", any(first))
-        .route(
-            "/ws",
-            any(guarded).layer(WsAuthLayer::new(boxed_auth()).bearer_header()),
-        )
         .with_state(app);
     super::serve(router).await
 }
@@ -179,9 +280,10 @@ async fn spawn_hyper(app: App) -> SocketAddr {
     }
     async fn upgraded(
         request: &mut Request<Incoming>,
+        config: Option<WebSocketConfig>,
     ) -> Option<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>> {
         let upgraded = hyper::upgrade::on(request).await.ok()?;
-        Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await)
+        Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, config).await)
     }
 
     let guarded_app = app.clone();
@@ -192,10 +294,12 @@ async fn spawn_hyper(app: App) -> SocketAddr {
             async move {
                 let response = switching(&request);
                 let identity = request.extensions().get::<Identity>().cloned();
+                let path = request.uri().path().to_owned();
                 tokio::spawn(async move {
-                    if let (Some(socket), Some(identity)) = (upgraded(&mut request).await, identity)
+                    if let (Some(socket), Some(identity)) =
+                        (upgraded(&mut request, None).await, identity)
                     {
-                        run_socket(app, socket, identity).await;
+                        run_guarded(&path, app, socket, identity).await;
                     }
                 });
                 Ok::<_, Infallible>(response)
@@ -206,12 +310,17 @@ async fn spawn_hyper(app: App) -> SocketAddr {
         let guarded = guarded.clone();
         async move {
             let path = request.uri().path().to_owned();
-            if path == "/ws" {
+            if path.starts_with("/ws") {
                 return guarded.oneshot(request).await;
             }
             let response = switching(&request);
+            let config = if path == "/first-gql" {
+                app.first_gql.websocket_config()
+            } else {
+                app.first.websocket_config()
+            };
             tokio::spawn(async move {
-                let Some(socket) = upgraded(&mut request).await else {
+                let Some(socket) = upgraded(&mut request, Some(config)).await else {
                     return;
                 };
                 let parts = request.into_parts().0;

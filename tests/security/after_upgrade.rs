@@ -504,11 +504,19 @@ async fn every_close(kind: Kind) {
     for ((case, _, code), close) in first.iter().zip(&firsts) {
         assert_close(&format!("{kind:?}: {case}"), close, *code);
     }
-    // graphql-ws codes, one connection at a time (its pending cap is 1).
+    // graphql-ws messages and codes, one connection at a time (its pending
+    // cap is 1): a refused token is 4403 (the client retries, and is refused
+    // the same way every time), a malformed connection_init 4400.
+    let init = |token: &str| {
+        text(&format!(
+            r#"{{"type":"connection_init","payload":{{"token":"{token}"}}}}"#
+        ))
+    };
     for (case, message, code) in [
-        ("malformed", text(r#"{"type":"auth"}"#), 4400),
-        ("invalid", auth("invalid"), 4401),
-        ("forbidden", auth("forbidden"), 4403),
+        ("malformed", text(r#"{"type":"connection_init"}"#), 4400),
+        ("not connection_init", auth("alice.60000"), 4403),
+        ("invalid", init("invalid"), 4403),
+        ("forbidden", init("forbidden"), 4403),
     ] {
         let close = close_after(addr, "/first-gql", &[], message).await;
         assert_close(&format!("{kind:?}: graphql-ws: {case}"), &close, code);

@@ -1,0 +1,227 @@
+//! [`WsAuth`]: the service, acting on what the check of the request head
+//! decided.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::request::Parts;
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::check::{Upgrade, carrier_rejection};
+use super::future::{AuthFuture, ResponseFuture};
+use super::{Config, Outcome, PassedThrough};
+use crate::authenticator::Authenticator;
+use crate::credential::{Carrier, Credential};
+use crate::error::AuthError;
+use crate::rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};
+
+/// What every clone of a [`WsAuth`] shares.
+struct Shared<A, H> {
+    authenticator: Arc<A>,
+    handler: Arc<H>,
+    config: Arc<Config>,
+}
+
+/// The service [`WsAuthLayer`](crate::WsAuthLayer) wraps around an inner
+/// service.
+pub struct WsAuth<S, A, H = DefaultRejectionHandler> {
+    inner: S,
+    shared: Arc<Shared<A, H>>,
+}
+
+impl<S: Clone, A, H> Clone for WsAuth<S, A, H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, A, H> fmt::Debug for WsAuth<S, A, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsAuth")
+            .field("inner", &self.inner)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, A, H> WsAuth<S, A, H> {
+    pub(super) fn new(
+        inner: S,
+        authenticator: Arc<A>,
+        handler: Arc<H>,
+        config: Arc<Config>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            authenticator,
+            handler,
+            config,
+        });
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, A, H, ReqB, ResB> Service<Request<ReqB>> for WsAuth<S, A, H>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    A: Authenticator,
+    H: RejectionHandler<ResB>,
+    ResB: Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqB, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
+        let candidate = match self.shared.config.check(&request) {
+            Outcome::PassThrough => {
+                request.extensions_mut().insert(PassedThrough);
+                return ResponseFuture::inner(self.inner.call(request), None);
+            }
+            Outcome::Reject(rejection, upgrade) => {
+                let (mut parts, _) = request.into_parts();
+                let response = self.shared.reject(*rejection, &mut parts, upgrade, None);
+                return ResponseFuture::rejected(response);
+            }
+            Outcome::Authenticate(candidate) => candidate,
+        };
+        let (mut parts, body) = request.into_parts();
+        let (credential, upgrade) = (candidate.credential, candidate.upgrade);
+        if let Err((error, carrier)) = candidate.traces.remove_from(&mut parts) {
+            let rejection = *carrier_rejection(error, Some(carrier));
+            let response = self.shared.reject(rejection, &mut parts, upgrade, None);
+            return ResponseFuture::rejected(response);
+        }
+        let auth = Shared::authenticate(self.shared.clone(), credential, parts, upgrade);
+        // Call the service that was polled ready, once authenticated; leave
+        // a fresh clone behind for the next request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let echo = candidate.traces.into_echo(upgrade == Upgrade::Http2);
+        ResponseFuture::authenticating(auth, inner, body, echo)
+    }
+}
+
+impl<A: Authenticator, H> Shared<A, H> {
+    /// Runs the authenticator: the request head with the [`Identity`] in its
+    /// extensions, or the rejection's response.
+    ///
+    /// [`Identity`]: crate::Identity
+    fn authenticate<ResB>(
+        this: Arc<Self>,
+        credential: Credential,
+        parts: Parts,
+        upgrade: Upgrade,
+    ) -> AuthFuture<ResB>
+    where
+        H: RejectionHandler<ResB>,
+    {
+        // Boxed once here, the request head (224 bytes) is not copied again
+        // into the authentication future, into its heap allocation and back
+        // out of it.
+        let mut parts = Box::new(parts);
+        Box::pin(async move {
+            match this.authenticator.authenticate(&credential, &parts).await {
+                Ok(identity) => {
+                    tracing::debug!(
+                        target: "tower_ws_auth",
+                        outcome = "accepted",
+                        carrier = credential.carrier().as_str(),
+                        subject = identity.subject(),
+                        method = %identity.method(),
+                        path = parts.uri.path(),
+                        "request authenticated"
+                    );
+                    parts.extensions.insert(identity);
+                    Ok(parts)
+                }
+                Err(error) => {
+                    let rejection = Rejection::from_auth_error(&error)
+                        .with_carrier(Some(credential.carrier().clone()));
+                    Err(this.reject(rejection, &mut parts, upgrade, Some(&error)))
+                }
+            }
+        })
+    }
+}
+
+impl<A, H> Shared<A, H> {
+    /// Logs `rejection` and answers it: with the handler's response or, for
+    /// a browser upgrade when the layer closes rejections, with a `101`
+    /// followed by a Close frame.
+    fn reject<ResB>(
+        &self,
+        rejection: Rejection,
+        parts: &mut Parts,
+        upgrade: Upgrade,
+        source: Option<&AuthError>,
+    ) -> Response<ResB>
+    where
+        H: RejectionHandler<ResB>,
+    {
+        let rejection = rejection.with_realm(self.config.realm.as_ref());
+        log_rejection(&rejection, parts.uri.path(), source);
+        let response = self.handler.respond(&rejection);
+        #[cfg(feature = "close-rejections")]
+        if let Some(close) = &self.config.close {
+            return close.answer(&rejection, parts, upgrade, &self.config, response);
+        }
+        #[cfg(not(feature = "close-rejections"))]
+        let _ = upgrade;
+        response
+    }
+}
+
+fn log_rejection(rejection: &Rejection, path: &str, source: Option<&AuthError>) {
+    let carrier = rejection.carrier().map(Carrier::as_str);
+    if rejection.kind() == RejectionKind::Unavailable {
+        let cause = source
+            .and_then(|e| std::error::Error::source(e))
+            .map(tracing::field::display);
+        tracing::warn!(
+            target: "tower_ws_auth",
+            outcome = "rejected",
+            status = rejection.status().as_u16(),
+            kind = rejection.kind().as_str(),
+            carrier,
+            reason = rejection.reason(),
+            cause,
+            path,
+            "authentication backend unavailable"
+        );
+    } else {
+        tracing::debug!(
+            target: "tower_ws_auth",
+            outcome = "rejected",
+            status = rejection.status().as_u16(),
+            kind = rejection.kind().as_str(),
+            carrier,
+            reason = rejection.reason(),
+            path,
+            "request rejected"
+        );
+    }
+}
