@@ -473,6 +473,37 @@ async fn every_close_is_a_clean_closing_handshake(kind: Kind) {
     }
 }
 
+/// A peer that breaks the protocol (RFC 6455 7.1.7): a text message that
+/// is not UTF-8 is failed with 1007, a reserved opcode with 1002, each with
+/// the server's Close flushed and a clean end, on a guarded socket (both
+/// guards, and split) and before first-message authentication.
+async fn protocol_errors_fail_the_connection_with_a_close(kind: Kind) {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let app = App::new(Revocations::new());
+    let addr = spawn(kind, app).await;
+    let bearer = [("authorization", "Bearer alice.60000")];
+    for (path, headers) in [
+        ("/ws", &bearer[..]),
+        ("/ws-plain", &bearer[..]),
+        ("/ws-split", &bearer[..]),
+        ("/first", &[][..]),
+    ] {
+        for (what, opcode, payload, expected) in [
+            ("not UTF-8", Data::Text, &[0xce, 0xba, 0xff, 0xfe][..], 1007),
+            ("reserved opcode", Data::Reserved(3), &b"x"[..], 1002),
+        ] {
+            let case = format!("{kind:?} {path}: {what}");
+            let mut ws = open(addr, path, headers).await;
+            let frame = Frame::message(Bytes::copy_from_slice(payload), OpCode::Data(opcode), true);
+            ws.send(Message::Frame(frame)).await.unwrap();
+            let (code, _, _) = close_of(&mut ws).await;
+            assert_eq!(code, expected, "{case}");
+            assert_clean_end(&mut ws, &case).await;
+        }
+    }
+}
+
 /// A split guarded socket: the halves work in two tasks (echo through a
 /// channel, refresh answered by the guard), and a sending half that is
 /// held and blocked does not stop the guard: expiry and revocation close
@@ -552,5 +583,6 @@ for_both_adapters!(
     idle_connections_are_closed_at_the_deadline,
     refresh_messages_reach_the_application_without_refresh,
     every_close_is_a_clean_closing_handshake,
+    protocol_errors_fail_the_connection_with_a_close,
     a_split_socket_is_guarded_whatever_its_sending_half_does,
 );

@@ -2,7 +2,7 @@
 
 use ::axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 
-use super::{AuthSocket, Frame, SocketError};
+use super::{AuthSocket, Frame, SocketError, tungstenite_failure_code};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl AuthSocket for WebSocket {
@@ -29,6 +29,14 @@ impl AuthSocket for WebSocket {
             code,
             reason: Utf8Bytes::from(reason.to_owned()),
         }))
+    }
+
+    fn failure_code(error: &SocketError) -> Option<u16> {
+        // axum's error wraps the tungstenite error it got (the one
+        // tungstenite of axum 0.8.9 and this crate).
+        std::error::Error::source(error.library_error())
+            .and_then(|e| e.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
+            .map_or(Some(1002), tungstenite_failure_code)
     }
 
     fn frame(message: &Message) -> Frame<'_> {

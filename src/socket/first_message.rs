@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 
 use super::{
     AuthMessages, AuthSocket, CLOSE_TIMEOUT, CloseCodes, Frame, JsonMessages, Parsed, SocketError,
-    close_within, finish_close,
+    close_within, fail, finish_close,
 };
 use crate::authenticator::Authenticator;
 use crate::credential::{Carrier, Credential};
@@ -317,7 +317,10 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
                     ));
                 }
                 Ok(None) => return Err(FirstMessageError::PeerClosed),
-                Ok(Some(Err(error))) => return Err(FirstMessageError::Socket(error)),
+                Ok(Some(Err(error))) => {
+                    fail(&mut socket, &error, inner.close_timeout).await;
+                    return Err(FirstMessageError::Socket(error));
+                }
                 Ok(Some(Ok(message))) => message,
             };
             let text = match S::frame(&received) {

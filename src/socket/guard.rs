@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::first_message::rejection_close;
 use super::{
     AuthMessages, AuthSocket, CLOSE_TIMEOUT, CloseCodes, Frame, JsonMessages, Parsed, Registration,
-    Revocations, SocketError, close_within, finish_close,
+    Revocations, SocketError, close_within, fail, finish_close,
 };
 use crate::authenticator::Authenticator;
 use crate::credential::{Carrier, Credential};
@@ -382,6 +382,9 @@ where
                 }
                 Event::Message(Some(Err(error))) => {
                     self.ended = Some(EndReason::Error);
+                    self.registration = None;
+                    let timeout = self.guard.settings.close_timeout;
+                    Box::pin(fail(&mut self.socket, &error, timeout)).await;
                     return Some(Err(error));
                 }
                 Event::Message(Some(Ok(message))) => {

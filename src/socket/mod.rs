@@ -58,6 +58,11 @@ impl SocketError {
         Self(Box::new(error))
     }
 
+    /// The library's error.
+    pub(crate) fn library_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+
     /// The library's error, if it is an `E`.
     pub(crate) fn downcast<E: std::error::Error + 'static>(self) -> Result<E, Self> {
         self.0.downcast::<E>().map(|e| *e).map_err(Self)
@@ -97,6 +102,45 @@ pub trait AuthSocket: Send {
 
     /// What `message` is.
     fn frame(message: &Self::Message) -> Frame<'_>;
+
+    /// The close code to fail the connection with after `error`, one the
+    /// library reported while receiving, as RFC 6455 (7.1.7, 7.4.1)
+    /// prescribes: 1002 for a protocol violation, 1007 for a text message
+    /// that is not UTF-8, 1009 for a message over the size limit; `None`
+    /// when the connection itself is gone (an I/O error, already closed),
+    /// where no Close can go out.
+    ///
+    /// The library's error is `error`'s
+    /// [`source`](std::error::Error::source). The default is 1002 for every
+    /// error; the adapters of this crate read tungstenite's error.
+    fn failure_code(error: &SocketError) -> Option<u16> {
+        let _ = error;
+        Some(1002)
+    }
+}
+
+/// [`AuthSocket::failure_code`] for tungstenite's errors.
+#[cfg(any(feature = "axum", feature = "tungstenite"))]
+pub(crate) fn tungstenite_failure_code(
+    error: &tokio_tungstenite::tungstenite::Error,
+) -> Option<u16> {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match error {
+        Error::ConnectionClosed
+        | Error::AlreadyClosed
+        | Error::Io(_)
+        | Error::Tls(_)
+        | Error::WriteBufferFull(_)
+        | Error::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake
+            | ProtocolError::SendAfterClosing
+            | ProtocolError::ReceivedAfterClosing,
+        ) => None,
+        Error::Utf8(_) => Some(1007),
+        Error::Capacity(_) => Some(1009),
+        _ => Some(1002),
+    }
 }
 
 /// How long a server-initiated close waits for the peer's Close by default
@@ -126,23 +170,64 @@ pub(crate) async fn close_within<S: AuthSocket>(
     } else {
         1008
     };
-    // Bounded as a whole: a peer that does not read cannot hold the close
-    // (the send) any more than one that does not answer.
+    close_then(socket, code, reason, timeout, true).await;
+}
+
+/// Sends a Close with `code` (flushed: the adapters' sends flush), then,
+/// if `drain`, reads until the peer's Close or the end of the connection.
+/// Bounded as a whole by `timeout`: a peer that does not read cannot hold
+/// the close (the send) any more than one that does not answer.
+async fn close_then<S: AuthSocket>(
+    socket: &mut S,
+    code: u16,
+    reason: &str,
+    timeout: Duration,
+    drain: bool,
+) {
     let _ = tokio::time::timeout(timeout, async {
         if socket
             .send_message(S::close_frame(code, close_reason(reason)))
             .await
             .is_err()
+            || !drain
         {
             return;
         }
-        while let Some(Ok(message)) = socket.recv_message().await {
-            if matches!(S::frame(&message), Frame::Close(_)) {
-                break;
+        while let Some(received) = socket.recv_message().await {
+            match received {
+                Ok(message) if matches!(S::frame(&message), Frame::Close(_)) => break,
+                Ok(_) => {}
+                // More protocol errors from a peer that keeps sending what
+                // it sent before our Close: read on, each one consumed a
+                // frame. Not after 1009: the library may be inside an
+                // oversized frame, and reading on would buffer it.
+                Err(error) => match S::failure_code(&error) {
+                    Some(code) if code != 1009 => {}
+                    _ => break,
+                },
             }
         }
     })
     .await;
+}
+
+/// Fails the connection after `error`, the library's report of a peer
+/// that broke the protocol (RFC 6455 7.1.7): sends the Close with the code
+/// [`AuthSocket::failure_code`] gives, flushed, then waits (at most
+/// `timeout`) for the peer's Close, so the connection still ends with a
+/// closing handshake. Nothing is sent when the connection itself is gone.
+pub(crate) async fn fail<S: AuthSocket>(socket: &mut S, error: &SocketError, timeout: Duration) {
+    let Some(code) = S::failure_code(error) else {
+        return;
+    };
+    tracing::debug!(target: "tower_ws_auth", close_code = code, "failing the websocket connection");
+    let reason = match code {
+        1007 => "invalid payload data",
+        1009 => "message too big",
+        _ => "protocol error",
+    };
+    // After 1009 nothing more is read (see `close_then`).
+    close_then(socket, code, reason, timeout, code != 1009).await;
 }
 
 /// After the peer's Close: keeps reading, for at most `timeout`, until the

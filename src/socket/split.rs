@@ -124,6 +124,15 @@ where
     fn frame(message: &Self::Message) -> Frame<'_> {
         S::frame(message)
     }
+
+    fn failure_code(error: &SocketError) -> Option<u16> {
+        // The halves' errors are the library's own, as the socket's.
+        if error.library_error().is::<Closed>() {
+            None
+        } else {
+            S::failure_code(error)
+        }
+    }
 }
 
 type Items<M, E> = Pin<Box<dyn Stream<Item = Result<M, E>> + Send>>;

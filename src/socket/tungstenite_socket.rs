@@ -7,7 +7,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use super::{AuthSocket, Frame, SocketError};
+use super::{AuthSocket, Frame, SocketError, tungstenite_failure_code};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "tungstenite")))]
 impl<S> AuthSocket for WebSocketStream<S>
@@ -35,6 +35,13 @@ where
             code: CloseCode::from(code),
             reason: reason.to_owned().into(),
         }))
+    }
+
+    fn failure_code(error: &SocketError) -> Option<u16> {
+        error
+            .library_error()
+            .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+            .map_or(Some(1002), tungstenite_failure_code)
     }
 
     fn frame(message: &Message) -> Frame<'_> {
