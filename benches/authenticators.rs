@@ -156,7 +156,7 @@ fn jwt(c: &mut Criterion) {
         let mut validation = Validation::new(case.alg);
         validation.leeway = 30;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let auth = JwtAuthenticator::<Claims>::new(case.key).unwrap();
+        let auth = JwtAuthenticator::new(case.key).unwrap().claims::<Claims>();
         let credential = Credential::new(Carrier::Bearer, token.clone());
 
         // The raw floor: the signature over the signing input, decoded

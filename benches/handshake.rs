@@ -339,15 +339,18 @@ fn app(variant: Variant) -> (Router, Vec<String>) {
             )
         }
         Variant::Hs256 => {
-            let auth = JwtAuthenticator::<Claims>::hs256(HS_SECRET).expect("HS256 key");
+            let auth = JwtAuthenticator::hs256(HS_SECRET)
+                .expect("HS256 key")
+                .claims::<Claims>();
             Router::new().route(
                 route,
                 any(identity_handler).layer(WsAuthLayer::new(auth).bearer_header()),
             )
         }
         Variant::Rs256 | Variant::Rs256Cached => {
-            let auth = JwtAuthenticator::<Claims>::from_pem(JwtAlgorithm::RS256, RSA_PUBLIC)
-                .expect("RS256 key");
+            let auth = JwtAuthenticator::from_pem(JwtAlgorithm::RS256, RSA_PUBLIC)
+                .expect("RS256 key")
+                .claims::<Claims>();
             let layer = |a| WsAuthLayer::new(a).bearer_header();
             if variant == Variant::Rs256Cached {
                 let auth = auth.cached(Duration::from_secs(60), 10_000);

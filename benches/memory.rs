@@ -90,7 +90,7 @@ async fn plain(n: usize) -> (usize, Vec<DuplexStream>, Vec<tokio::task::JoinHand
 
 async fn guarded(n: usize) -> (usize, Vec<DuplexStream>, Vec<tokio::task::JoinHandle<()>>) {
     let revocations = Revocations::new();
-    let auth = JwtAuthenticator::<serde_json::Value>::hs256(SECRET).expect("key");
+    let auth = JwtAuthenticator::hs256(SECRET).expect("key");
     let guard = SessionGuard::new(auth)
         .warn_before(Duration::from_secs(30))
         .revocations(revocations.clone());

@@ -26,6 +26,7 @@
 //! `info,tower_ws_auth=debug`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -116,8 +117,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -i -H 'X-Api-Key: sk_unknown' http://{addr}/whoami   # 401 invalid_token");
     println!("  curl -i http://{addr}/whoami   # 401, no key");
 
-    axum::serve(listener, app).await?;
-    Ok(())
+    serve(listener, app, 10_000).await
+}
+
+/// Serves `router` with the bounds the layer cannot set (`axum::serve` reads
+/// request headers with no timeout and accepts connections without limit):
+/// at most `max_connections` at once, 10 s to send the request headers, and
+/// HTTP/2 extended CONNECT (WebSockets over HTTP/2) as `axum::serve` offers.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    max_connections: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+    loop {
+        let slot = slots.clone().acquire_owned().await?;
+        let Ok((stream, _peer)) = listener.accept().await else {
+            // Out of file descriptors, say: wait a little, keep serving.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            server
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            server.http2().enable_connect_protocol();
+            let connection = server.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
 }
 
 /// A plain HTTP route behind the same layer.

@@ -85,9 +85,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(keys) => tracing::info!(keys, %issuer, "signing keys fetched"),
         Err(error) => tracing::warn!(%error, %issuer, "signing keys not fetched yet"),
     }
-    let auth = JwtAuthenticator::<Claims>::from_remote_jwks(jwks)
+    let auth = JwtAuthenticator::from_remote_jwks(jwks)
+        .claims::<Claims>()
         .audience([audience.as_str()])
-        .leeway(Duration::from_secs(30));
+        .leeway(Duration::from_secs(30))?;
 
     let app = Router::new().route(
         // `any`, not `get`: HTTP/2 WebSockets arrive as CONNECT requests.
@@ -118,8 +119,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          http://{addr}/ws   # 401, no token"
     );
 
-    axum::serve(listener, app).await?;
-    Ok(())
+    serve(listener, app, 10_000).await
+}
+
+/// Serves `router` with the bounds the layer cannot set (`axum::serve` reads
+/// request headers with no timeout and accepts connections without limit):
+/// at most `max_connections` at once, 10 s to send the request headers, and
+/// HTTP/2 extended CONNECT (WebSockets over HTTP/2) as `axum::serve` offers.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    max_connections: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+    loop {
+        let slot = slots.clone().acquire_owned().await?;
+        let Ok((stream, _peer)) = listener.accept().await else {
+            // Out of file descriptors, say: wait a little, keep serving.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            server
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            server.http2().enable_connect_protocol();
+            let connection = server.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
 }
 
 /// Runs only for upgrades whose token verified with the issuer's keys.

@@ -121,18 +121,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (rsa_public, rsa_private) = rsa_keys()?;
 
     // HS256: one shared secret (refused when shorter than 32 bytes).
-    let hs256 = JwtAuthenticator::<Claims>::hs256(secret.as_bytes())?
+    let hs256 = JwtAuthenticator::hs256(secret.as_bytes())?
+        .claims::<Claims>()
         .issuer([ISSUER])
         .audience([AUDIENCE])
         .required_scope(REQUIRED_SCOPE);
     // RS256: a key set selected by `kid`, each key pinned to its algorithm
     // (an HS256 token "signed" with the public key never verifies). Add the
     // next key here before the issuer starts using it to rotate.
-    let rs256 = JwtAuthenticator::<Claims>::with_keys([JwtKey::from_pem(
+    let rs256 = JwtAuthenticator::with_keys([JwtKey::from_pem(
         JwtAlgorithm::RS256,
         rsa_public.as_bytes(),
     )?
     .with_kid(RSA_KID)])?
+    .claims::<Claims>()
     .issuer([ISSUER])
     .audience([AUDIENCE])
     .required_scope(REQUIRED_SCOPE);
@@ -223,8 +225,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("  {handshake} {http}/ws   # 401, no credential");
 
-    axum::serve(listener, app).await?;
-    Ok(())
+    serve(listener, app, 10_000).await
+}
+
+/// Serves `router` with the bounds the layer cannot set (`axum::serve` reads
+/// request headers with no timeout and accepts connections without limit):
+/// at most `max_connections` at once, 10 s to send the request headers, and
+/// HTTP/2 extended CONNECT (WebSockets over HTTP/2) as `axum::serve` offers.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    max_connections: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+    loop {
+        let slot = slots.clone().acquire_owned().await?;
+        let Ok((stream, _peer)) = listener.accept().await else {
+            // Out of file descriptors, say: wait a little, keep serving.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            server
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            server.http2().enable_connect_protocol();
+            let connection = server.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
 }
 
 /// Runs only for upgrades whose token verified and carried `chat:write`.

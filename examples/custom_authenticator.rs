@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{any, post};
@@ -254,13 +254,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  (a token that connected in the last 30 s still connects: it is cached)");
     println!("  curl -X POST http://{addr}/admin/db/up");
 
-    // `ConnectInfo` puts the peer address into every request's extensions.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await?;
-    Ok(())
+    serve(listener, app, 10_000).await
+}
+
+/// Serves `router` with the bounds the layer cannot set (`axum::serve` reads
+/// request headers with no timeout and accepts connections without limit):
+/// at most `max_connections` at once, 10 s to send the request headers, and
+/// HTTP/2 extended CONNECT (WebSockets over HTTP/2) as `axum::serve` offers.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    max_connections: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+    loop {
+        let slot = slots.clone().acquire_owned().await?;
+        let Ok((stream, peer)) = listener.accept().await else {
+            // Out of file descriptors, say: wait a little, keep serving.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        // `ConnectInfo`, as `into_make_service_with_connect_info` gives it:
+        // the peer address in every request's extensions.
+        let router = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(router);
+        tokio::spawn(async move {
+            let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            server
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            server.http2().enable_connect_protocol();
+            let connection = server.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
 }
 
 async fn db_down(State(repository): State<UserRepository>) -> &'static str {

@@ -87,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Short-lived tokens: a small clock-skew leeway, or an expired token
     // would still open a socket (that the guard then closes at once).
-    let jwt = JwtAuthenticator::hs256(secret.as_bytes())?.leeway(Duration::from_secs(2));
+    let jwt = JwtAuthenticator::hs256(secret.as_bytes())?.leeway(Duration::from_secs(2))?;
     let state = AppState {
         first_message: FirstMessageAuth::new(jwt.clone())
             .timeout(Duration::from_secs(10))
@@ -151,8 +151,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  (echo \"{{\\\"type\\\":\\\"auth\\\",\\\"token\\\":\\\"$(curl -s 'http://{addr}/token?sub=alice')\\\"}}\"; cat) | websocat ws://{addr}/ws"
     );
 
-    axum::serve(listener, app).await?;
-    Ok(())
+    serve(listener, app, 10_000).await
+}
+
+/// Serves `router` with the bounds the layer cannot set (`axum::serve` reads
+/// request headers with no timeout and accepts connections without limit):
+/// at most `max_connections` at once, 10 s to send the request headers, and
+/// HTTP/2 extended CONNECT (WebSockets over HTTP/2) as `axum::serve` offers.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    max_connections: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+    loop {
+        let slot = slots.clone().acquire_owned().await?;
+        let Ok((stream, _peer)) = listener.accept().await else {
+            // Out of file descriptors, say: wait a little, keep serving.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            server
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            server.http2().enable_connect_protocol();
+            let connection = server.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
 }
 
 /// Accepts every upgrade; the socket authenticates with its first message.

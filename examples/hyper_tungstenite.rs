@@ -42,7 +42,7 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tokio_tungstenite::WebSocketStream;
@@ -109,7 +109,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          http://{addr}/ws   # 401, no token"
     );
 
+    // Bounds the layer cannot set: at most 10,000 connections at once, and
+    // 10 s to send the request headers (hyper needs a timer for that).
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(10_000));
     loop {
+        let slot = slots.clone().acquire_owned().await?;
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -122,12 +126,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let service = TowerToHyperService::new(service.clone());
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 // Keeps the connection usable after a 101.
                 .with_upgrades();
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
+            drop(slot);
         });
     }
 }

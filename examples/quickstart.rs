@@ -16,7 +16,8 @@
 //! ```
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`); `JWT_SECRET` (HS256, at
-//! least 32 bytes; without it a development secret is used, with a warning).
+//! least 32 bytes; without it a development secret is used, with a warning);
+//! `MAX_CONNECTIONS` (default 10,000: connections served at once).
 //!
 //! The behaviour below is a contract other test suites rely on; see the
 //! README's "Quickstart contract":
@@ -24,7 +25,8 @@
 //! * `GET /`: the demo page.
 //! * `POST /login` (`username`, `password`): sets the `session` cookie, 303
 //!   to `/`; a wrong password is 401. `POST /logout`: ends the session,
-//!   closes its live sockets with 4003, 303 to `/`.
+//!   closes its live sockets with 4003, 303 to `/`. Both need the Origin
+//!   the cookie upgrade needs (this server's own), else 403.
 //! * `GET /ws`: authenticated before the upgrade by, in this order,
 //!   `Authorization: Bearer <jwt>`, the subprotocol
 //!   `base64url.bearer.<base64url(jwt)>` beside `chat` (the 101 selects
@@ -38,6 +40,8 @@
 //! * `GET /ws/first-message`: no credential on the upgrade; the first
 //!   message must be `{"type":"auth","token":"<jwt>"}` within 10 s (else
 //!   4008); then it behaves like `/ws`.
+//! * Served with a 10 s header-read timeout and at most `MAX_CONNECTIONS`
+//!   connections at once.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -68,6 +72,7 @@ const USERS: [(&str, &str); 2] = [("alice", "alice-password"), ("bob", "bob-pass
 struct App {
     sessions: MemorySessionStore<String>,
     cookie: SessionCookie,
+    origins: OriginPolicy,
     revocations: Revocations,
     guard: SessionGuard,
     first_message: FirstMessageAuth<BoxAuthenticator, Welcome>,
@@ -83,6 +88,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = std::env::var("ADDR")
         .unwrap_or_else(|_| "127.0.0.1:3000".into())
         .parse()?;
+    let max_connections: usize = std::env::var("MAX_CONNECTIONS")
+        .unwrap_or_else(|_| "10000".into())
+        .parse()?;
+    if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&max_connections) {
+        return Err("MAX_CONNECTIONS must be at least 1 (and below 2^61)".into());
+    }
     let secret = std::env::var("JWT_SECRET").unwrap_or_else(|_| {
         tracing::warn!(
             "JWT_SECRET is not set: using a development secret; never do this in production"
@@ -91,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // JWTs: HS256 only, `exp` required (the default), `sub` required.
-    let jwt = JwtAuthenticator::<serde_json::Value>::hs256(&secret)?.require_exp();
+    let jwt = JwtAuthenticator::hs256(&secret)?;
 
     // Sessions: a signed cookie pointing at an in-memory session.
     let ttl = Duration::from_secs(8 * 3600);
@@ -117,21 +128,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .boxed();
     let auth = jwt.clone().or(by_session.for_carriers([Carrier::Cookie]));
 
-    // The cookie is accepted from this server's own origin only.
+    // The cookie is accepted from this server's own origin only; so are
+    // the login and logout forms.
     let mut origins = vec![format!("http://{addr}")];
     if addr.ip().is_loopback() {
         origins.push(format!("http://localhost:{}", addr.port()));
     }
+    let origins = OriginPolicy::from_origins(&origins)?;
     let layer = WsAuthLayer::new(auth)
         .bearer_header()
         .subprotocol_token()
-        .cookie(cookie.name(), OriginPolicy::from_origins(&origins)?)
+        .cookie(cookie.name(), origins.clone())
         .query_param("token");
 
     let revocations = Revocations::new();
     let app = App {
         sessions,
         cookie,
+        origins,
         revocations: revocations.clone(),
         guard: SessionGuard::expiry_only().revocations(revocations),
         first_message: FirstMessageAuth::new(jwt).messages(Welcome),
@@ -155,8 +169,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  query:        websocat 'ws://{addr}/ws?token={token}'");
     println!("  first message: websocat ws://{addr}/ws/first-message");
     println!(r#"                then send {{"type":"auth","token":"{token}"}}"#);
-    axum::serve(listener, router).await?;
-    Ok(())
+    serve(listener, router, max_connections).await
+}
+
+/// Serves `router` with the bounds the layer cannot set (`axum::serve` reads
+/// request headers with no timeout and accepts connections without limit):
+/// at most `max_connections` at once, 10 s to send the request headers, and
+/// HTTP/2 extended CONNECT (WebSockets over HTTP/2) as `axum::serve` offers.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    max_connections: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+    loop {
+        let slot = slots.clone().acquire_owned().await?;
+        let Ok((stream, _peer)) = listener.accept().await else {
+            // Out of file descriptors, say: wait a little, keep serving.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            server
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            server.http2().enable_connect_protocol();
+            let connection = server.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
 }
 
 /// An HS256 token for `subject`, valid for `ttl`.
@@ -210,7 +256,16 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    // The same Origin rule as the cookie upgrade: another site (even a
+    // same-site page on another port) cannot log a browser in or out.
+    if !app.origins.allows_headers(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
     let known = USERS.iter().any(|(user, password)| {
         // Demo users only: a real app checks a password hash.
         *user == form.username && *password == form.password
@@ -229,6 +284,9 @@ async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response 
 }
 
 async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
+    if !app.origins.allows_headers(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
     if let Some(id) = app.cookie.session_id(&headers) {
         app.sessions.delete(&id);
         // Close the session's live sockets (4003), here and in any other tab.

@@ -154,7 +154,7 @@ pub use rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, Reject
 #[cfg_attr(docsrs, doc(cfg(feature = "sessions")))]
 pub use session::{
     MemorySessionStore, SessionAuthenticator, SessionCookie, SessionDigest, SessionId,
-    SessionRecord, SessionStore, StoreError,
+    SessionRecord, SessionStore,
 };
 #[cfg(feature = "tower-sessions")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower-sessions")))]

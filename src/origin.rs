@@ -143,7 +143,8 @@ fn is_ip_literal(host: &str) -> bool {
 
 /// Parses `scheme://host[:port]` (no path, query, fragment or userinfo).
 /// `s.split_once("://")`, with a fast path for the usual case where the
-/// first `:` starts the separator.
+/// first `:` starts the separator (so disabling the fast path is an
+/// equivalent mutant; `split_scheme_is_split_once` checks the two agree).
 fn split_scheme(s: &str) -> Option<(&str, &str)> {
     let colon = s.find(':')?;
     match s.split_at(colon) {
@@ -170,14 +171,13 @@ fn parse_origin(s: &str) -> Result<RawOrigin<'_>, &'static str> {
         Some(i) if !rest.ends_with(']') => {
             let (host, port) = rest.split_at(i);
             let digits = port.get(1..).unwrap_or("");
-            if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
+            // A serialized origin writes its port in decimal without a sign
+            // or leading zeros (`:+443`, `:0443` are not `:443`; so never
+            // port 0); `u16` refuses empty and out-of-range ports.
+            if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err("invalid port");
             }
             let port: u16 = digits.parse().map_err(|_| "invalid port")?;
-            if port == 0 {
-                return Err("invalid port");
-            }
             (host, Some(port))
         }
         _ => (rest, None),
@@ -270,6 +270,31 @@ impl OriginPolicy {
         self.check_value(origin).is_ok()
     }
 
+    /// `true` if a request with these headers passes the policy exactly as
+    /// a cookie-authenticated upgrade must: one `Origin` header that is
+    /// allowed (several are refused), `null` only with
+    /// [`allow_null`](Self::allow_null), and no header only with
+    /// [`MissingOrigin::Allow`]. Use it on the routes that share the
+    /// cookie's ambient authority, such as login and logout forms
+    /// (`SameSite=Lax` does not stop a same-site page on another port).
+    ///
+    /// ```
+    /// use http::{HeaderMap, HeaderValue, header::ORIGIN};
+    /// use tower_ws_auth::OriginPolicy;
+    ///
+    /// let policy = OriginPolicy::from_origins(["https://app.example.com"])?;
+    /// let mut headers = HeaderMap::new();
+    /// assert!(!policy.allows_headers(&headers), "no Origin: refused by default");
+    /// headers.insert(ORIGIN, HeaderValue::from_static("https://app.example.com"));
+    /// assert!(policy.allows_headers(&headers));
+    /// headers.append(ORIGIN, HeaderValue::from_static("https://app.example.com"));
+    /// assert!(!policy.allows_headers(&headers), "several Origin headers");
+    /// # Ok::<(), tower_ws_auth::ConfigError>(())
+    /// ```
+    pub fn allows_headers(&self, headers: &HeaderMap) -> bool {
+        self.check(headers) == OriginVerdict::Allowed
+    }
+
     fn check_value(&self, origin: &str) -> Result<(), &'static str> {
         if origin.eq_ignore_ascii_case("null") {
             return if self.allow_null {
@@ -288,6 +313,10 @@ impl OriginPolicy {
             return Ok(());
         }
         let host = raw.host.as_bytes();
+        // `host` is a valid host name, which never starts with a dot, so the
+        // one length this bound could wrongly admit or refuse (`.suffix`)
+        // never reaches it: mutating `> len + 1` to `>= len + 1` or
+        // `> len * 1` is equivalent (excluded from the mutation score).
         let matches_wildcard = |e: &Origin| {
             let suffix = e.host.as_bytes();
             host.len() > suffix.len() + 1
@@ -397,6 +426,11 @@ mod tests {
         assert_eq!(policy().allow_null(true).check(&h), OriginVerdict::Allowed);
         h.append(ORIGIN, HeaderValue::from_static("https://app.example.com"));
         assert_eq!(p.check(&h), OriginVerdict::Malformed);
+        assert!(!p.allows_headers(&h), "several Origin headers");
+        h.insert(ORIGIN, HeaderValue::from_static("https://app.example.com"));
+        assert!(p.allows_headers(&h));
+        h.insert(ORIGIN, HeaderValue::from_static("https://evil.example.com"));
+        assert!(!p.allows_headers(&h));
     }
 
     #[test]

@@ -97,6 +97,21 @@ mod tests {
         assert!(!is_websocket_upgrade(&h1(&[])));
         assert!(!is_websocket_upgrade(&h1(&["h2c"])));
         assert!(!is_websocket_upgrade(&h1(&["websocketx"])));
+        // Nine bytes, one of them off: not `websocket`.
+        for near in [
+            "websockex",
+            "xebsocket",
+            "websocke ",
+            "webs0cket",
+            "websocke\t",
+        ] {
+            let mut request = h1(&[]);
+            request.headers_mut().insert(
+                UPGRADE,
+                http::HeaderValue::from_bytes(near.as_bytes()).unwrap(),
+            );
+            assert!(!is_websocket_upgrade(&request), "{near:?}");
+        }
     }
 
     #[test]

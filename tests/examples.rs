@@ -7,7 +7,8 @@
 //! Then it walks through what the commands cannot show (close codes,
 //! refresh, revocation) and kills the child.
 //!
-//! `quickstart` is tested with the README.
+//! `quickstart` is tested with the README; `graphql_ws` with the npm
+//! `graphql-ws` client in tests/graphql_ws.rs.
 #![cfg_attr(
     not(all(feature = "axum", feature = "jwt")),
     allow(dead_code, unused_imports)

@@ -93,6 +93,9 @@ fn origin_value() -> impl Strategy<Value = String> {
         ]),
         select(vec![
             "", ":443", ":8080", ":80", ":0", ":00443", ":65536", ":", ":x",
+            // Signed, zero-padded and over-long ports: never the listed port.
+            ":+443", ":-443", ":+8080", ":0443", ":08080", ":000443", ":0008080", ":4430", ":44300",
+            ": 443", ":443 ",
         ]),
         select(vec!["", "/", "/path", "?q", "@evil"]),
     )

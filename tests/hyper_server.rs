@@ -10,11 +10,10 @@ use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
+use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -103,39 +102,6 @@ async fn plain_hyper_server_behind_the_layer() {
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert_eq!(refused.challenge(), Some("Bearer error=\"invalid_token\""));
     assert_eq!(refused.body, "Unauthorized\n");
-}
-
-/// Opens an HTTP/2 connection and sends an extended CONNECT for `/ws`.
-async fn h2_connect(addr: SocketAddr, headers: &[(&str, &str)]) -> Response<Incoming> {
-    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
-    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .handshake(io)
-        .await
-        .unwrap();
-    // Let the server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) arrive.
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-    assert!(conn.is_extended_connect_protocol_enabled());
-    tokio::spawn(conn);
-    let mut builder = Request::builder()
-        .method(Method::CONNECT)
-        .uri(format!("http://{addr}/ws"))
-        .extension(hyper::ext::Protocol::from_static("websocket"))
-        .header("sec-websocket-version", "13");
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    send.send_request(builder.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap()
-}
-
-async fn h2_socket(
-    response: &mut Response<Incoming>,
-) -> WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
-    let upgraded = hyper::upgrade::on(response).await.unwrap();
-    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await
 }
 
 #[tokio::test]

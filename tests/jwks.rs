@@ -15,7 +15,7 @@ use jwt_common::*;
 use serde_json::json;
 use tower_ws_auth::{JwtAlgorithm, JwtAuthenticator, RemoteJwks};
 
-type Jwt = JwtAuthenticator<TestClaims>;
+type Jwt = JwtAuthenticator;
 
 #[tokio::test]
 async fn keys_are_fetched_once_and_cached() {
@@ -485,4 +485,59 @@ async fn https_key_server() {
     let server = serve(Jwt::from_remote_jwks(untrusted)).await;
     unavailable(server.addr, &token(Algorithm::ES256, "tls-1", "tls")).await;
     assert_eq!(keys.hits(), 1, "an untrusted server was asked for keys");
+}
+
+/// Key server URLs and builder values that cannot be honoured are
+/// configuration errors when the key source is built, never clamped.
+#[test]
+fn builder_checks() {
+    let url = "https://x.example/jwks";
+    assert!(RemoteJwks::builder(url).build().is_ok());
+    assert!(
+        RemoteJwks::builder("http://127.0.0.1:8080/keys")
+            .build()
+            .is_ok()
+    );
+    for bad in [
+        "ftp://idp.example.com/jwks",
+        "/jwks.json",
+        "idp.example.com/jwks",
+        "https://user:pw@idp.example.com/jwks",
+        "not a url",
+        "",
+    ] {
+        assert!(RemoteJwks::builder(bad).build().is_err(), "{bad}");
+        assert!(RemoteJwks::discover(bad).build().is_err(), "{bad}");
+    }
+    let secs = Duration::from_secs;
+    let refused = [
+        RemoteJwks::builder(url).refresh_bounds(secs(10), secs(5)),
+        RemoteJwks::builder(url).refresh_bounds(Duration::ZERO, secs(5)),
+        RemoteJwks::builder(url).refresh_interval(secs(30)),
+        RemoteJwks::builder(url)
+            .refresh_bounds(secs(1), secs(10))
+            .refresh_interval(secs(11)),
+        RemoteJwks::builder(url).timeouts(Duration::ZERO, secs(1)),
+        RemoteJwks::builder(url).max_body_bytes(0),
+        RemoteJwks::builder(url).max_keys(0),
+        RemoteJwks::builder(url).algorithms([JwtAlgorithm::HS256]),
+        RemoteJwks::builder(url).algorithms([]),
+        RemoteJwks::builder(url).default_rsa_algorithm(JwtAlgorithm::ES256),
+        RemoteJwks::builder(url).add_root_certificate_pem(b"not pem"),
+    ];
+    for (i, builder) in refused.into_iter().enumerate() {
+        assert!(builder.build().is_err(), "case {i}");
+    }
+    assert!(
+        RemoteJwks::builder(url)
+            .refresh_bounds(secs(1), secs(10))
+            .refresh_interval(secs(10))
+            .build()
+            .is_ok()
+    );
+    let oidc = RemoteJwks::discover("https://accounts.example.com/")
+        .build()
+        .unwrap();
+    assert_eq!(oidc.issuer(), Some("https://accounts.example.com/"));
+    assert_eq!(oidc.key_count(), 0);
 }

@@ -20,10 +20,10 @@ use tower_ws_auth::{
     JwtAuthenticator, JwtKey, WsAuthLayer,
 };
 
-type Jwt = JwtAuthenticator<TestClaims>;
+type Jwt = JwtAuthenticator;
 
 /// One authenticator holding a key for every supported algorithm.
-fn every_algorithm() -> Jwt {
+fn every_algorithm() -> JwtAuthenticator<TestClaims> {
     let rsa = |alg| {
         JwtKey::from_pem(alg, RSA_PUBLIC)
             .unwrap()
@@ -56,6 +56,7 @@ fn every_algorithm() -> Jwt {
             .with_kid("EdDSA"),
     ])
     .unwrap()
+    .claims::<TestClaims>()
 }
 
 const ALGORITHMS: [Algorithm; 12] = [
@@ -106,7 +107,7 @@ async fn every_algorithm_upgrades_and_the_handler_gets_the_identity() {
 async fn ergonomic_constructors() {
     init();
     // hs256 + require_exp: the shape from the design document.
-    let auth = Jwt::hs256(HS256_SECRET).unwrap().require_exp();
+    let auth = Jwt::hs256(HS256_SECRET).unwrap().require_exp(true);
     let server = serve(auth).await;
     let token = sign(Algorithm::HS256, None, &claims("alice"));
     assert_eq!(accepted(server.addr, &token).await.subject, "alice");
@@ -161,7 +162,7 @@ async fn rfc7515_vectors_upgrade() {
         // The unsecured A.5 JWS of the same claims is refused.
         invalid(server.addr, A5_UNSECURED).await;
         // With the clock on, the vector is expired.
-        let strict = JwtAuthenticator::<serde_json::Value>::new(JwtKey::from_jwk(jwk).unwrap())
+        let strict = JwtAuthenticator::new(JwtKey::from_jwk(jwk).unwrap())
             .unwrap()
             .subject_claim("iss");
         let server = serve(strict).await;
@@ -186,10 +187,8 @@ async fn rfc8037_key_upgrades() {
         &signing,
         Algorithm::EdDSA,
     );
-    let server = serve(
-        JwtAuthenticator::<serde_json::Value>::new(JwtKey::from_jwk(RFC8037_JWK).unwrap()).unwrap(),
-    )
-    .await;
+    let server =
+        serve(JwtAuthenticator::new(JwtKey::from_jwk(RFC8037_JWK).unwrap()).unwrap()).await;
     assert_eq!(accepted(server.addr, &token).await.subject, "rfc8037");
     // Signed with another Ed25519 key, the same claims are refused.
     let other = sign(Algorithm::EdDSA, None, &claims("rfc8037"));
@@ -281,7 +280,7 @@ async fn key_material_in_the_header_is_never_trusted_or_fetched() {
     let server = serve(
         Jwt::from_pem(JwtAlgorithm::RS256, RSA_PUBLIC)
             .unwrap()
-            .allow_missing_exp(),
+            .require_exp(false),
     )
     .await;
     let attacker = EncodingKey::from_rsa_pem(RSA2_PRIVATE.as_bytes()).unwrap();
@@ -1094,4 +1093,251 @@ async fn claims_that_are_not_utf8_are_refused() {
     );
     assert!(plain.is_err());
     assert!(auth.verify(&token).await.is_err());
+}
+
+/// The payload is read once, strictly: named claims may not repeat, must
+/// have their JSON type, and escaped strings read as their value; claims
+/// nobody reads are left to the claims type.
+#[tokio::test]
+async fn claims_are_read_strictly_in_one_pass() {
+    let auth = Jwt::hs256(HS256_SECRET)
+        .unwrap()
+        .scope_claims(["scope", "scp"])
+        .required_claims(["tenant"]);
+    let header = json!({"alg": "HS256"});
+    let exp = now() + 600;
+    let verify = |payload: String| {
+        let token = sign_text(Algorithm::HS256, &header, &payload);
+        let auth = auth.clone();
+        async move { auth.verify(&token).await }
+    };
+    let ok = verify(format!(
+        r#"{{"sub":"al\u0069ce","exp":{exp},"scope":" a  b","other":{{"deep":[1,2,3]}},"tenant":"acme","scp":["x","y\u0041"],"x":1,"x":2}}"#
+    ))
+    .await
+    .unwrap();
+    assert_eq!(ok.subject(), "alice");
+    assert_eq!(ok.scopes().collect::<Vec<_>>(), ["a", "b", "x", "yA"]);
+    assert_eq!(
+        ok.claims::<serde_json::Value>().unwrap()["tenant"],
+        json!("acme")
+    );
+    for (payload, why) in [
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"exp":{exp},"tenant":1}}"#),
+            "duplicate exp",
+        ),
+        (
+            format!(r#"{{"sub":"a","sub":"b","exp":{exp},"tenant":1}}"#),
+            "duplicate sub",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":null}}"#),
+            "required claim null",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp}}}"#),
+            "required claim missing",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"aud":["a",1]}}"#),
+            "aud with a number",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"scope":true}}"#),
+            "scope a bool",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"scp":[true]}}"#),
+            "scp of bools",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":1,"iat":"1"}}"#),
+            "iat a string",
+        ),
+        (
+            r#"{"sub":"a","exp":1e300,"tenant":1}"#.to_string(),
+            "exp 1e300",
+        ),
+        (
+            format!(r#"{{"sub":"a","exp":{exp},"tenant":1}} {{}}"#),
+            "two objects",
+        ),
+        ("[]".into(), "an array"),
+        ("\"s\"".into(), "a string"),
+        ("null".into(), "null"),
+        ("{".into(), "truncated"),
+    ] {
+        assert!(verify(payload).await.is_err(), "{why}");
+    }
+    // A typed claims type sees the same values (also those the policy
+    // reads) and refuses what does not fit it.
+    let typed = Jwt::hs256(HS256_SECRET).unwrap().claims::<TestClaims>();
+    let token = sign_text(
+        Algorithm::HS256,
+        &header,
+        &format!(r#"{{"sub":"b\u006fb","exp":{exp},"tenant":"t"}}"#),
+    );
+    let identity = typed.verify(&token).await.unwrap();
+    let claims = identity.claims::<TestClaims>().unwrap();
+    assert_eq!((&*claims.sub, claims.tenant.as_deref()), ("bob", Some("t")));
+    let token = sign_text(
+        Algorithm::HS256,
+        &header,
+        &format!(r#"{{"sub":"bob","exp":{exp},"tenant":5}}"#),
+    );
+    assert!(typed.verify(&token).await.is_err());
+}
+
+/// Keys are selected by `kid` and pinned to their algorithm; a kid-less
+/// key serves unknown kids of its algorithm; no key set is ambiguous.
+#[tokio::test]
+async fn key_selection_by_kid_and_algorithm() {
+    let key = |alg, secret: &[u8]| JwtKey::hmac(alg, secret).unwrap();
+    let auth = Jwt::with_keys([
+        key(JwtAlgorithm::HS256, HS256_SECRET).with_kid("a"),
+        key(JwtAlgorithm::HS384, HS384_SECRET).with_kid("b"),
+        key(JwtAlgorithm::HS512, HS512_SECRET),
+    ])
+    .unwrap();
+    let c = claims("alice");
+    for (alg, kid, ok) in [
+        (Algorithm::HS256, Some("a"), true),
+        (Algorithm::HS384, Some("a"), false),
+        (Algorithm::HS256, Some("zz"), false),
+        (Algorithm::HS512, Some("zz"), true),
+        (Algorithm::HS256, None, true),
+        (Algorithm::RS256, None, false),
+    ] {
+        let got = auth.verify(&sign(alg, kid, &c)).await;
+        assert_eq!(got.is_ok(), ok, "{alg:?} kid {kid:?}");
+    }
+    let two = Jwt::with_keys([
+        key(JwtAlgorithm::HS256, HS256_SECRET).with_kid("x"),
+        key(JwtAlgorithm::HS256, HS256_SECRET).with_kid("y"),
+    ])
+    .unwrap();
+    assert!(two.verify(&sign(Algorithm::HS256, None, &c)).await.is_err());
+    assert!(Jwt::with_keys([]).is_err());
+    let anon = || key(JwtAlgorithm::HS256, HS256_SECRET);
+    assert!(Jwt::with_keys([anon(), anon()]).is_err());
+    assert!(Jwt::with_keys([anon().with_kid("k".repeat(257))]).is_err());
+}
+
+#[test]
+fn algorithm_names_are_jsonwebtokens_and_exact() {
+    for alg in ALGORITHMS {
+        let ours = jwt_alg(alg);
+        assert_eq!(ours.to_jsonwebtoken(), alg);
+        assert_eq!(ours.as_str().parse::<Algorithm>().unwrap(), alg);
+        assert_eq!(serde_json::to_value(alg).unwrap(), ours.as_str());
+        assert_eq!(ours.is_symmetric(), ours.as_str().starts_with("HS"));
+    }
+    for bad in [
+        "none", "None", "nOnE", "", "hs256", "HS256 ", "ES512", "Ed25519",
+    ] {
+        assert_eq!(JwtAlgorithm::from_name(bad), None, "{bad:?}");
+    }
+}
+
+/// Which JWKs are usable keys, and the algorithm each is pinned to.
+#[test]
+fn key_import_jwk_rules() {
+    const RSA_N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+    let (x, y) = (
+        "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+    );
+    let ed = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    let usable = [
+        (
+            json!({"kty": "RSA", "n": RSA_N, "e": "AQAB"}),
+            JwtAlgorithm::RS256,
+        ),
+        (
+            json!({"kty": "RSA", "alg": "PS384", "n": RSA_N, "e": "AQAB"}),
+            JwtAlgorithm::PS384,
+        ),
+        (
+            json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
+            JwtAlgorithm::ES256,
+        ),
+        (
+            json!({"kty": "OKP", "crv": "Ed25519", "x": ed}),
+            JwtAlgorithm::EdDSA,
+        ),
+        (
+            json!({"kty": "oct", "alg": "HS256", "k": b64([7u8; 32])}),
+            JwtAlgorithm::HS256,
+        ),
+    ];
+    for (jwk, alg) in &usable {
+        assert_eq!(
+            JwtKey::from_jwk(&jwk.to_string()).unwrap().algorithm(),
+            *alg,
+            "{jwk}"
+        );
+    }
+    for jwk in [
+        json!({"kty": "RSA", "use": "enc", "n": RSA_N, "e": "AQAB"}),
+        json!({"kty": "RSA", "key_ops": ["encrypt"], "n": RSA_N, "e": "AQAB"}),
+        json!({"kty": "EC", "alg": "ES384", "crv": "P-256", "x": x, "y": y}),
+        json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}),
+        json!({"kty": "OKP", "crv": "X25519", "x": ed}),
+        json!({"kty": "oct", "k": b64([7u8; 32])}),
+        json!({"kty": "oct", "alg": "HS256", "k": b64([7u8; 31])}),
+        json!({"kty": "RSA", "n": b64([0xc1u8; 128]), "e": "AQAB"}),
+        json!({"kty": "XYZ"}),
+        json!({"kty": "RSA", "kid": 5, "n": RSA_N, "e": "AQAB"}),
+        json!("not an object"),
+    ] {
+        assert!(JwtKey::from_jwk(&jwk.to_string()).is_err(), "{jwk}");
+    }
+    // A set keeps the usable keys and skips the others.
+    let mut keys: Vec<_> = usable.iter().map(|(k, _)| k.clone()).collect();
+    keys.push(json!({"kty": "XYZ"}));
+    let set = json!({ "keys": keys }).to_string();
+    let auth = JwtAuthenticator::from_jwk_set_json(&set).unwrap();
+    let mut algs = auth.algorithms();
+    algs.sort_by_key(|a| a.as_str());
+    assert_eq!(algs.len(), 5, "{algs:?}");
+    for bad in [r#"{"keys":{}}"#, "[]", r#"{"keys":[{"kty":"XYZ"}]}"#] {
+        assert!(JwtAuthenticator::from_jwk_set_json(bad).is_err(), "{bad}");
+    }
+}
+
+/// Builder values that cannot be honoured are configuration errors.
+#[test]
+fn configuration_errors_are_not_clamped() {
+    let hs = || Jwt::hs256(HS256_SECRET).unwrap();
+    assert!(hs().leeway(tower_ws_auth::MAX_LEEWAY).is_ok());
+    assert!(hs().leeway(Duration::from_secs(301)).is_err());
+    assert!(hs().leeway(Duration::from_millis(300_001)).is_err());
+}
+
+/// Each toggle sets one thing: `validate_exp(false)` does not waive
+/// `require_exp`, and the reverse.
+#[tokio::test]
+async fn toggles_set_one_thing() {
+    let hs = || Jwt::hs256(HS256_SECRET).unwrap();
+    let no_exp = sign(Algorithm::HS256, None, &json!({"sub": "alice"}));
+    let expired = sign(
+        Algorithm::HS256,
+        None,
+        &json!({"sub": "alice", "exp": now() - 60}),
+    );
+    let unchecked = hs().validate_exp(false);
+    assert!(unchecked.verify(&expired).await.is_ok());
+    assert!(
+        unchecked.verify(&no_exp).await.is_err(),
+        "exp still required"
+    );
+    let optional = hs().require_exp(false);
+    assert!(optional.verify(&no_exp).await.is_ok());
+    assert!(
+        optional.verify(&expired).await.is_err(),
+        "exp still checked"
+    );
+    let both = hs().validate_exp(false).require_exp(false);
+    assert!(both.verify(&no_exp).await.is_ok() && both.verify(&expired).await.is_ok());
 }

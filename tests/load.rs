@@ -76,7 +76,7 @@ fn load_server_process() {
         .unwrap();
     runtime.block_on(async move {
         let revocations = Revocations::new();
-        let auth = JwtAuthenticator::<serde_json::Value>::hs256(SECRET).unwrap();
+        let auth = JwtAuthenticator::hs256(SECRET).unwrap();
         let app = axum::Router::new()
             .route("/ws", any(ws).layer(WsAuthLayer::new(auth).bearer_header()))
             .with_state(App {

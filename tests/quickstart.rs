@@ -38,12 +38,13 @@ fn welcome(subject: &str) -> String {
     format!(r#"{{"type":"authenticated","user":{{"id":"{subject}"}}}}"#)
 }
 
-/// A form POST; returns status and headers.
+/// A form POST from `origin`; returns status and headers.
 async fn post(
     addr: SocketAddr,
     path: &str,
     form: &str,
     cookie: Option<&str>,
+    origin: Option<&str>,
 ) -> (StatusCode, http::HeaderMap) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -55,6 +56,9 @@ async fn post(
         .header("content-type", "application/x-www-form-urlencoded");
     if let Some(cookie) = cookie {
         request = request.header("cookie", cookie);
+    }
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
     }
     let response = sender
         .send_request(
@@ -129,6 +133,18 @@ async fn quickstart_contract() {
         .await
         .unwrap();
     assert_eq!(next_text(&mut ws).await, welcome("bob"));
+
+    // HTTP/2 extended CONNECT (h2c): authenticated like HTTP/1.1.
+    let mut response =
+        common::h2_connect(addr, &[("authorization", &format!("Bearer {bob}"))]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut h2 = common::h2_socket(&mut response).await;
+    match tokio::time::timeout(Duration::from_secs(5), h2.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => assert_eq!(text.as_str(), welcome("bob")),
+        other => panic!("expected the welcome over HTTP/2, got {other:?}"),
+    }
+    let response = common::h2_connect(addr, &[]).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
     // Precedence: the header wins over the subprotocol and the query.
     let (mut ws, _) = connect(
@@ -216,15 +232,24 @@ async fn quickstart_contract() {
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
 
     // Login: wrong password 401; right one sets `session` and 303s to `/`.
-    let (status, _) = post(addr, "/login", "username=alice&password=wrong", None).await;
+    // Both forms need the Origin the cookie upgrade needs: from another
+    // origin, or with none, 403 and no cookie.
+    let own = Some(own_origin.as_str());
+    let (status, _) = post(addr, "/login", "username=alice&password=wrong", None, own).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, headers) = post(
-        addr,
-        "/login",
-        "username=alice&password=alice-password",
+    let form = "username=alice&password=alice-password";
+    let same_site_other_port = format!("http://127.0.0.1:{}", addr.port() + 1);
+    for origin in [
+        Some("http://evil.example"),
+        Some(same_site_other_port.as_str()),
+        Some("null"),
         None,
-    )
-    .await;
+    ] {
+        let (status, headers) = post(addr, "/login", form, None, origin).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "login from {origin:?}");
+        assert!(headers.get("set-cookie").is_none(), "login from {origin:?}");
+    }
+    let (status, headers) = post(addr, "/login", form, None, own).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers["location"], "/");
     let set_cookie = headers["set-cookie"].to_str().unwrap();
@@ -250,8 +275,17 @@ async fn quickstart_contract() {
         .unwrap_err();
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "no Origin");
 
+    // Logout from another origin (or none) is refused and ends nothing.
+    for origin in [Some(same_site_other_port.as_str()), None] {
+        let (status, headers) = post(addr, "/logout", "", Some(&cookie), origin).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "logout from {origin:?}");
+        assert!(headers.get("set-cookie").is_none());
+    }
+    by_cookie.send(Message::text("still here")).await.unwrap();
+    assert_eq!(next_text(&mut by_cookie).await, "still here");
+
     // Logout ends the session and closes its live socket with 4003.
-    let (status, headers) = post(addr, "/logout", "", Some(&cookie)).await;
+    let (status, headers) = post(addr, "/logout", "", Some(&cookie), own).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(
         headers["set-cookie"]
@@ -298,4 +332,128 @@ async fn quickstart_contract() {
         !logs.contains(cookie.trim_start_matches("session=")),
         "the session cookie leaked into the logs"
     );
+}
+
+/// Logs in and opens a cookie socket; returns the `session=...` pair.
+async fn login_and_connect(addr: SocketAddr, user: &str) -> (String, Ws) {
+    let origin = format!("http://{addr}");
+    let form = format!("username={user}&password={user}-password");
+    let (status, headers) = post(addr, "/login", &form, None, Some(&origin)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (mut ws, _) = connect(addr, "/ws", &[("cookie", &cookie), ("origin", &origin)])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, welcome(user));
+    (cookie, ws)
+}
+
+/// Browsers send every cookie of the host on one line, UTF-8 values
+/// included: logging out with `lang=français` beside the session cookie
+/// ends the session on the server (the old cookie no longer
+/// authenticates) and closes its open sockets with 4003, and the upgrade
+/// itself finds the session on such a line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_with_a_non_ascii_cookie_on_the_line_ends_the_session() {
+    let (_server, addr) = start_example("quickstart", &[("JWT_SECRET", SECRET)]);
+    let origin = format!("http://{addr}");
+    let (cookie, mut first) = login_and_connect(addr, "alice").await;
+    let line = format!("lang=français; {cookie}; city=Zürich");
+
+    let (mut second, _) = connect(addr, "/ws", &[("cookie", &line), ("origin", &origin)])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut second).await, welcome("alice"));
+
+    let (status, headers) = post(addr, "/logout", "", Some(&line), Some(&origin)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("session=;")
+    );
+    assert_eq!(close_code(&mut first).await, 4003);
+    assert_eq!(close_code(&mut second).await, 4003);
+    for cookie in [cookie.as_str(), line.as_str()] {
+        let refused = connect(addr, "/ws", &[("cookie", cookie), ("origin", &origin)])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{cookie}");
+    }
+}
+
+/// The quickstart is served with a 10 s header-read timeout and a
+/// connection cap (`MAX_CONNECTIONS`): connections that dribble an upgrade
+/// request's headers, a line a second, are closed after the timeout however
+/// long they keep sending, and while the cap is taken a new connection is
+/// not served (it is when a slot frees).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CAP: usize = 8;
+    let (_server, addr) = start_example(
+        "quickstart",
+        &[
+            ("JWT_SECRET", SECRET),
+            ("MAX_CONNECTIONS", &CAP.to_string()),
+        ],
+    );
+    // `start_example`'s probe connection frees its slot when the server sees it close.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let mut dribblers = Vec::new();
+    for i in 0..CAP {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+            .await
+            .unwrap();
+        dribblers.push(tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            for _ in 0..25 {
+                tokio::select! {
+                    read = stream.read(&mut buf) => match read {
+                        Ok(0) | Err(_) => return started.elapsed(),
+                        Ok(_) => {}
+                    },
+                    _ = tick.tick() => {
+                        let _ = stream.write_all(format!("X-Slow-{i}: still sending\r\n").as_bytes()).await;
+                    }
+                }
+            }
+            panic!("a dribbling connection was still open after 25 s");
+        }));
+    }
+
+    // Over the cap: the connection is accepted by the kernel, not served.
+    let mut waiting = tokio::net::TcpStream::connect(addr).await.unwrap();
+    waiting
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    let early = tokio::time::timeout(Duration::from_secs(3), waiting.read(&mut first)).await;
+    assert!(early.is_err(), "served over the cap: {early:?}");
+
+    for dribbler in dribblers {
+        let closed_after = dribbler.await.unwrap();
+        assert!(
+            closed_after >= Duration::from_secs(9) && closed_after < Duration::from_secs(15),
+            "closed after {closed_after:?}"
+        );
+    }
+    // The slots are free: the waiting request is answered.
+    tokio::time::timeout(Duration::from_secs(5), waiting.read_exact(&mut first))
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
 }

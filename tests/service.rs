@@ -277,7 +277,8 @@ mod close_rejections {
         .await
         .unwrap();
         let unauthorized = CloseCodes::graphql_ws().unauthorized_code();
-        assert_eq!(unauthorized, 4401);
+        // A refused credential: 4403, as graphql-ws's reference server.
+        assert_eq!(unauthorized, 4403);
         assert_eq!(close_after_upgrade(&mut ws).await.0, unauthorized);
         let (mut ws, _) = connect(
             addr,

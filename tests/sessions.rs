@@ -22,8 +22,7 @@ use session_common::*;
 use tower_ws_auth::cookie::Key;
 use tower_ws_auth::{
     AuthError, AuthMethod, Identity, MemorySessionStore, MissingOrigin, OriginPolicy,
-    SessionAuthenticator, SessionCookie, SessionId, SessionRecord, SessionStore, StoreError,
-    WsAuthLayer,
+    SessionAuthenticator, SessionCookie, SessionId, SessionRecord, SessionStore, WsAuthLayer,
 };
 
 #[derive(Debug, Clone)]
@@ -42,16 +41,16 @@ fn user(name: &str) -> User {
 
 /// What the login and logout routes need beyond loading.
 trait Backend: SessionStore<Data = User> + Clone {
-    fn create(&self, user: User) -> impl Future<Output = Result<SessionId, StoreError>> + Send;
-    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create(&self, user: User) -> impl Future<Output = Result<SessionId, AuthError>> + Send;
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), AuthError>> + Send;
 }
 
 impl Backend for Counting<MemorySessionStore<User>> {
-    async fn create(&self, user: User) -> Result<SessionId, StoreError> {
+    async fn create(&self, user: User) -> Result<SessionId, AuthError> {
         self.inner.create(user)
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, id: &SessionId) -> Result<(), AuthError> {
         self.inner.delete(id);
         Ok(())
     }
@@ -74,15 +73,15 @@ impl RedisSessions {
 impl SessionStore for RedisSessions {
     type Data = User;
 
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<User>>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<User>>, AuthError> {
         let value: Option<String> = self
             .client
             .get(Self::key(id))
             .await
-            .map_err(|e| StoreError::backend("redis GET failed", e))?;
+            .map_err(|e| AuthError::backend("redis GET failed", e))?;
         let Some(value) = value else { return Ok(None) };
         let json: serde_json::Value = serde_json::from_str(&value)
-            .map_err(|e| StoreError::backend("undecodable session", e))?;
+            .map_err(|e| AuthError::backend("undecodable session", e))?;
         let roles = json["roles"]
             .as_array()
             .into_iter()
@@ -101,7 +100,7 @@ impl SessionStore for RedisSessions {
 }
 
 impl Backend for Counting<RedisSessions> {
-    async fn create(&self, user: User) -> Result<SessionId, StoreError> {
+    async fn create(&self, user: User) -> Result<SessionId, AuthError> {
         let id = SessionId::generate()?;
         let expires_ms = (SystemTime::now() + self.inner.ttl)
             .duration_since(UNIX_EPOCH)
@@ -120,17 +119,17 @@ impl Backend for Counting<RedisSessions> {
                 false,
             )
             .await
-            .map_err(|e| StoreError::backend("redis SET failed", e))?;
+            .map_err(|e| AuthError::backend("redis SET failed", e))?;
         Ok(id)
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, id: &SessionId) -> Result<(), AuthError> {
         let _: i64 = self
             .inner
             .client
             .del(RedisSessions::key(id))
             .await
-            .map_err(|e| StoreError::backend("redis DEL failed", e))?;
+            .map_err(|e| AuthError::backend("redis DEL failed", e))?;
         Ok(())
     }
 }
@@ -269,6 +268,37 @@ async fn login_upgrade_logout_with_a_signed_cookie() {
     let none = refused(addr, None, Some(APP_ORIGIN)).await;
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(none.headers()["www-authenticate"], "Bearer");
+}
+
+/// Browsers send every cookie of the host on one `Cookie` line, UTF-8
+/// values included: a cookie such as `lang=français` beside the session
+/// cookie hides neither the session (upgrade and logout) nor a second,
+/// different `session` cookie on a line of its own.
+#[tokio::test]
+async fn a_non_ascii_cookie_hides_neither_the_session_nor_a_duplicate() {
+    let store = memory(Duration::from_secs(3600));
+    let addr = serve(app(store.clone(), signed_cookie(), app_origin())).await;
+    let alice = http_post(addr, "/login", "alice", None).await.cookie_pair();
+    let bob = http_post(addr, "/login", "bob", None).await.cookie_pair();
+    let line = format!("lang=français; {alice}; city=Zürich");
+
+    assert!(connect_and_read(addr, &line).await.starts_with("alice|"));
+
+    // The duplicate rule holds when the second cookie shares a line with
+    // a non-ASCII value: 400, never alice's nor bob's socket.
+    for lines in [
+        [alice.as_str(), &format!("lang=français; {bob}")],
+        [&format!("{bob}; lang=français"), alice.as_str()],
+    ] {
+        let response = refused_lines(addr, &lines, Some(APP_ORIGIN)).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{lines:?}");
+    }
+
+    // Logout through that line ends the session.
+    let logout = http_post(addr, "/logout", "", Some(&line)).await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    assert_invalid_token(&refused(addr, Some(&alice), Some(APP_ORIGIN)).await);
+    assert!(connect_and_read(addr, &bob).await.starts_with("bob|"));
 }
 
 #[tokio::test]

@@ -361,3 +361,31 @@ fn has_control(s: &str) -> bool {
 pub(crate) fn is_vchar(b: u8) -> bool {
     (0x21..=0x7e).contains(&b)
 }
+
+/// `tchar` of RFC 9110, the characters a token (a subprotocol name, a
+/// cookie name) may hold:
+/// `ALPHA / DIGIT / "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" /
+/// "." / "^" / "_" / "`" / "|" / "~"`. Branch-free, so the loop over a long
+/// entry (the credential) vectorises.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    (b.wrapping_sub(b'0') < 10)
+        // `| 0x20` lower-cases letters and maps no other byte onto one.
+        | ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b == b'!')
+        // `#` `$` `%` `&` `'`
+        | (b.wrapping_sub(b'#') < 5)
+        | (b == b'*')
+        | (b == b'+')
+        | (b == b'-')
+        | (b == b'.')
+        // `^` `_` `` ` ``
+        | (b.wrapping_sub(b'^') < 3)
+        | (b == b'|')
+        | (b == b'~')
+}
+
+/// `true` for a non-empty RFC 9110 `token`: `tchar`s only.
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    // No early exit, no branch: vectorised.
+    !s.is_empty() && all_bytes(s, is_tchar)
+}

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::header::SEC_WEBSOCKET_PROTOCOL;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use super::{CarrierError, Limits, all_bytes, has_control};
+use super::{CarrierError, Limits, has_control, is_token};
 
 /// Configuration of the `Sec-WebSocket-Protocol` carrier; pass it to
 /// [`WsAuthLayer::subprotocol`](crate::WsAuthLayer::subprotocol).
@@ -47,32 +47,6 @@ impl Default for SubprotocolCarrier {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// `tchar` of RFC 9110, the characters a subprotocol name may hold:
-/// `ALPHA / DIGIT / "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" /
-/// "." / "^" / "_" / "`" / "|" / "~"`. Branch-free, so the loop over a long
-/// entry (the credential) vectorises.
-fn is_tchar(b: u8) -> bool {
-    (b.wrapping_sub(b'0') < 10)
-        // `| 0x20` lower-cases letters and maps no other byte onto one.
-        | ((b | 0x20).wrapping_sub(b'a') < 26)
-        | (b == b'!')
-        // `#` `$` `%` `&` `'`
-        | (b.wrapping_sub(b'#') < 5)
-        | (b == b'*')
-        | (b == b'+')
-        | (b == b'-')
-        | (b == b'.')
-        // `^` `_` `` ` ``
-        | (b.wrapping_sub(b'^') < 3)
-        | (b == b'|')
-        | (b == b'~')
-}
-
-fn is_token(s: &[u8]) -> bool {
-    // No early exit, no branch: vectorised.
-    !s.is_empty() && all_bytes(s, is_tchar)
 }
 
 impl SubprotocolCarrier {
@@ -415,6 +389,7 @@ pub(crate) fn parse_protocols(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credential::is_tchar;
     use proptest::prelude::*;
 
     fn headers(lines: &[&str]) -> HeaderMap {

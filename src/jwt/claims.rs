@@ -1,12 +1,15 @@
-//! The claims this crate validates, read strictly from the verified
-//! payload: a registered claim of the wrong JSON type (`"exp": "123"`,
-//! `"nbf": true`, `"exp": null`) is a failure, never "absent".
-
-use std::fmt;
+//! The verified payload, read once: the claims this crate validates, read
+//! strictly (a registered claim of the wrong JSON type, `"exp": "123"`,
+//! `"nbf": true`, `"exp": null`, is a failure, never "absent"), and the
+//! typed claims `C` deserialized in the same pass.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer, StringDeserializer};
+use serde::de::{self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 /// The claim names the payload reader looks at, with the positions of the
 /// ones validation needs. Built once, when the authenticator is
@@ -35,13 +38,8 @@ impl ClaimNames {
                 names.len() - 1
             }
         };
-        let exp = index("exp");
-        let nbf = index("nbf");
-        let iat = index("iat");
-        let iss = index("iss");
-        let aud = index("aud");
-        let jti = index("jti");
-        let sub = index(subject);
+        let [exp, nbf, iat, iss, aud, jti, subject] =
+            ["exp", "nbf", "iat", "iss", "aud", "jti", subject].map(&mut index);
         let scopes = scope_claims.iter().map(|n| index(n)).collect();
         let required = required.iter().map(|n| index(n)).collect();
         Self {
@@ -52,19 +50,37 @@ impl ClaimNames {
             iss,
             aud,
             jti,
-            subject: sub,
+            subject,
             scopes,
             required,
         }
     }
+}
 
-    fn position(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| **n == *name)
+/// A JSON string, borrowed from the input when it has no escapes (serde's
+/// own `Cow<str>` always copies).
+pub(crate) struct Text<'de>(pub(crate) Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
-/// A claim value, as much as validation needs of it. Strings borrow from
-/// the payload when they have no escapes.
+/// A claim value, as much as validation needs of it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Claim<'de> {
     /// Any JSON number, as the nearest `f64`.
@@ -75,12 +91,6 @@ pub(crate) enum Claim<'de> {
     Null,
     /// A boolean, an object or an array holding something else.
     Other,
-}
-
-impl Claim<'_> {
-    pub(crate) fn is_null(&self) -> bool {
-        matches!(self, Self::Null)
-    }
 }
 
 impl<'de> de::Deserialize<'de> for Claim<'de> {
@@ -126,7 +136,7 @@ impl<'de> Visitor<'de> for ClaimVisitor {
         Ok(Claim::Null)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Claim<'de>, A::Error> {
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Claim<'de>, A::Error> {
         let mut strings = Some(Vec::new());
         while let Some(item) = seq.next_element::<Claim<'de>>()? {
             match (item, strings.as_mut()) {
@@ -154,86 +164,101 @@ impl<'de> Claims<'de> {
     }
 }
 
-/// Why a payload was refused.
-pub(crate) type Reason = &'static str;
-
-/// Reads the claims named in `names` from a verified payload, which must
-/// be one JSON object without duplicate names among those claims.
-pub(crate) fn read<'de>(payload: &'de str, names: &ClaimNames) -> Result<Claims<'de>, Reason> {
+/// Reads a verified payload in one pass: the claims named in `names`
+/// (which must not be repeated) and the typed claims `C`, both from one
+/// JSON object. The named claims' values go to `C` too.
+pub(crate) fn read<'de, C: de::Deserialize<'de>>(
+    payload: &'de str,
+    names: &ClaimNames,
+) -> Result<(Claims<'de>, C), &'static str> {
     let mut de = serde_json::Deserializer::from_str(payload);
-    let mut duplicate = false;
-    let claims = PayloadSeed {
+    let mut tap = Tap {
         names,
-        duplicate: &mut duplicate,
-    }
-    .deserialize(&mut de)
-    .and_then(|claims| de.end().map(|()| claims));
-    match claims {
-        Ok(claims) => Ok(claims),
-        Err(_) if duplicate => Err("duplicate claim"),
-        Err(_) => Err("claims are not a JSON object"),
+        values: vec![None; names.names.len()],
+        current: None,
+        failure: "claims are not a JSON object",
+    };
+    let typed = (&mut de)
+        .deserialize_map(TapVisitor::<C>(&mut tap, PhantomData))
+        .and_then(|typed| de.end().map(|()| typed));
+    match typed {
+        Ok(typed) => Ok((Claims { values: tap.values }, typed)),
+        Err(_) => Err(tap.failure),
     }
 }
 
-struct PayloadSeed<'n, 'd> {
+/// What the pass keeps: the named claims seen so far, the one whose value
+/// comes next, and what to report if the pass fails.
+struct Tap<'n, 'de> {
     names: &'n ClaimNames,
-    duplicate: &'d mut bool,
+    values: Vec<Option<Claim<'de>>>,
+    current: Option<usize>,
+    failure: &'static str,
 }
 
-struct NameSeed<'n>(&'n ClaimNames);
+struct TapVisitor<'t, 'n, 'de, C>(&'t mut Tap<'n, 'de>, PhantomData<C>);
 
-impl<'de> DeserializeSeed<'de> for NameSeed<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for NameSeed<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a claim name")
-    }
-
-    fn visit_str<E: de::Error>(self, name: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.position(name))
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for PayloadSeed<'_, '_> {
-    type Value = Claims<'de>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Claims<'de>, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PayloadSeed<'_, '_> {
-    type Value = Claims<'de>;
+impl<'de, C: de::Deserialize<'de>> Visitor<'de> for TapVisitor<'_, '_, 'de, C> {
+    type Value = C;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JWT claims object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims<'de>, A::Error> {
-        let mut values: Vec<Option<Claim<'de>>> = vec![None; self.names.names.len()];
-        while let Some(position) = map.next_key_seed(NameSeed(self.names))? {
-            match position.and_then(|i| values.get_mut(i)) {
-                Some(slot) => {
-                    if slot.is_some() {
-                        *self.duplicate = true;
-                        return Err(de::Error::custom("duplicate claim"));
-                    }
-                    *slot = Some(map.next_value::<Claim<'de>>()?);
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<C, A::Error> {
+        self.0.failure = "claims do not fit the claims type";
+        let mut tapped = Tapped { tap: self.0, map };
+        let typed = C::deserialize(MapAccessDeserializer::new(&mut tapped))?;
+        // The rest of the object, if `C` stopped reading early.
+        while tapped.next_key_seed(PhantomData::<IgnoredAny>)?.is_some() {
+            tapped.next_value_seed(PhantomData::<IgnoredAny>)?;
         }
-        Ok(Claims { values })
+        Ok(typed)
+    }
+}
+
+/// The payload object as `C` sees it, with the named claims copied aside
+/// on the way.
+struct Tapped<'t, 'n, 'de, A> {
+    tap: &'t mut Tap<'n, 'de>,
+    map: A,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Tapped<'_, '_, 'de, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let Some(Text(name)) = self.map.next_key::<Text<'de>>()? else {
+            return Ok(None);
+        };
+        let position = self.tap.names.names.iter().position(|n| **n == *name);
+        if let Some(i) = position
+            && self.tap.values.get(i).is_some_and(Option::is_some)
+        {
+            self.tap.failure = "duplicate claim";
+            return Err(de::Error::custom("duplicate claim"));
+        }
+        self.tap.current = position;
+        match name {
+            Cow::Borrowed(name) => seed.deserialize(BorrowedStrDeserializer::new(name)),
+            Cow::Owned(name) => seed.deserialize(StringDeserializer::new(name)),
+        }
+        .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        let Some(slot) = self.tap.current.take() else {
+            return self.map.next_value_seed(seed);
+        };
+        let raw = self.map.next_value::<&'de RawValue>()?;
+        let claim = serde_json::from_str::<Claim<'de>>(raw.get()).map_err(de::Error::custom)?;
+        if let Some(value) = self.tap.values.get_mut(slot) {
+            *value = Some(claim);
+        }
+        seed.deserialize(raw).map_err(de::Error::custom)
     }
 }
 
@@ -254,127 +279,13 @@ pub(crate) fn string<'v>(value: &'v Claim<'_>) -> Result<&'v str, ()> {
     }
 }
 
-/// `aud`: one string or an array of strings.
-pub(crate) fn audiences<'v>(value: &'v Claim<'_>) -> Result<Vec<&'v str>, ()> {
-    match value {
-        Claim::Str(s) => Ok(vec![&**s]),
-        Claim::Strings(items) => Ok(items.iter().map(|s| &**s).collect()),
-        _ => Err(()),
-    }
-}
-
 /// A scope claim: a space-separated string (`scope`, RFC 8693) or an array
 /// of strings (`scp`, `roles`).
 pub(crate) fn scopes<'v>(value: &'v Claim<'_>, out: &mut Vec<&'v str>) -> Result<(), ()> {
     match value {
-        Claim::Str(s) => {
-            out.extend(s.split(' ').filter(|s| !s.is_empty()));
-            Ok(())
-        }
-        Claim::Strings(items) => {
-            out.extend(items.iter().map(|s| &**s));
-            Ok(())
-        }
-        _ => Err(()),
+        Claim::Str(s) => out.extend(s.split(' ').filter(|s| !s.is_empty())),
+        Claim::Strings(items) => out.extend(items.iter().map(|s| &**s)),
+        _ => return Err(()),
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names() -> ClaimNames {
-        ClaimNames::new(
-            "sub",
-            &["scope".into(), "scp".into()],
-            &["tenant".into(), "nbf".into()],
-        )
-    }
-
-    fn claim(json: &str) -> Claim<'_> {
-        serde_json::from_str(json).unwrap()
-    }
-
-    #[test]
-    fn reads_named_claims_only() {
-        let n = names();
-        let payload = r#"{"sub":"alice","exp":10,"scope":"a b","other":{"deep":[1,2,3]},"tenant":"acme","scp":["x","y\u0041"]}"#;
-        let c = read(payload, &n).unwrap();
-        assert_eq!(c.get(n.subject), Some(&Claim::Str(Cow::Borrowed("alice"))));
-        assert!(matches!(
-            c.get(n.subject),
-            Some(Claim::Str(Cow::Borrowed(_)))
-        ));
-        assert_eq!(c.get(n.exp), Some(&Claim::Number(10.0)));
-        assert_eq!(c.get(n.nbf), None);
-        assert_eq!(c.get(n.required[0]), Some(&Claim::Str("acme".into())));
-        assert_eq!(
-            c.get(n.scopes[1]),
-            Some(&Claim::Strings(vec!["x".into(), "yA".into()]))
-        );
-        assert_eq!(n.required[1], n.nbf);
-    }
-
-    #[test]
-    fn claim_values() {
-        assert_eq!(claim("-5"), Claim::Number(-5.0));
-        assert_eq!(claim("18446744073709551616"), Claim::Number(2f64.powi(64)));
-        assert_eq!(claim("5.5"), Claim::Number(5.5));
-        assert_eq!(claim("null"), Claim::Null);
-        assert_eq!(claim("true"), Claim::Other);
-        assert_eq!(claim("{\"a\":[1]}"), Claim::Other);
-        assert_eq!(claim("[\"a\",1]"), Claim::Other);
-        assert_eq!(claim("[]"), Claim::Strings(vec![]));
-        assert_eq!(claim("[[\"a\"]]"), Claim::Other);
-    }
-
-    #[test]
-    fn refuses_duplicates_and_non_objects() {
-        let n = names();
-        assert_eq!(
-            read(r#"{"exp":1,"exp":2}"#, &n).err(),
-            Some("duplicate claim")
-        );
-        assert_eq!(
-            read(r#"{"sub":"a","sub":"b"}"#, &n).err(),
-            Some("duplicate claim")
-        );
-        // Duplicates of claims nobody reads are left to the claims type.
-        assert!(read(r#"{"x":1,"x":2}"#, &n).is_ok());
-        for bad in [
-            "[]",
-            "\"s\"",
-            "null",
-            "{",
-            "{} {}",
-            "Example of Ed25519 signing",
-        ] {
-            assert_eq!(read(bad, &n).err(), Some("claims are not a JSON object"));
-        }
-    }
-
-    #[test]
-    fn strict_types() {
-        assert_eq!(numeric_date(&claim("5.5")), Ok(5.5));
-        assert_eq!(numeric_date(&claim("1e300")), Ok(1e300));
-        for bad in ["\"123\"", "true", "null", "[1]", "{}"] {
-            assert!(numeric_date(&claim(bad)).is_err(), "{bad}");
-        }
-        assert_eq!(audiences(&claim("\"a\"")), Ok(vec!["a"]));
-        assert_eq!(audiences(&claim("[\"a\",\"b\"]")), Ok(vec!["a", "b"]));
-        assert!(audiences(&claim("[\"a\",1]")).is_err());
-        assert!(audiences(&claim("1")).is_err());
-        let (a, b, c, d) = (
-            claim("\" chat:read  chat:write\""),
-            claim("[\"admin\"]"),
-            claim("true"),
-            claim("[true]"),
-        );
-        let mut out = Vec::new();
-        scopes(&a, &mut out).unwrap();
-        scopes(&b, &mut out).unwrap();
-        assert_eq!(out, ["chat:read", "chat:write", "admin"]);
-        assert!(scopes(&c, &mut out).is_err());
-        assert!(scopes(&d, &mut out).is_err());
-    }
+    Ok(())
 }

@@ -6,7 +6,6 @@
 //! Everything here is linear in the token, bounded by size caps checked
 //! before any decoding, and never panics: the token is network data.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
@@ -14,11 +13,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
 use super::algorithm::JwtAlgorithm;
+use super::claims::Text;
 
 /// The largest `kid` accepted, in bytes.
 pub(crate) const MAX_KID_BYTES: usize = 256;
 /// The largest protected header accepted, base64url-encoded.
 const MAX_HEADER_CHARS: usize = 2048;
+/// The largest protected header accepted, decoded: what
+/// [`check`] decodes it into.
+pub(crate) const MAX_HEADER_BYTES: usize = MAX_HEADER_CHARS / 4 * 3;
 /// The largest signature accepted, base64url-encoded: an RSA-8192
 /// signature (1024 bytes), the largest any supported key produces.
 const MAX_SIGNATURE_CHARS: usize = 1366;
@@ -33,16 +36,17 @@ pub(crate) enum Refusal {
     Invalid(&'static str),
 }
 
-/// What the policy reads from a token's protected header.
-#[derive(Debug)]
-pub(crate) struct Checked {
+/// What the policy reads from a token's protected header, borrowed from
+/// the decoded header where it has no escapes.
+pub(crate) struct Checked<'h> {
     pub(crate) alg: JwtAlgorithm,
-    pub(crate) kid: Option<String>,
-    pub(crate) typ: Option<String>,
+    pub(crate) kid: Option<Text<'h>>,
+    pub(crate) typ: Option<Text<'h>>,
 }
 
 /// A byte of a base64url segment (RFC 4648 section 5, unpadded) or a dot;
-/// branch-free, for [`all_bytes`](crate::credential::all_bytes).
+/// branch-free, for [`all_bytes`](crate::credential::all_bytes) (an RS256
+/// token is some 500 bytes).
 fn base64url_or_dot(b: u8) -> bool {
     (b.wrapping_sub(b'0') < 10)
         | ((b | 0x20).wrapping_sub(b'a') < 26)
@@ -55,8 +59,12 @@ fn base64url_or_dot(b: u8) -> bool {
 /// segment count (otherwise [`Refusal::NotJws`]), the size caps, the
 /// alphabet and lengths of the segments, then the header: JSON with a
 /// supported `alg`, no duplicate member, no `crit` (so no `b64`
-/// extension), a `kid` within its cap.
-pub(crate) fn check(token: &str, max_len: usize) -> Result<Checked, Refusal> {
+/// extension), a `kid` within its cap. The header is decoded into `buf`.
+pub(crate) fn check<'h>(
+    token: &str,
+    max_len: usize,
+    buf: &'h mut [u8; MAX_HEADER_BYTES],
+) -> Result<Checked<'h>, Refusal> {
     let mut segments = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) = (
         segments.next(),
@@ -86,17 +94,20 @@ pub(crate) fn check(token: &str, max_len: usize) -> Result<Checked, Refusal> {
     {
         return Err(Refusal::Invalid("a segment is not base64url"));
     }
-    let header_json = URL_SAFE_NO_PAD
-        .decode(header)
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(header, buf)
         .map_err(|_| Refusal::Invalid("a segment is not base64url"))?;
-    let header = serde_json::from_slice::<PolicyHeader>(&header_json)
+    let header = serde_json::from_slice::<PolicyHeader<'h>>(buf.get(..len).unwrap_or_default())
         .map_err(|_| Refusal::Invalid("header refused"))?;
     let alg = header
         .alg
-        .as_deref()
-        .and_then(JwtAlgorithm::from_name)
+        .and_then(|alg| JwtAlgorithm::from_name(&alg.0))
         .ok_or(Refusal::Invalid("alg missing or not supported"))?;
-    if header.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_BYTES) {
+    if header
+        .kid
+        .as_ref()
+        .is_some_and(|k| k.0.len() > MAX_KID_BYTES)
+    {
         return Err(Refusal::Invalid("kid over 256 bytes"));
     }
     Ok(Checked {
@@ -112,14 +123,13 @@ pub(crate) fn check(token: &str, max_len: usize) -> Result<Checked, Refusal> {
 /// `b64` is refused too); any member `null` refused (jsonwebtoken reads
 /// `"kid": null` as no `kid`, which would select the kid-less key). Other
 /// members (`jwk`, `jku`, `x5u`, `x5c`, ...) are skipped, never used.
-#[derive(Default)]
-struct PolicyHeader {
-    alg: Option<String>,
-    kid: Option<String>,
-    typ: Option<String>,
+struct PolicyHeader<'de> {
+    alg: Option<Text<'de>>,
+    kid: Option<Text<'de>>,
+    typ: Option<Text<'de>>,
 }
 
-impl<'de> de::Deserialize<'de> for PolicyHeader {
+impl<'de> de::Deserialize<'de> for PolicyHeader<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_map(PolicyHeaderVisitor)
     }
@@ -128,19 +138,19 @@ impl<'de> de::Deserialize<'de> for PolicyHeader {
 struct PolicyHeaderVisitor;
 
 impl<'de> Visitor<'de> for PolicyHeaderVisitor {
-    type Value = PolicyHeader;
+    type Value = PolicyHeader<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JOSE header object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PolicyHeader, A::Error> {
-        let mut header = PolicyHeader::default();
-        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PolicyHeader<'de>, A::Error> {
+        let (mut alg, mut kid, mut typ) = (None, None, None);
+        while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
             let slot = match &*name {
-                "alg" => &mut header.alg,
-                "kid" => &mut header.kid,
-                "typ" => &mut header.typ,
+                "alg" => &mut alg,
+                "kid" => &mut kid,
+                "typ" => &mut typ,
                 "crit" | "b64" => return Err(de::Error::custom("crit or b64")),
                 _ => {
                     if map.next_value::<Option<IgnoredAny>>()?.is_none() {
@@ -149,10 +159,10 @@ impl<'de> Visitor<'de> for PolicyHeaderVisitor {
                     continue;
                 }
             };
-            if slot.replace(map.next_value::<String>()?).is_some() {
+            if slot.replace(map.next_value::<Text<'de>>()?).is_some() {
                 return Err(de::Error::custom("duplicate member"));
             }
         }
-        Ok(header)
+        Ok(PolicyHeader { alg, kid, typ })
     }
 }

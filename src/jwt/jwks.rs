@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::algorithm::{AlgSet, JwtAlgorithm};
 use super::fetch::{FetchError, Fetcher};
-use super::keys::{JwkRules, KeySet, Miss, parse_jwk_set};
+use super::keys::{JwkRules, KeySet, UNKNOWN_KID, parse_jwk_set};
 use crate::error::{AuthError, ConfigError};
 
 /// The keys of a remote JWK Set, for
@@ -26,9 +26,9 @@ use crate::error::{AuthError, ConfigError};
 ///   followed.
 /// * **Caching**: keys are fetched on the first request (or by
 ///   [`refresh`](Self::refresh)) and refreshed in the background, after the
-///   response's `Cache-Control: max-age` (or
-///   [`refresh_interval`](RemoteJwksBuilder::refresh_interval) without one)
-///   clamped to [`refresh_bounds`](RemoteJwksBuilder::refresh_bounds). The
+///   response's `Cache-Control: max-age` brought within
+///   [`refresh_bounds`](RemoteJwksBuilder::refresh_bounds), or
+///   [`refresh_interval`](RemoteJwksBuilder::refresh_interval) without one. The
 ///   background task runs on the Tokio runtime of the first request and
 ///   stops when the last handle is dropped.
 /// * **Unknown `kid`**: a token whose `kid` is not cached triggers one
@@ -60,7 +60,7 @@ use crate::error::{AuthError, ConfigError};
 ///     .timeouts(Duration::from_secs(2), Duration::from_secs(5))
 ///     .build()?;
 /// jwks.refresh().await?; // optional warm-up at startup
-/// let auth = JwtAuthenticator::<serde_json::Value>::from_remote_jwks(jwks).audience(["chat-api"]);
+/// let auth = JwtAuthenticator::from_remote_jwks(jwks).audience(["chat-api"]);
 /// # let _ = auth;
 /// # Ok(())
 /// # }
@@ -90,7 +90,8 @@ enum Source {
 
 #[derive(Debug, Clone)]
 struct Options {
-    refresh_interval: Duration,
+    /// `None`: the default, five minutes within the refresh bounds.
+    refresh_interval: Option<Duration>,
     min_refresh: Duration,
     max_refresh: Duration,
     refetch_interval: Duration,
@@ -106,7 +107,7 @@ struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            refresh_interval: Duration::from_secs(300),
+            refresh_interval: None,
             min_refresh: Duration::from_secs(60),
             max_refresh: Duration::from_secs(24 * 3600),
             refetch_interval: Duration::from_secs(30),
@@ -161,16 +162,21 @@ fn parse_url(url: &str) -> Result<Uri, ConfigError> {
 
 impl RemoteJwksBuilder {
     /// Without `Cache-Control: max-age` on the response, refresh the keys
-    /// this long after a fetch (default five minutes; clamped to the
-    /// [`refresh_bounds`](Self::refresh_bounds)).
+    /// this long after a fetch. It must lie within the
+    /// [`refresh_bounds`](Self::refresh_bounds) ([`build`](Self::build)
+    /// fails otherwise); by default five minutes, brought within the
+    /// bounds.
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
-        self.options.refresh_interval = interval;
+        self.options.refresh_interval = Some(interval);
         self
     }
 
-    /// The bounds `max-age` (and the refresh interval) are clamped to:
+    /// The bounds on the refresh delay a key server asks for with
+    /// `Cache-Control: max-age` (a runtime bound on what the server
+    /// sends: a `max-age` outside them is brought to the nearest bound):
     /// default 60 seconds to 24 hours. After a failed fetch the next one
-    /// is scheduled `min` later. `min` must be positive and at most `max`.
+    /// is scheduled `min` later. `min` must be positive and at most `max`
+    /// ([`build`](Self::build) fails otherwise).
     pub fn refresh_bounds(mut self, min: Duration, max: Duration) -> Self {
         self.options.min_refresh = min;
         self.options.max_refresh = max;
@@ -245,6 +251,13 @@ impl RemoteJwksBuilder {
         let bad = |reason| ConfigError::InvalidJwtConfig { reason };
         if o.min_refresh.is_zero() || o.min_refresh > o.max_refresh {
             return Err(bad("refresh bounds must satisfy 0 < min <= max"));
+        }
+        if o.refresh_interval
+            .is_some_and(|i| i < o.min_refresh || i > o.max_refresh)
+        {
+            return Err(bad(
+                "the refresh interval must lie within the refresh bounds",
+            ));
         }
         if o.connect_timeout.is_zero() || o.total_timeout.is_zero() {
             return Err(bad("timeouts must be positive"));
@@ -414,8 +427,8 @@ impl RemoteJwks {
             if let Some(keys) = &keys {
                 match keys.select(alg, kid) {
                     Ok(_) => return Ok(keys.clone()),
-                    Err(Miss::UnknownKid) => {}
-                    Err(miss) => return Err(AuthError::invalid(miss.reason())),
+                    Err(UNKNOWN_KID) => {}
+                    Err(miss) => return Err(AuthError::invalid(miss)),
                 }
             }
             if fetched || !shared.request_fetch_allowed() {
@@ -511,7 +524,7 @@ impl Shared {
             return AuthError::unavailable("unknown kid while the key server is unreachable")
                 .with_retry_after(self.retry_after());
         }
-        AuthError::invalid(Miss::UnknownKid.reason())
+        AuthError::invalid(UNKNOWN_KID)
     }
 
     fn until_next_refresh(&self) -> Duration {
@@ -524,7 +537,8 @@ impl Shared {
 
     fn clamp_refresh(&self, max_age: Option<Duration>) -> Duration {
         max_age
-            .unwrap_or(self.options.refresh_interval)
+            .or(self.options.refresh_interval)
+            .unwrap_or(Duration::from_secs(300))
             .clamp(self.options.min_refresh, self.options.max_refresh)
     }
 
@@ -643,66 +657,5 @@ impl Shared {
             ));
         }
         Ok(uri)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        assert!(parse_url("https://idp.example.com/jwks.json").is_ok());
-        assert!(parse_url("http://127.0.0.1:8080/keys").is_ok());
-        for bad in [
-            "ftp://idp.example.com/jwks",
-            "/jwks.json",
-            "idp.example.com/jwks",
-            "https://user:pw@idp.example.com/jwks",
-            "not a url",
-            "",
-        ] {
-            assert!(parse_url(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn builder_checks() {
-        assert!(
-            RemoteJwks::builder("https://x.example/jwks")
-                .build()
-                .is_ok()
-        );
-        assert!(RemoteJwks::builder("nope").build().is_err());
-        assert!(
-            RemoteJwks::builder("https://x.example/jwks")
-                .refresh_bounds(Duration::from_secs(10), Duration::from_secs(5))
-                .build()
-                .is_err()
-        );
-        assert!(
-            RemoteJwks::builder("https://x.example/jwks")
-                .algorithms([JwtAlgorithm::HS256])
-                .build()
-                .is_err()
-        );
-        assert!(
-            RemoteJwks::builder("https://x.example/jwks")
-                .default_rsa_algorithm(JwtAlgorithm::ES256)
-                .build()
-                .is_err()
-        );
-        let oidc = RemoteJwks::discover("https://accounts.example.com/")
-            .build()
-            .unwrap();
-        assert_eq!(oidc.issuer(), Some("https://accounts.example.com/"));
-        match &oidc.shared.source {
-            Source::Oidc { discovery, .. } => assert_eq!(
-                discovery.to_string(),
-                "https://accounts.example.com/.well-known/openid-configuration"
-            ),
-            Source::Jwks(_) => panic!("expected OIDC"),
-        }
-        assert_eq!(oidc.key_count(), 0);
     }
 }

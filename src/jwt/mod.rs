@@ -28,7 +28,7 @@ pub use algorithm::JwtAlgorithm;
 pub use jwks::{RemoteJwks, RemoteJwksBuilder};
 pub use keys::JwtKey;
 
-use self::claims::ClaimNames;
+use self::claims::{Claim, ClaimNames};
 use self::compact::Refusal;
 use self::keys::{JwkRules, KeySet};
 use crate::authenticator::Authenticator;
@@ -37,7 +37,7 @@ use crate::error::{AuthError, ConfigError};
 use crate::identity::{AuthMethod, Identity};
 
 /// The largest clock-skew leeway [`JwtAuthenticator::leeway`] accepts:
-/// five minutes. Larger values are clamped to it.
+/// five minutes. A larger one is a [`ConfigError`].
 pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 /// The default leeway: 30 seconds.
@@ -62,14 +62,14 @@ fn install_crypto_provider() {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum KeySource {
     Static(Arc<KeySet>),
     #[cfg(feature = "jwks")]
     Remote(RemoteJwks),
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Config {
     keys: KeySource,
     validate_exp: bool,
@@ -105,7 +105,7 @@ impl Config {
         v.validate_exp = self.validate_exp;
         v.validate_nbf = true;
         v.required_spec_claims.clear();
-        if self.require_exp && self.validate_exp {
+        if self.require_exp {
             v.required_spec_claims.insert("exp".into());
         }
         if !self.issuers.is_empty() {
@@ -152,8 +152,8 @@ impl Config {
 ///
 /// # fn main() -> Result<(), tower_ws_auth::ConfigError> {
 /// let secret = std::env::var("JWT_SECRET").unwrap_or_default();
-/// let auth = JwtAuthenticator::<Claims>::hs256(secret)?
-///     .require_exp()
+/// let auth = JwtAuthenticator::hs256(secret)?
+///     .claims::<Claims>()
 ///     .issuer(["https://auth.example.com"])
 ///     .audience(["chat"])
 ///     .required_scope("chat:write");
@@ -163,6 +163,20 @@ impl Config {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Configuration
+///
+/// The constructors give `serde_json::Value` claims; [`claims`](Self::claims)
+/// opts into a type of yours. Every toggle takes a `bool` and sets that one
+/// thing only ([`require_exp`](Self::require_exp),
+/// [`validate_exp`](Self::validate_exp),
+/// [`decline_non_jws`](Self::decline_non_jws)); list settings
+/// ([`audience`](Self::audience), [`issuer`](Self::issuer),
+/// [`scope_claims`](Self::scope_claims),
+/// [`required_claims`](Self::required_claims)) replace what was set before,
+/// [`required_scope`](Self::required_scope) adds one. A value that cannot
+/// be honoured is a [`ConfigError`] ([`leeway`](Self::leeway) over
+/// [`MAX_LEEWAY`]), never clamped or ignored.
 ///
 /// # One verification path
 ///
@@ -197,7 +211,7 @@ impl Config {
 ///    (`sub`, see [`subject_claim`](Self::subject_claim)) a non-empty
 ///    string; a claim of the wrong type, `null` included, is a failure,
 ///    never "absent"; duplicate names among them are refused. `exp` is
-///    required (unless [`allow_missing_exp`](Self::allow_missing_exp)),
+///    required (unless [`require_exp(false)`](Self::require_exp)),
 ///    must be in the future and within [`max_lifetime`](Self::max_lifetime)
 ///    of now.
 /// 5. **Typed claims**: the payload is deserialized into `C`.
@@ -258,38 +272,19 @@ impl<C> Clone for JwtAuthenticator<C> {
 
 impl<C> fmt::Debug for JwtAuthenticator<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &*self.config;
-        let mut d = f.debug_struct("JwtAuthenticator");
-        match &c.keys {
-            KeySource::Static(set) => d.field("keys", set),
-            #[cfg(feature = "jwks")]
-            KeySource::Remote(remote) => d.field("keys", remote),
-        };
-        d.field("claims", &std::any::type_name::<C>())
-            .field("validate_exp", &c.validate_exp)
-            .field("require_exp", &c.require_exp)
-            .field("leeway_secs", &c.leeway)
-            .field("max_lifetime", &c.max_lifetime)
-            .field("audiences", &c.audiences)
-            .field("issuers", &c.issuers)
-            .field("typ", &c.typ)
-            .field("required_scopes", &c.required_scopes)
-            .field("subject_claim", &c.subject_claim)
-            .field("scope_claims", &c.scope_claims)
-            .field("required_claims", &c.required_claims)
-            .field("max_token_bytes", &c.max_token_bytes)
-            .field("decline_non_jws", &c.decline_non_jws)
+        f.debug_struct("JwtAuthenticator")
+            .field("claims", &std::any::type_name::<C>())
+            .field("config", &self.config)
             .finish()
     }
 }
 
-/// `typ` without an `application/` prefix, lowercased (RFC 7515 section
-/// 4.1.9).
-fn normalize_typ(typ: &str) -> String {
-    let lower = typ.to_ascii_lowercase();
-    match lower.strip_prefix("application/") {
-        Some(rest) => rest.to_owned(),
-        None => lower,
+/// `typ` without an `application/` prefix, compared case-insensitively
+/// (RFC 7515 section 4.1.9).
+fn strip_application(typ: &str) -> &str {
+    match (typ.get(..12), typ.get(12..)) {
+        (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("application/") => rest,
+        _ => typ,
     }
 }
 
@@ -352,7 +347,12 @@ impl<C> JwtAuthenticator<C> {
             _claims: PhantomData,
         }
     }
+}
 
+/// The constructors build a `JwtAuthenticator` whose claims are a
+/// [`serde_json::Value`]; [`claims`](JwtAuthenticator::claims) changes the
+/// type.
+impl JwtAuthenticator {
     /// Verifies tokens with one key.
     pub fn new(key: JwtKey) -> Result<Self, ConfigError> {
         Self::with_keys([key])
@@ -366,7 +366,7 @@ impl<C> JwtAuthenticator<C> {
     /// use tower_ws_auth::{JwtAlgorithm, JwtAuthenticator, JwtKey};
     ///
     /// # fn main() -> Result<(), tower_ws_auth::ConfigError> {
-    /// let auth = JwtAuthenticator::<serde_json::Value>::with_keys([
+    /// let auth = JwtAuthenticator::with_keys([
     ///     JwtKey::hmac(JwtAlgorithm::HS256, b"this-is-the-2024-secret-of-32-bytes")?.with_kid("2024"),
     ///     JwtKey::hmac(JwtAlgorithm::HS256, b"this-is-the-2025-secret-of-32-bytes")?.with_kid("2025"),
     /// ])?;
@@ -444,6 +444,36 @@ impl<C> JwtAuthenticator<C> {
             None => this,
         }
     }
+}
+
+impl<C> JwtAuthenticator<C> {
+    /// Deserializes the claims of accepted tokens into `D` (instead of
+    /// [`serde_json::Value`]), read back in the handler with
+    /// [`Identity::claims`]; a token whose claims do not fit `D` is
+    /// refused. The configuration is kept.
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use tower_ws_auth::JwtAuthenticator;
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Claims {
+    ///     tenant: String,
+    /// }
+    ///
+    /// # fn main() -> Result<(), tower_ws_auth::ConfigError> {
+    /// let auth = JwtAuthenticator::hs256(b"0123456789abcdef0123456789abcdef")?.claims::<Claims>();
+    /// # let _ = auth;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn claims<D>(self) -> JwtAuthenticator<D> {
+        JwtAuthenticator {
+            config: self.config,
+            _claims: PhantomData,
+        }
+    }
 
     fn edit(mut self, f: impl FnOnce(&mut Config)) -> Self {
         let config = Arc::make_mut(&mut self.config);
@@ -452,34 +482,23 @@ impl<C> JwtAuthenticator<C> {
         self
     }
 
-    /// Requires `exp` and checks it. This is the default: connection tokens
-    /// should expire.
+    /// Whether tokens must carry `exp` (default `true`: connection tokens
+    /// should expire). With `false`, tokens without `exp` are accepted; an
+    /// `exp` that is present is still checked.
     #[must_use]
-    pub fn require_exp(self) -> Self {
-        self.edit(|c| {
-            c.require_exp = true;
-            c.validate_exp = true;
-        })
+    pub fn require_exp(self, require: bool) -> Self {
+        self.edit(|c| c.require_exp = require)
     }
 
-    /// Accepts tokens without `exp`; an `exp` that is present is still
-    /// checked.
-    #[must_use]
-    pub fn allow_missing_exp(self) -> Self {
-        self.edit(|c| c.require_exp = false)
-    }
-
-    /// With `false`, `exp` is neither required nor compared with the clock
-    /// nor with [`max_lifetime`](Self::max_lifetime) (its type is still
-    /// checked). Only for fixed test vectors or tokens whose lifetime
-    /// something else enforces: an expired token is then accepted. `true`
-    /// restores the default.
+    /// Whether `exp` is compared with the clock and with
+    /// [`max_lifetime`](Self::max_lifetime) (default `true`). With `false`
+    /// its type is still checked, and it is still required unless
+    /// [`require_exp(false)`](Self::require_exp). Only for fixed test
+    /// vectors or tokens whose lifetime something else enforces: an expired
+    /// token is then accepted.
     #[must_use]
     pub fn validate_exp(self, validate: bool) -> Self {
-        self.edit(|c| {
-            c.validate_exp = validate;
-            c.require_exp = validate;
-        })
+        self.edit(|c| c.validate_exp = validate)
     }
 
     /// Refuses tokens whose `exp` is more than `lifetime` from now
@@ -493,7 +512,7 @@ impl<C> JwtAuthenticator<C> {
     ///
     /// # fn main() -> Result<(), tower_ws_auth::ConfigError> {
     /// // Access tokens of this issuer live at most an hour.
-    /// let auth = JwtAuthenticator::<serde_json::Value>::hs256(b"0123456789abcdef0123456789abcdef")?
+    /// let auth = JwtAuthenticator::hs256(b"0123456789abcdef0123456789abcdef")?
     ///     .max_lifetime(Duration::from_secs(3600));
     /// # let _ = auth;
     /// # Ok(())
@@ -527,9 +546,9 @@ impl<C> JwtAuthenticator<C> {
         self.edit(|c| c.issuers = boxed(issuers))
     }
 
-    /// The clock-skew allowance for `nbf` (default 30 seconds), clamped to
-    /// [`MAX_LEEWAY`] (five minutes). Whole seconds; a fraction is rounded
-    /// up.
+    /// The clock-skew allowance for `nbf` (default 30 seconds), at most
+    /// [`MAX_LEEWAY`] (five minutes; a larger one is a [`ConfigError`]).
+    /// Whole seconds; a fraction is rounded up.
     ///
     /// `exp` gets no leeway: a token already past its `exp` by this
     /// server's clock is refused. Its socket would not live anyway: the
@@ -537,11 +556,14 @@ impl<C> JwtAuthenticator<C> {
     /// [`SessionGuard`](crate::SessionGuard) closes the socket then (with
     /// a leeway on `exp`, such a token got a `101` followed at once by a
     /// 4002 close). The handshake and the guard thus agree on one instant.
-    #[must_use]
-    pub fn leeway(self, leeway: Duration) -> Self {
-        let leeway = leeway.min(MAX_LEEWAY);
+    pub fn leeway(self, leeway: Duration) -> Result<Self, ConfigError> {
+        if leeway > MAX_LEEWAY {
+            return Err(ConfigError::InvalidJwtConfig {
+                reason: "leeway over MAX_LEEWAY (five minutes)",
+            });
+        }
         let secs = leeway.as_secs() + u64::from(leeway.subsec_nanos() > 0);
-        self.edit(|c| c.leeway = secs)
+        Ok(self.edit(|c| c.leeway = secs))
     }
 
     /// Claims that must be present and not `null` (replacing any set
@@ -561,8 +583,8 @@ impl<C> JwtAuthenticator<C> {
     /// 9068 access tokens), and refuses tokens without `typ`.
     #[must_use]
     pub fn typ(self, typ: &str) -> Self {
-        let typ = normalize_typ(typ);
-        self.edit(|c| c.typ = Some(typ.into_boxed_str()))
+        let typ = strip_application(typ).into();
+        self.edit(|c| c.typ = Some(typ))
     }
 
     /// Requires the scope or role `scope` (exact, case-sensitive); call
@@ -583,7 +605,7 @@ impl<C> JwtAuthenticator<C> {
     /// use tower_ws_auth::JwtAuthenticator;
     ///
     /// # fn main() -> Result<(), tower_ws_auth::ConfigError> {
-    /// let auth = JwtAuthenticator::<serde_json::Value>::hs256(b"0123456789abcdef0123456789abcdef")?
+    /// let auth = JwtAuthenticator::hs256(b"0123456789abcdef0123456789abcdef")?
     ///     .scope_claims(["roles"])
     ///     .required_scope("admin");
     /// # let _ = auth;
@@ -657,7 +679,8 @@ where
     /// in-band refresh on an open socket.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let config = &*self.config;
-        let checked = match compact::check(token, config.max_token_bytes) {
+        let mut header = [0; compact::MAX_HEADER_BYTES];
+        let checked = match compact::check(token, config.max_token_bytes, &mut header) {
             Ok(checked) => checked,
             Err(Refusal::NotJws) if config.decline_non_jws => {
                 return Err(AuthError::NotApplicable);
@@ -667,13 +690,13 @@ where
         };
         if let Some(expected) = &config.typ {
             match &checked.typ {
-                Some(typ) if normalize_typ(typ) == **expected => {}
+                Some(typ) if strip_application(&typ.0).eq_ignore_ascii_case(expected) => {}
                 Some(_) => return Err(AuthError::invalid("typ not accepted")),
                 None => return Err(AuthError::invalid("typ missing")),
             }
         }
-        let (alg, kid) = (checked.alg, checked.kid.as_deref());
-        let miss = |miss: keys::Miss| AuthError::invalid(miss.reason());
+        let (alg, kid) = (checked.alg, checked.kid.as_ref().map(|k| &*k.0));
+        let miss = AuthError::invalid;
         match &config.keys {
             KeySource::Static(set) => {
                 if !set.algorithms().contains(alg) {
@@ -710,7 +733,7 @@ where
     fn identity(&self, payload: &str) -> Result<Identity, AuthError> {
         let config = &*self.config;
         let names = &config.names;
-        let claims = claims::read(payload, names).map_err(AuthError::invalid)?;
+        let (claims, typed) = claims::read::<C>(payload, names).map_err(AuthError::invalid)?;
         let invalid = |reason: &'static str| move |()| AuthError::invalid(reason);
         let date = |index, reason| {
             claims
@@ -722,46 +745,47 @@ where
         let exp = date(names.exp, "exp is not a NumericDate")?;
         date(names.nbf, "nbf is not a NumericDate")?;
         date(names.iat, "iat is not a NumericDate")?;
-        if config.validate_exp {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            match exp {
-                Some(exp) if exp <= now.floor() => {
+        match exp {
+            None if config.require_exp => return Err(AuthError::invalid("exp missing")),
+            Some(exp) if config.validate_exp => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                if exp <= now.floor() {
                     return Err(AuthError::invalid("token expired"));
                 }
-                Some(exp) if exp - now > config.max_lifetime.as_secs_f64() => {
+                if exp - now > config.max_lifetime.as_secs_f64() {
                     return Err(AuthError::invalid("exp beyond the maximum lifetime"));
                 }
-                None if config.require_exp => return Err(AuthError::invalid("exp missing")),
-                _ => {}
             }
+            _ => {}
         }
-        for (index, reason) in [
-            (names.iss, "iss is not a string"),
-            (names.jti, "jti is not a string"),
-        ] {
+        let string = |index, reason| {
             claims
                 .get(index)
                 .map(claims::string)
                 .transpose()
-                .map_err(invalid(reason))?;
+                .map_err(invalid(reason))
+        };
+        string(names.iss, "iss is not a string")?;
+        let jti = string(names.jti, "jti is not a string")?;
+        if claims
+            .get(names.aud)
+            .is_some_and(|aud| !matches!(aud, Claim::Str(_) | Claim::Strings(_)))
+        {
+            return Err(AuthError::invalid(
+                "aud is not a string or an array of strings",
+            ));
         }
-        if let Some(aud) = claims.get(names.aud) {
-            claims::audiences(aud)
-                .map_err(invalid("aud is not a string or an array of strings"))?;
-        }
-        let subject = claims
-            .get(names.subject)
+        let subject = string(names.subject, "subject is not a string")?
             .ok_or_else(|| AuthError::invalid("subject missing"))?;
-        let subject = claims::string(subject).map_err(invalid("subject is not a string"))?;
         if subject.is_empty() {
             return Err(AuthError::invalid("subject is empty"));
         }
         if names
             .required
             .iter()
-            .any(|&i| claims.get(i).is_none_or(claims::Claim::is_null))
+            .any(|&i| claims.get(i).is_none_or(|c| *c == Claim::Null))
         {
             return Err(AuthError::invalid("required claim missing"));
         }
@@ -772,8 +796,6 @@ where
                     .map_err(invalid("scope claim of the wrong type"))?;
             }
         }
-        let typed: C = serde_json::from_str(payload)
-            .map_err(|_| AuthError::invalid("claims do not fit the claims type"))?;
         if !config
             .required_scopes
             .iter()
@@ -791,7 +813,7 @@ where
         {
             builder = builder.expires_at(at);
         }
-        if let Some(Ok(jti)) = claims.get(names.jti).map(claims::string) {
+        if let Some(jti) = jti {
             builder = builder.token_id(jti);
         }
         Ok(builder.build())

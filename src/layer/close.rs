@@ -70,7 +70,7 @@ const MAX_FRAME: usize = 4096;
 ///
 /// | rejection | code (default) | `graphql_ws()` |
 /// |---|---|---|
-/// | `MissingCredential`, `InvalidToken` | [`unauthorized_code`](CloseCodes::unauthorized_code) (4001) | 4401 |
+/// | `MissingCredential`, `InvalidToken` | [`unauthorized_code`](CloseCodes::unauthorized_code) (4001) | 4403 |
 /// | `InvalidRequest` | [`malformed_code`](CloseCodes::malformed_code) (4001) | 4400 |
 /// | `InsufficientScope`, `Forbidden`, `OriginRefused` | [`forbidden_code`](CloseCodes::forbidden_code) (4003) | 4403 |
 /// | `CredentialTooLarge` | [`too_big_code`](CloseCodes::too_big_code) (1009) | 1009 |
@@ -153,9 +153,11 @@ impl CloseRejections {
         }
     }
 
-    /// The codes of [`CloseCodes::graphql_ws`] (4401 unauthorized, 4403
-    /// forbidden, 4400 malformed), the codes a graphql-ws client knows: it
-    /// stops at once on 4401 and 4400 rather than reconnecting.
+    /// The codes of [`CloseCodes::graphql_ws`] (4403 for a refused or
+    /// missing credential and for a forbidden one, 4400 malformed), the codes
+    /// graphql-ws's reference server sends: a graphql-ws client stops at once
+    /// on 4400 and retries 4403 up to its `retryAttempts`, each retry refused
+    /// the same way.
     pub fn graphql_ws() -> Self {
         Self::new().codes(CloseCodes::graphql_ws())
     }

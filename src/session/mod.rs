@@ -22,12 +22,10 @@ mod session_cookie;
 #[cfg(feature = "tower-sessions")]
 mod tower_sessions;
 
-use std::borrow::Cow;
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -67,7 +65,7 @@ pub use tower_sessions::{TowerSessionData, TowerSessionStore};
 /// assert_eq!(again.digest(), id.digest());
 /// assert!(SessionId::parse("too-short").is_none());
 /// assert!(SessionId::parse("not base64url: contains spaces!!").is_none());
-/// # Ok::<(), tower_ws_auth::StoreError>(())
+/// # Ok::<(), tower_ws_auth::AuthError>(())
 /// ```
 #[derive(Clone)]
 pub struct SessionId {
@@ -87,11 +85,11 @@ impl SessionId {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] if the operating system's random source fails.
-    pub fn generate() -> Result<Self, StoreError> {
+    /// [`AuthError::Unavailable`] if the operating system's random source fails.
+    pub fn generate() -> Result<Self, AuthError> {
         let mut bytes = [0u8; 32];
         getrandom::getrandom(&mut bytes)
-            .map_err(|e| StoreError::backend("the operating system's random source failed", e))?;
+            .map_err(|e| AuthError::backend("the operating system's random source failed", e))?;
         Ok(Self::from_secret(URL_SAFE_NO_PAD.encode(bytes)))
     }
 
@@ -198,104 +196,17 @@ impl<D> SessionRecord<D> {
     }
 }
 
-/// Why a [`SessionStore`] could not answer: the database is down, timed
-/// out, returned garbage. [`SessionAuthenticator`] turns it into
-/// [`AuthError::Unavailable`]: 503 with `Retry-After`, never 401 and never
-/// an upgrade.
-///
-/// The reason and the source's `Display` are logged: never put a session id
-/// or a cookie into either.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_ws_auth::{AuthError, StoreError};
-///
-/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-/// let err = StoreError::backend("redis GET failed", io).with_retry_after(Duration::from_secs(2));
-/// assert_eq!(err.to_string(), "session store unavailable: redis GET failed");
-/// assert!(matches!(
-///     AuthError::from(err),
-///     AuthError::Unavailable { retry_after: Some(d), .. } if d == Duration::from_secs(2)
-/// ));
-/// ```
-#[derive(Debug, Clone)]
-pub struct StoreError {
-    reason: Cow<'static, str>,
-    retry_after: Option<Duration>,
-    source: Option<Arc<dyn StdError + Send + Sync>>,
-}
-
-impl StoreError {
-    /// A store failure described by `reason`.
-    pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            reason: reason.into(),
-            retry_after: None,
-            source: None,
-        }
-    }
-
-    /// A store failure caused by `source` (the database client's error).
-    pub fn backend(
-        reason: impl Into<Cow<'static, str>>,
-        source: impl StdError + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            reason: reason.into(),
-            retry_after: None,
-            source: Some(Arc::new(source)),
-        }
-    }
-
-    /// Sets the `Retry-After` the client gets (the layer's default is one
-    /// second).
-    #[must_use]
-    pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
-        self
-    }
-
-    /// The reason, for logs.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-
-    /// The `Retry-After` set with [`with_retry_after`](Self::with_retry_after).
-    pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "session store unavailable: {}", self.reason)
-    }
-}
-
-impl StdError for StoreError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn StdError + 'static))
-    }
-}
-
-impl From<StoreError> for AuthError {
-    fn from(error: StoreError) -> Self {
-        AuthError::Unavailable {
-            reason: error.reason,
-            retry_after: error.retry_after,
-            source: error.source,
-        }
-    }
-}
-
 /// Where sessions live: loads a session by its id.
 ///
 /// Key your storage by [`SessionId::digest`] (see [`SessionDigest`]), so a
 /// leaked table or a timing side channel in the lookup yields no usable
 /// session id. Return `Ok(None)` for an unknown or expired session (401)
-/// and `Err` when the backend cannot answer (503). Give your database client
+/// and [`AuthError::Unavailable`] when the backend cannot answer (503 with
+/// `Retry-After`, never 401, never an upgrade: build it with
+/// [`AuthError::backend`] or [`AuthError::unavailable`], and never put a
+/// session id or a cookie into its reason or source). Any other
+/// [`AuthError`] is answered as such (a locked account can be
+/// [`AuthError::Forbidden`]). Give your database client
 /// a timeout: a store that hangs holds the handshake until it answers.
 ///
 /// Implemented by [`MemorySessionStore`], by
@@ -303,7 +214,7 @@ impl From<StoreError> for AuthError {
 /// `tower-sessions`) for every tower-sessions store, and by `Arc<S>`.
 ///
 /// ```
-/// use tower_ws_auth::{SessionId, SessionRecord, SessionStore, StoreError};
+/// use tower_ws_auth::{AuthError, SessionId, SessionRecord, SessionStore};
 ///
 /// #[derive(Clone)]
 /// struct User { id: u64, roles: Vec<String> }
@@ -313,7 +224,7 @@ impl From<StoreError> for AuthError {
 /// impl SessionStore for Postgres {
 ///     type Data = User;
 ///
-///     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<User>>, StoreError> {
+///     async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<User>>, AuthError> {
 ///         // SELECT user_id, roles, expires_at FROM sessions WHERE digest = $1
 ///         let _key = id.digest().as_bytes();
 ///         Ok(None)
@@ -328,7 +239,7 @@ pub trait SessionStore: Send + Sync + 'static {
     fn load(
         &self,
         id: &SessionId,
-    ) -> impl Future<Output = Result<Option<SessionRecord<Self::Data>>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<SessionRecord<Self::Data>>, AuthError>> + Send;
 }
 
 impl<S: SessionStore> SessionStore for Arc<S> {
@@ -337,7 +248,7 @@ impl<S: SessionStore> SessionStore for Arc<S> {
     fn load(
         &self,
         id: &SessionId,
-    ) -> impl Future<Output = Result<Option<SessionRecord<Self::Data>>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Option<SessionRecord<Self::Data>>, AuthError>> + Send {
         (**self).load(id)
     }
 }
@@ -487,6 +398,7 @@ mod tests {
     use super::*;
     use crate::AuthMethod;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     /// A store whose sessions never leave it, expired or not: the
     /// authenticator must still refuse the expired ones.
@@ -502,10 +414,10 @@ mod tests {
         async fn load(
             &self,
             _id: &SessionId,
-        ) -> Result<Option<SessionRecord<&'static str>>, StoreError> {
+        ) -> Result<Option<SessionRecord<&'static str>>, AuthError> {
             self.loads.fetch_add(1, Ordering::SeqCst);
             if self.fail {
-                return Err(StoreError::new("down").with_retry_after(Duration::from_secs(7)));
+                return Err(AuthError::unavailable("down").with_retry_after(Duration::from_secs(7)));
             }
             Ok(Some(SessionRecord::new("alice", self.expires_at)))
         }

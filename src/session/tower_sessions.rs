@@ -8,7 +8,8 @@ use std::time::SystemTime;
 use tower_sessions_core::SessionStore as TowerStore;
 use tower_sessions_core::session::Id;
 
-use super::{SessionId, SessionRecord, SessionStore, StoreError};
+use super::{SessionId, SessionRecord, SessionStore};
+use crate::error::AuthError;
 
 /// A [`SessionStore`] over any store of tower-sessions 0.14
 /// (`tower_sessions::MemoryStore`, `tower-sessions-redis-store`,
@@ -97,7 +98,7 @@ impl<S: TowerStore> SessionStore for TowerSessionStore<S> {
     async fn load(
         &self,
         id: &SessionId,
-    ) -> Result<Option<SessionRecord<TowerSessionData>>, StoreError> {
+    ) -> Result<Option<SessionRecord<TowerSessionData>>, AuthError> {
         // tower-sessions ids are 128 bits in 22 base64url characters; other
         // values name no session, and are not worth a round trip.
         let Ok(id) = id.expose_secret().parse::<Id>() else {
@@ -109,7 +110,7 @@ impl<S: TowerStore> SessionStore for TowerSessionStore<S> {
                 Ok(Some(SessionRecord::new(record.data, Some(expires_at))))
             }
             Ok(None) => Ok(None),
-            Err(error) => Err(StoreError::backend("tower-sessions store failed", error)),
+            Err(error) => Err(AuthError::backend("tower-sessions store failed", error)),
         }
     }
 }

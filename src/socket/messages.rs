@@ -366,6 +366,65 @@ impl AuthMessages for GraphqlWsMessages {
     }
 }
 
+/// [`GraphqlWsMessages`] without the `connection_ack`: for a GraphQL server
+/// that runs its own graphql-ws state machine behind first-message
+/// authentication, such as async-graphql's `GraphQLWebSocket`, which
+/// refuses every `subscribe` until it has acknowledged a `connection_init`
+/// itself.
+///
+/// [`FirstMessageAuth`](crate::FirstMessageAuth) reads and verifies the
+/// client's `connection_init` (exactly as [`GraphqlWsMessages`] does) and
+/// answers nothing; hand the GraphQL server
+/// [`REPLAYED_INIT`](Self::REPLAYED_INIT) as the socket's first message
+/// instead, and it sends the one `connection_ack` the client sees. The
+/// replayed message carries no payload, so the token never reaches the
+/// GraphQL layer; pass the [`Identity`] to it as connection data.
+///
+/// ```
+/// use tower_ws_auth::socket::{AuthMessages, GraphqlWsDeferredAck, Parsed};
+/// use tower_ws_auth::{AuthMethod, Identity};
+///
+/// let init = r#"{"type":"connection_init","payload":{"token":"abc"}}"#;
+/// assert_eq!(GraphqlWsDeferredAck.parse_auth(init), Parsed::Credential("abc".into()));
+/// let alice = Identity::new("alice", AuthMethod::Jwt);
+/// assert_eq!(GraphqlWsDeferredAck.authenticated(&alice), None);
+/// assert_eq!(GraphqlWsDeferredAck::REPLAYED_INIT, r#"{"type":"connection_init"}"#);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GraphqlWsDeferredAck;
+
+impl GraphqlWsDeferredAck {
+    /// The `connection_init` to give the GraphQL server in place of the
+    /// client's (which first-message authentication consumed): no payload.
+    pub const REPLAYED_INIT: &'static str = r#"{"type":"connection_init"}"#;
+}
+
+impl AuthMessages for GraphqlWsDeferredAck {
+    fn parse_auth(&self, text: &str) -> Parsed {
+        GraphqlWsMessages.parse_auth(text)
+    }
+
+    fn parse_refresh(&self, text: &str) -> Parsed {
+        GraphqlWsMessages.parse_refresh(text)
+    }
+
+    fn authenticated(&self, _identity: &Identity) -> Option<String> {
+        None
+    }
+
+    fn refreshed(&self, identity: &Identity) -> Option<String> {
+        GraphqlWsMessages.refreshed(identity)
+    }
+
+    fn refresh_failed(&self) -> Option<String> {
+        GraphqlWsMessages.refresh_failed()
+    }
+
+    fn expiring(&self, identity: &Identity, remaining: Duration) -> Option<String> {
+        GraphqlWsMessages.expiring(identity, remaining)
+    }
+}
+
 fn unix(at: Option<SystemTime>) -> Option<u64> {
     at.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
@@ -580,6 +639,33 @@ mod tests {
             Some(r#"{"type":"connection_ack"}"#)
         );
         assert_eq!(m.expiring(&id, Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn graphql_ws_deferred_ack() {
+        let (deferred, preset) = (GraphqlWsDeferredAck, GraphqlWsMessages);
+        for text in [
+            r#"{"type":"connection_init","payload":{"token":"t1"}}"#,
+            r#"{"type":"connection_init","payload":{}}"#,
+            r#"{"type":"subscribe","id":"1","payload":{"token":"t1"}}"#,
+            r#"{"type":"refresh","token":"t2"}"#,
+            "not json",
+        ] {
+            assert_eq!(deferred.parse_auth(text), preset.parse_auth(text), "{text}");
+            assert_eq!(deferred.parse_refresh(text), Parsed::Other, "{text}");
+        }
+        let id = Identity::new("alice", AuthMethod::Jwt);
+        assert_eq!(deferred.authenticated(&id), None);
+        assert_eq!(deferred.refreshed(&id), None);
+        assert_eq!(deferred.refresh_failed(), None);
+        assert_eq!(deferred.expiring(&id, Duration::from_secs(1)), None);
+        // The replayed init is a connection_init the preset reads as one
+        // (without a credential: it never carries the token on).
+        assert_eq!(
+            preset.parse_auth(GraphqlWsDeferredAck::REPLAYED_INIT),
+            Parsed::Malformed
+        );
+        assert!(is_json(GraphqlWsDeferredAck::REPLAYED_INIT));
     }
 
     proptest! {

@@ -27,7 +27,7 @@ use std::time::Duration;
 pub use close::{CloseCodes, close_reason, is_sendable_close_code};
 pub use first_message::{FirstMessageAuth, FirstMessageError};
 pub use guard::{EndReason, GuardedSocket, NoRefresh, SessionGuard};
-pub use messages::{AuthMessages, GraphqlWsMessages, JsonMessages, Parsed};
+pub use messages::{AuthMessages, GraphqlWsDeferredAck, GraphqlWsMessages, JsonMessages, Parsed};
 #[cfg(feature = "redis")]
 pub use redis_bus::RedisBus;
 pub use revocation::{BusError, LocalBus, Registration, Revocation, RevocationBus, Revocations};

@@ -15,6 +15,7 @@ use axum::routing::{any, get};
 use futures_util::{SinkExt, StreamExt};
 use http::header::SEC_WEBSOCKET_PROTOCOL;
 use http::{HeaderName, HeaderValue, StatusCode};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -365,4 +366,54 @@ where
         }
     });
     addr
+}
+
+/// Opens an HTTP/2 connection and sends an extended CONNECT for `/ws`.
+pub async fn h2_connect(
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+) -> http::Response<hyper::body::Incoming> {
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(io)
+            .await
+            .unwrap();
+    // Let the server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) arrive.
+    for _ in 0..200 {
+        if conn.is_extended_connect_protocol_enabled() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(conn.is_extended_connect_protocol_enabled());
+    tokio::spawn(conn);
+    let mut builder = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{addr}/ws"))
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .header("sec-websocket-version", "13");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    send.send_request(
+        builder
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+/// The WebSocket an accepted extended CONNECT opened.
+pub async fn h2_socket(
+    response: &mut http::Response<hyper::body::Incoming>,
+) -> WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
+    let upgraded = hyper::upgrade::on(response).await.unwrap();
+    WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await
 }

@@ -141,6 +141,7 @@ const EXAMPLE_ENV: &[&str] = &[
     "AUDIENCE",
     "ALLOWED_ORIGINS",
     "TOKEN_TTL_SECS",
+    "MAX_CONNECTIONS",
 ];
 
 /// Starts the example `name` on a free loopback port (`ADDR`) with `env`,

@@ -714,16 +714,12 @@ fn origin_is_listed(origin: &str, allow_null: bool) -> bool {
         _ => "",
     };
     let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (host, port.trim_start_matches('0').to_owned()),
-        None => (authority, default.to_owned()),
+        // A serialized origin's port is decimal with no sign and no leading
+        // zero: `:+443`, `:0443` and `:0` are never a listed port.
+        Some((host, port)) => (host, port),
+        None => (authority, default),
     };
-    let port = if port.is_empty() && !default.is_empty() && authority.contains(':') {
-        // ":0" or ":000" is port 0, never valid.
-        return false;
-    } else {
-        port
-    };
-    match (scheme, host, port.as_str()) {
+    match (scheme, host, port) {
         ("https", "app.example", "443") | ("http", "localhost", "8080") => true,
         ("https", host, "443") => host
             .strip_suffix(".tenant.example")
@@ -987,11 +983,12 @@ pub fn jwt(data: &[u8]) -> bool {
         };
         signed_token(header, payload)
     };
-    let auth = JwtAuthenticator::<serde_json::Value>::hs256(JWT_SECRET)
+    let auth = JwtAuthenticator::hs256(JWT_SECRET)
         .expect("a long enough secret")
         .audience([JWT_AUDIENCE])
         .issuer([JWT_ISSUER])
-        .leeway(Duration::from_secs(5));
+        .leeway(Duration::from_secs(5))
+        .expect("a leeway within MAX_LEEWAY");
     let credential = Credential::new(Carrier::Bearer, token.clone());
     let (parts, ()) = Request::new(()).into_parts();
     let result = block_on(auth.authenticate(&credential, &parts));

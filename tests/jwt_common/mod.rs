@@ -170,7 +170,8 @@ async fn ws(State(handled): State<Handled>, ws: WebSocketUpgrade, identity: Iden
         "expires_at": identity
             .expires_at()
             .map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs()),
-        "tenant": identity.claims::<TestClaims>().and_then(|c| c.tenant.clone()),
+        "tenant": identity.claims::<TestClaims>().and_then(|c| c.tenant.clone())
+            .or_else(|| identity.claims::<Value>()?.get("tenant")?.as_str().map(String::from)),
         "method": identity.method().to_string(),
     });
     ws.protocols(["chat"])

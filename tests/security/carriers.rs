@@ -162,7 +162,7 @@ async fn invalid_forged_expired_or_revoked_credential_is_401_invalid_token() {
     assert!(keys.remove_digest(&ApiKeyDigest::of("sk_live_revoked_key_2")));
     let store = MemorySessionStore::new(Duration::from_secs(600));
     let cookie = SessionCookie::new("session").signed(Key::generate());
-    let jwt = JwtAuthenticator::<serde_json::Value>::hs256(HS256_SECRET).unwrap();
+    let jwt = JwtAuthenticator::hs256(HS256_SECRET).unwrap();
     let auth = session_auth(store.clone(), cookie.clone())
         .for_carriers([Carrier::Cookie])
         .or(jwt.or(ApiKeyAuthenticator::new(keys)));
@@ -261,7 +261,7 @@ async fn invalid_forged_expired_or_revoked_credential_is_401_invalid_token() {
 async fn valid_but_not_allowed_is_403_insufficient_scope() {
     jwt_common::init();
     let jwt = |scope_claim: &str, required: &str| {
-        JwtAuthenticator::<serde_json::Value>::hs256(HS256_SECRET)
+        JwtAuthenticator::hs256(HS256_SECRET)
             .unwrap()
             .scope_claims([scope_claim])
             .required_scope(required)

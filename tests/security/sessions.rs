@@ -9,7 +9,7 @@ use tower_ws_auth::cookie::Key;
 use tower_ws_auth::{
     ApiKeyAuthenticator, ApiKeyDigest, ApiKeyStore, AuthError, AuthMethod, Identity, MemoryApiKeys,
     MemorySessionStore, OriginPolicy, SessionCookie, SessionId, SessionRecord, SessionStore,
-    StoreError, WsAuthLayer,
+    WsAuthLayer,
 };
 
 use crate::session_common::{Counting, tamper};
@@ -153,8 +153,8 @@ struct DownStore(Option<Duration>);
 impl SessionStore for DownStore {
     type Data = String;
 
-    async fn load(&self, _id: &SessionId) -> Result<Option<SessionRecord<String>>, StoreError> {
-        let error = StoreError::backend(
+    async fn load(&self, _id: &SessionId) -> Result<Option<SessionRecord<String>>, AuthError> {
+        let error = AuthError::backend(
             "session database unreachable",
             std::io::Error::other("connection refused"),
         );

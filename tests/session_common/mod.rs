@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tower_ws_auth::{SessionId, SessionRecord, SessionStore, StoreError};
+use tower_ws_auth::{AuthError, SessionId, SessionRecord, SessionStore};
 
 /// The origin the test apps allow.
 pub const APP_ORIGIN: &str = "http://app.test";
@@ -108,11 +108,22 @@ pub async fn connect(
     cookie: Option<&str>,
     origin: Option<&str>,
 ) -> Result<Socket, tungstenite::Error> {
+    connect_lines(addr, cookie.as_slice(), origin).await
+}
+
+/// Opens `ws://addr/ws` with one `Cookie` header line per entry of
+/// `cookies` (any bytes a header value may hold, UTF-8 included) and the
+/// given `Origin`.
+pub async fn connect_lines(
+    addr: SocketAddr,
+    cookies: &[&str],
+    origin: Option<&str>,
+) -> Result<Socket, tungstenite::Error> {
     let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
-    if let Some(cookie) = cookie {
+    for cookie in cookies {
         request
             .headers_mut()
-            .insert(COOKIE, HeaderValue::from_str(cookie).unwrap());
+            .append(COOKIE, HeaderValue::from_str(cookie).unwrap());
     }
     if let Some(origin) = origin {
         request
@@ -152,7 +163,16 @@ pub async fn refused(
     cookie: Option<&str>,
     origin: Option<&str>,
 ) -> Response<Option<Vec<u8>>> {
-    match connect(addr, cookie, origin).await {
+    refused_lines(addr, cookie.as_slice(), origin).await
+}
+
+/// The HTTP response of a handshake refused with these `Cookie` lines.
+pub async fn refused_lines(
+    addr: SocketAddr,
+    cookies: &[&str],
+    origin: Option<&str>,
+) -> Response<Option<Vec<u8>>> {
+    match connect_lines(addr, cookies, origin).await {
         Err(tungstenite::Error::Http(response)) => *response,
         Err(other) => panic!("expected an HTTP refusal, got {other}"),
         Ok(_) => panic!("expected an HTTP refusal, the upgrade succeeded"),
@@ -230,7 +250,7 @@ impl<S> Counting<S> {
 impl<S: SessionStore> SessionStore for Counting<S> {
     type Data = S::Data;
 
-    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<S::Data>>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionRecord<S::Data>>, AuthError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(id).await
     }
