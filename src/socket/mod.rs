@@ -21,9 +21,11 @@ mod redis_bus;
 mod tungstenite_socket;
 
 use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
+use futures_util::{Sink, SinkExt, Stream};
+
+use close::Closing;
 pub use close::{CloseCodes, close_reason, is_sendable_close_code};
 pub use first_message::{FirstMessageAuth, FirstMessageError};
 pub use guard::{EndReason, GuardedSocket, NoRefresh, SessionGuard};
@@ -31,7 +33,7 @@ pub use messages::{AuthMessages, GraphqlWsDeferredAck, GraphqlWsMessages, JsonMe
 #[cfg(feature = "redis")]
 pub use redis_bus::RedisBus;
 pub use revocation::{BusError, LocalBus, Registration, Revocation, RevocationBus, Revocations};
-pub use split::{GuardedReceiver, GuardedSender, SharedSocket};
+pub use split::{GuardedReceiver, GuardedSender};
 
 /// What a received message is, seen through an [`AuthSocket`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,15 +54,20 @@ pub enum Frame<'a> {
 #[error("websocket error: {0}")]
 pub struct SocketError(#[source] Box<dyn std::error::Error + Send + Sync>);
 
+/// The socket closed by the guard (or by an earlier failure).
+#[derive(Debug, thiserror::Error)]
+#[error("the guarded socket is closed")]
+struct Closed;
+
 impl SocketError {
     /// Wraps the WebSocket library's error.
     pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self(Box::new(error))
     }
 
-    /// The library's error.
-    pub(crate) fn library_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        &*self.0
+    /// The error of a socket the guard has closed (or that failed before).
+    pub(crate) fn closed() -> Self {
+        Self::new(Closed)
     }
 
     /// The library's error, if it is an `E`.
@@ -69,30 +76,26 @@ impl SocketError {
     }
 }
 
-/// The few things the authentication code needs from a WebSocket: receive
-/// the next message, send one, make a text message or a close frame.
-///
-/// The method names differ from the libraries' own (`recv`, `send`,
-/// `StreamExt::next`, `SinkExt::send`) so that importing this trait never
-/// makes those calls ambiguous.
+/// What the authentication code needs from a WebSocket: the library's
+/// socket as a `Stream` of received messages and a `Sink` of messages to
+/// send (as axum's `WebSocket` and tokio-tungstenite's `WebSocketStream`
+/// are), plus how to make a text message or a close frame and what a
+/// received message is.
 ///
 /// Implemented for axum's `WebSocket` (feature `axum`) and for
 /// tokio-tungstenite's `WebSocketStream` (feature `tungstenite`); implement
 /// it for another library in a few lines.
-pub trait AuthSocket: Send {
+pub trait AuthSocket:
+    Stream<Item = Result<Self::Message, Self::WsError>>
+    + Sink<Self::Message, Error = Self::WsError>
+    + Send
+    + Unpin
+{
     /// The library's own message type.
     type Message: Send + 'static;
 
-    /// The next message; `None` once the connection is closed.
-    fn recv_message(
-        &mut self,
-    ) -> impl Future<Output = Option<Result<Self::Message, SocketError>>> + Send;
-
-    /// Sends a message.
-    fn send_message(
-        &mut self,
-        message: Self::Message,
-    ) -> impl Future<Output = Result<(), SocketError>> + Send;
+    /// The library's own error type.
+    type WsError: std::error::Error + Send + Sync + 'static;
 
     /// A text message.
     fn text(text: String) -> Self::Message;
@@ -110,13 +113,22 @@ pub trait AuthSocket: Send {
     /// when the connection itself is gone (an I/O error, already closed),
     /// where no Close can go out.
     ///
-    /// The library's error is `error`'s
-    /// [`source`](std::error::Error::source). The default is 1002 for every
-    /// error; the adapters of this crate read tungstenite's error.
-    fn failure_code(error: &SocketError) -> Option<u16> {
+    /// The default is 1002 for every error; the adapters of this crate read
+    /// tungstenite's error.
+    fn failure_code(error: &Self::WsError) -> Option<u16> {
         let _ = error;
         Some(1002)
     }
+}
+
+/// Sends `message` on `socket`, flushed.
+pub(crate) async fn send<S: AuthSocket>(
+    socket: &mut S,
+    message: S::Message,
+) -> Result<(), SocketError> {
+    SinkExt::send(socket, message)
+        .await
+        .map_err(SocketError::new)
 }
 
 /// [`AuthSocket::failure_code`] for tungstenite's errors.
@@ -165,81 +177,20 @@ pub(crate) async fn close_within<S: AuthSocket>(
     reason: &str,
     timeout: Duration,
 ) {
-    let code = if is_sendable_close_code(code) {
-        code
-    } else {
-        1008
-    };
-    close_then(socket, code, reason, timeout, true).await;
-}
-
-/// Sends a Close with `code` (flushed: the adapters' sends flush), then,
-/// if `drain`, reads until the peer's Close or the end of the connection.
-/// Bounded as a whole by `timeout`: a peer that does not read cannot hold
-/// the close (the send) any more than one that does not answer.
-async fn close_then<S: AuthSocket>(
-    socket: &mut S,
-    code: u16,
-    reason: &str,
-    timeout: Duration,
-    drain: bool,
-) {
-    let _ = tokio::time::timeout(timeout, async {
-        if socket
-            .send_message(S::close_frame(code, close_reason(reason)))
-            .await
-            .is_err()
-            || !drain
-        {
-            return;
-        }
-        while let Some(received) = socket.recv_message().await {
-            match received {
-                Ok(message) if matches!(S::frame(&message), Frame::Close(_)) => break,
-                Ok(_) => {}
-                // More protocol errors from a peer that keeps sending what
-                // it sent before our Close: read on, each one consumed a
-                // frame. Not after 1009: the library may be inside an
-                // oversized frame, and reading on would buffer it.
-                Err(error) => match S::failure_code(&error) {
-                    Some(code) if code != 1009 => {}
-                    _ => break,
-                },
-            }
-        }
-    })
-    .await;
+    Closing::close::<S>(code, reason, timeout).run(socket).await;
 }
 
 /// Fails the connection after `error`, the library's report of a peer
-/// that broke the protocol (RFC 6455 7.1.7): sends the Close with the code
-/// [`AuthSocket::failure_code`] gives, flushed, then waits (at most
-/// `timeout`) for the peer's Close, so the connection still ends with a
-/// closing handshake. Nothing is sent when the connection itself is gone.
-pub(crate) async fn fail<S: AuthSocket>(socket: &mut S, error: &SocketError, timeout: Duration) {
-    let Some(code) = S::failure_code(error) else {
-        return;
-    };
-    tracing::debug!(target: "tower_ws_auth", close_code = code, "failing the websocket connection");
-    let reason = match code {
-        1007 => "invalid payload data",
-        1009 => "message too big",
-        _ => "protocol error",
-    };
-    // After 1009 nothing more is read (see `close_then`).
-    close_then(socket, code, reason, timeout, code != 1009).await;
+/// that broke the protocol (RFC 6455 7.1.7): see [`Closing::fail`].
+pub(crate) async fn fail<S: AuthSocket>(socket: &mut S, error: &S::WsError, timeout: Duration) {
+    if let Some(closing) = Closing::fail::<S>(error, timeout) {
+        closing.run(socket).await;
+    }
 }
 
-/// After the peer's Close: keeps reading, for at most `timeout`, until the
-/// library reports the connection closed. The WebSocket libraries queue
-/// their reply Close when they read the peer's and write it on the next
-/// read, so a socket dropped right after the peer's Close would never
-/// answer it.
+/// After the peer's Close: see [`Closing::answer`].
 pub(crate) async fn finish_close<S: AuthSocket>(socket: &mut S, timeout: Duration) {
-    let _ = tokio::time::timeout(timeout, async {
-        while let Some(Ok(_)) = socket.recv_message().await {}
-    })
-    .await;
+    Closing::<S::Message>::answer(timeout).run(socket).await;
 }
 
 impl fmt::Display for Frame<'_> {

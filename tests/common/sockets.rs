@@ -143,35 +143,11 @@ async fn echo<S: AuthSocket, A: tower_ws_auth::Authenticator>(
     }
 }
 
-/// A socket that `GuardedSocket::split` accepts: a `Stream` and a `Sink`
-/// of its messages, with one error type.
-pub trait Splittable:
-    AuthSocket
-    + futures_util::Stream<Item = Result<Self::Message, <Self as Splittable>::Error>>
-    + futures_util::Sink<Self::Message, Error = <Self as Splittable>::Error>
-    + Unpin
-    + 'static
-{
-    type Error: std::error::Error + Send + Sync + 'static;
-}
-
-impl<S, E> Splittable for S
-where
-    S: AuthSocket
-        + futures_util::Stream<Item = Result<S::Message, E>>
-        + futures_util::Sink<S::Message, Error = E>
-        + Unpin
-        + 'static,
-    E: std::error::Error + Send + Sync + 'static,
-{
-    type Error = E;
-}
-
 /// The application over a split guarded socket (`/ws-split`): the
 /// receiving half forwards texts to a task owning the sending half, which
 /// echoes them; `block-sender` makes that task hold the sending half and
 /// wait forever (the guard must close the connection all the same).
-pub async fn run_split<S: Splittable>(app: App, socket: S, identity: Identity) {
+pub async fn run_split<S: AuthSocket + 'static>(app: App, socket: S, identity: Identity) {
     let (mut receiver, mut sender) = app.guard.wrap(socket, identity).split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
     tokio::spawn(async move {
@@ -195,7 +171,12 @@ pub async fn run_split<S: Splittable>(app: App, socket: S, identity: Identity) {
 }
 
 /// The application of a guarded route: `/ws-plain`, `/ws-split` or `/ws`.
-pub async fn run_guarded<S: Splittable>(path: &str, app: App, socket: S, identity: Identity) {
+pub async fn run_guarded<S: AuthSocket + 'static>(
+    path: &str,
+    app: App,
+    socket: S,
+    identity: Identity,
+) {
     match path {
         "/ws-plain" => run_plain(app, socket, identity).await,
         "/ws-split" => run_split(app, socket, identity).await,
