@@ -540,6 +540,66 @@ async fn a_split_socket_is_guarded_whatever_its_sending_half_does(kind: Kind) {
     assert!(!app.delivered().iter().any(|m| m.contains("refresh")));
 }
 
+/// The guarded socket used only through `Stream` and `Sink` (`/ws-stream`:
+/// `StreamExt::next`, `SinkExt::send`, `SinkExt::close`; `/ws-forward`: the
+/// split halves joined by `StreamExt::forward`): messages flow, a refresh
+/// is answered and never delivered, expiry closes with 4002, the client's
+/// Close is answered with its code, the application's `Sink::close` sends
+/// 1000; every close ends with a clean closing handshake.
+async fn stream_and_sink_usage_is_guarded(kind: Kind) {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let app = App::new(Revocations::new());
+    let addr = spawn(kind, app.clone()).await;
+    for path in ["/ws-stream", "/ws-forward"] {
+        let case = format!("{kind:?} {path}");
+        // Expiry, after a refresh that moved it.
+        let started = Instant::now();
+        let mut ws = open(addr, path, &[("authorization", "Bearer alice.1000")]).await;
+        send(&mut ws, "hi").await;
+        assert_eq!(next_text(&mut ws).await, "hi", "{case}");
+        send(&mut ws, r#"{"type":"refresh","token":"alice.1500"}"#).await;
+        let answer: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        assert_eq!(answer["type"], "refreshed", "{case}");
+        let (code, reason, texts) = close_of(&mut ws).await;
+        assert_eq!((code, reason.as_str()), (4002, "session expired"), "{case}");
+        let warning: serde_json::Value = serde_json::from_str(texts.last().unwrap()).unwrap();
+        assert_eq!(warning["type"], "expiring", "{case}");
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(3),
+            "{case}: {elapsed:?}"
+        );
+        assert_clean_end(&mut ws, &format!("{case}: expiry")).await;
+
+        // The client closes.
+        let mut ws = open(addr, path, &[("authorization", "Bearer alice.60000")]).await;
+        send(&mut ws, "hello").await;
+        assert_eq!(next_text(&mut ws).await, "hello", "{case}");
+        ws.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "bye".into(),
+        })))
+        .await
+        .unwrap();
+        let (code, _, _) = close_of(&mut ws).await;
+        assert_eq!(code, 1001, "{case}: client-initiated");
+        assert_clean_end(&mut ws, &format!("{case}: client-initiated")).await;
+    }
+    // The application closes through `Sink::close`.
+    let mut ws = open(
+        addr,
+        "/ws-stream",
+        &[("authorization", "Bearer alice.60000")],
+    )
+    .await;
+    send(&mut ws, "close-me").await;
+    let (code, _, _) = close_of(&mut ws).await;
+    assert_eq!(code, 1000, "{kind:?}: Sink::close");
+    assert_clean_end(&mut ws, &format!("{kind:?}: Sink::close")).await;
+    assert!(!app.delivered().iter().any(|m| m.contains("refresh")));
+}
+
 /// What async-graphql-axum's `GraphQLWebSocket::new_with_pair(sink, stream,
 /// ..)` asks of its halves: `Sink<Message>` and
 /// `Stream<Item = Result<Message, axum::Error>>`.
@@ -585,4 +645,5 @@ for_both_adapters!(
     every_close_is_a_clean_closing_handshake,
     protocol_errors_fail_the_connection_with_a_close,
     a_split_socket_is_guarded_whatever_its_sending_half_does,
+    stream_and_sink_usage_is_guarded,
 );

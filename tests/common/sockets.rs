@@ -170,7 +170,50 @@ pub async fn run_split<S: AuthSocket + 'static>(app: App, socket: S, identity: I
     }
 }
 
-/// The application of a guarded route: `/ws-plain`, `/ws-split` or `/ws`.
+/// The application of `/ws-stream`: the guarded socket used only as a
+/// `Stream` (`StreamExt::next`) and a `Sink` (`SinkExt::send`, and
+/// `SinkExt::close` on `close-me`), echoing texts.
+pub async fn run_stream<S: AuthSocket>(app: App, socket: S, identity: Identity) {
+    let mut socket = app.guard.wrap(socket, identity);
+    while let Some(Ok(message)) = socket.next().await {
+        let Frame::Text(text) = S::frame(&message) else {
+            continue;
+        };
+        if text == "close-me" {
+            let _ = SinkExt::close(&mut socket).await;
+            break;
+        }
+        app.delivered.lock().unwrap().push(text.to_owned());
+        if socket.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// The application of `/ws-forward`: the split halves joined by
+/// `StreamExt::forward`, echoing texts.
+pub async fn run_forward<S: AuthSocket + 'static>(app: App, socket: S, identity: Identity) {
+    let (receiver, sender) = app.guard.wrap(socket, identity).split();
+    let delivered = app.delivered.clone();
+    let _ = receiver
+        .filter(|message| {
+            let text = message.as_ref().ok().and_then(|m| match S::frame(m) {
+                Frame::Text(text) => Some(text.to_owned()),
+                _ => None,
+            });
+            let keep = text.is_some();
+            if let Some(text) = text {
+                delivered.lock().unwrap().push(text);
+            }
+            std::future::ready(keep)
+        })
+        .map(|message| message.map_err(tower_ws_auth::socket::SocketError::new))
+        .forward(sender)
+        .await;
+}
+
+/// The application of a guarded route: `/ws-plain`, `/ws-split`,
+/// `/ws-stream`, `/ws-forward` or `/ws`.
 pub async fn run_guarded<S: AuthSocket + 'static>(
     path: &str,
     app: App,
@@ -180,6 +223,8 @@ pub async fn run_guarded<S: AuthSocket + 'static>(
     match path {
         "/ws-plain" => run_plain(app, socket, identity).await,
         "/ws-split" => run_split(app, socket, identity).await,
+        "/ws-stream" => run_stream(app, socket, identity).await,
+        "/ws-forward" => run_forward(app, socket, identity).await,
         _ => run_socket(app, socket, identity).await,
     }
 }
@@ -237,6 +282,8 @@ async fn spawn_axum(app: App) -> SocketAddr {
         .route("/ws", any(guarded))
         .route("/ws-plain", any(guarded))
         .route("/ws-split", any(guarded))
+        .route("/ws-stream", any(guarded))
+        .route("/ws-forward", any(guarded))
         .route_layer(WsAuthLayer::new(boxed_auth()).bearer_header())
         .route("/first", any(first))
         .route("/first-gql", any(first))
