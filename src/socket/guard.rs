@@ -193,9 +193,10 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
     }
 
     /// How long a server-initiated close (expiry, revocation, a refused
-    /// refresh, [`GuardedSocket::close`]) waits for the peer's Close before
-    /// the socket is dropped, and how long the reply to the peer's Close
-    /// may take to go out. Default 3 s.
+    /// refresh, [`GuardedSocket::close`], `Sink::close`, a protocol error)
+    /// may take, its Close sent and the peer's awaited, before the socket
+    /// is dropped, and how long the reply to the peer's Close may take to
+    /// go out. Default 3 s.
     #[must_use]
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         Arc::make_mut(&mut self.settings).close_timeout = timeout;
@@ -544,13 +545,15 @@ where
                 self.end(EndReason::Revoked, codes.revoked_code(), "revoked");
                 continue;
             }
-            match self.poll_timer(cx) {
+            let timer = self.poll_timer(cx);
+            // The warning waits for the guard's previous message.
+            let warning_waits = timer == Some(true) && self.outgoing.is_some();
+            match timer {
                 Some(false) => {
                     self.end(EndReason::Expired, codes.expired_code(), "session expired");
                     continue;
                 }
-                // The warning waits for the guard's previous message.
-                Some(true) if self.outgoing.is_none() => {
+                Some(true) if !warning_waits => {
                     self.warn_at = None;
                     let remaining = self
                         .deadline
@@ -567,6 +570,9 @@ where
             }
             if let Err(error) = ready!(self.poll_outgoing(cx)) {
                 return self.failed(error);
+            }
+            if warning_waits {
+                continue;
             }
             if let Phase::Refreshing(refreshing) = &mut self.phase {
                 let verified = ready!(refreshing.verifying.as_mut().poll(cx));
