@@ -504,6 +504,58 @@ async fn protocol_errors_fail_the_connection_with_a_close(kind: Kind) {
     }
 }
 
+/// A peer that never answers the server's Close cannot hold the
+/// connection: it is dropped `close_timeout` after the Close (set to 1 s on
+/// `/ws-plain`; the default, 3 s, on `/ws`), the Close read from the raw
+/// TCP stream by a client that never replies.
+async fn a_peer_that_never_answers_is_dropped_after_the_close_timeout(kind: Kind) {
+    use tokio::io::AsyncReadExt;
+    let app = App::new(Revocations::new());
+    let addr = spawn(kind, app).await;
+    for (path, timeout) in [
+        ("/ws-plain", Duration::from_secs(1)),
+        ("/ws", Duration::from_secs(3)),
+    ] {
+        let case = format!("{kind:?} {path}");
+        let mut ws = open(addr, path, &[("authorization", "Bearer alice.300")]).await;
+        let tcp = ws.get_mut();
+        let mut bytes = Vec::new();
+        let mut close_at = None;
+        let ended = loop {
+            let mut buf = [0u8; 256];
+            let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{case}: the server kept the connection open"))
+                .unwrap_or(0);
+            if n == 0 {
+                break Instant::now();
+            }
+            bytes.extend_from_slice(&buf[..n]);
+            // Server frames are unmasked; these are short (7-bit lengths).
+            if close_at.is_none() {
+                let mut at = 0;
+                while let (Some(&op), Some(&len)) = (bytes.get(at), bytes.get(at + 1)) {
+                    if op == 0x88 {
+                        let code = bytes
+                            .get(at + 2..at + 4)
+                            .map(|c| u16::from_be_bytes([c[0], c[1]]));
+                        assert_eq!(code, Some(4002), "{case}");
+                        close_at = Some(Instant::now());
+                        break;
+                    }
+                    at += 2 + usize::from(len & 0x7f);
+                }
+            }
+        };
+        let close_at = close_at.unwrap_or_else(|| panic!("{case}: no Close frame: {bytes:?}"));
+        let held = ended - close_at;
+        assert!(
+            held >= timeout - Duration::from_millis(100) && held < timeout + Duration::from_secs(1),
+            "{case}: dropped {held:?} after the Close, close_timeout {timeout:?}"
+        );
+    }
+}
+
 /// A split guarded socket: the halves work in two tasks (echo through a
 /// channel, refresh answered by the guard), and a sending half that is
 /// held and blocked does not stop the guard: expiry and revocation close
@@ -646,4 +698,5 @@ for_both_adapters!(
     protocol_errors_fail_the_connection_with_a_close,
     a_split_socket_is_guarded_whatever_its_sending_half_does,
     stream_and_sink_usage_is_guarded,
+    a_peer_that_never_answers_is_dropped_after_the_close_timeout,
 );

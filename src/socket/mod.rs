@@ -4,7 +4,16 @@
 //! Everything here works on any [`AuthSocket`]: axum's `WebSocket` (feature
 //! `axum`) and tokio-tungstenite's `WebSocketStream` (feature `tungstenite`)
 //! implement it, with their own message types, so application code keeps
-//! the types it already uses.
+//! the types it already uses. A [`GuardedSocket`] is itself a `Stream` and a
+//! `Sink` of those messages (and splits into two halves that are), so it
+//! goes wherever the library's socket went.
+//!
+//! Every close completes the closing handshake of RFC 6455: the peer's
+//! Close is answered and flushed before the socket is released; a close of
+//! the server's own (expiry, revocation, a refused refresh, a failed
+//! first-message authentication, an application's close, a protocol error
+//! with 1002, 1007 or 1009) sends its Close and waits a bounded,
+//! configurable time (`close_timeout`, 3 s by default) for the peer's.
 
 mod close;
 mod first_message;

@@ -69,7 +69,8 @@ pub struct App {
     /// `/first-gql`: graphql-ws messages and codes.
     pub first_gql: FirstMessageAuth<tower_ws_auth::BoxAuthenticator, GraphqlWsMessages>,
     pub guard: SessionGuard<tower_ws_auth::BoxAuthenticator>,
-    /// `/ws-plain`: expiry and revocation, no refresh.
+    /// `/ws-plain`: expiry and revocation, no refresh; a close waits 1 s
+    /// for the peer's Close.
     pub plain: SessionGuard,
     pub revocations: Revocations,
     delivered: Arc<Mutex<Vec<String>>>,
@@ -87,7 +88,9 @@ impl App {
             guard: SessionGuard::new(boxed_auth())
                 .warn_before(Duration::from_millis(500))
                 .revocations(revocations.clone()),
-            plain: SessionGuard::expiry_only().revocations(revocations.clone()),
+            plain: SessionGuard::expiry_only()
+                .revocations(revocations.clone())
+                .close_timeout(Duration::from_secs(1)),
             revocations,
             delivered: Arc::new(Mutex::new(Vec::new())),
         }
