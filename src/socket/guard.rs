@@ -255,20 +255,18 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
 /// 1007, 1009) the same way. Once the guard has closed the socket, sending
 /// fails.
 ///
-/// With `futures_util::{StreamExt, SinkExt}` (tokio-tungstenite here; axum's
-/// `WebSocket` is the same):
+/// With `futures_util::{StreamExt, SinkExt}` (axum's `WebSocket` here;
+/// tokio-tungstenite's `WebSocketStream` is the same):
 ///
 /// ```no_run
+/// use axum::extract::ws::{Message, WebSocket};
 /// use futures_util::{SinkExt, StreamExt};
-/// use tokio::net::TcpStream;
-/// use tokio_tungstenite::WebSocketStream;
-/// use tokio_tungstenite::tungstenite::Message;
 /// use tower_ws_auth::{Identity, SessionGuard};
 ///
-/// async fn echo(socket: WebSocketStream<TcpStream>, identity: Identity) {
+/// async fn echo(socket: WebSocket, identity: Identity) {
 ///     let mut socket = SessionGuard::expiry_only().wrap(socket, identity);
 ///     while let Some(Ok(message)) = socket.next().await {
-///         if message.is_text() && socket.send(message).await.is_err() {
+///         if matches!(message, Message::Text(_)) && socket.send(message).await.is_err() {
 ///             break;
 ///         }
 ///     }
