@@ -2,23 +2,12 @@
 
 use ::axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 
-use super::{AuthSocket, Frame, SocketError};
+use super::{AuthSocket, Frame, tungstenite_failure_code};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl AuthSocket for WebSocket {
     type Message = Message;
-
-    async fn recv_message(&mut self) -> Option<Result<Message, SocketError>> {
-        WebSocket::recv(self)
-            .await
-            .map(|r| r.map_err(SocketError::new))
-    }
-
-    async fn send_message(&mut self, message: Message) -> Result<(), SocketError> {
-        WebSocket::send(self, message)
-            .await
-            .map_err(SocketError::new)
-    }
+    type WsError = ::axum::Error;
 
     fn text(text: String) -> Message {
         Message::Text(Utf8Bytes::from(text))
@@ -29,6 +18,14 @@ impl AuthSocket for WebSocket {
             code,
             reason: Utf8Bytes::from(reason.to_owned()),
         }))
+    }
+
+    fn failure_code(error: &::axum::Error) -> Option<u16> {
+        // axum's error wraps the tungstenite error it got (the one
+        // tungstenite of axum 0.8.9 and this crate).
+        std::error::Error::source(error)
+            .and_then(|e| e.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
+            .map_or(Some(1002), tungstenite_failure_code)
     }
 
     fn frame(message: &Message) -> Frame<'_> {

@@ -1,4 +1,208 @@
-//! WebSocket close codes used after the handshake, in one place.
+//! WebSocket close codes used after the handshake, in one place, and the
+//! closing handshake of RFC 6455 as one poll-based state machine.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::time::Sleep;
+
+use super::AuthSocket;
+
+/// How many messages a closing socket drains in one poll before it lets
+/// other tasks run (a peer that keeps sending cannot hold a worker).
+const DRAIN_BUDGET: usize = 64;
+
+/// How long a close waits, at most, once the library can no longer read
+/// (tokio-tungstenite, and so axum, end the stream after any error) or
+/// must not (after 1009), before the socket is dropped. The peer's unread
+/// bytes make the drop a TCP reset, which discards what is still unsent,
+/// and our Close can be unsent: held by Nagle's algorithm behind data the
+/// peer has not yet acknowledged. Longer than the longest delayed
+/// acknowledgement (200 ms on Linux), so the Close is out before the drop;
+/// within the close timeout. (Autobahn's cases 4.1.5 and 4.2.5, a text, a
+/// reserved opcode and a ping, ended that way in two runs out of three
+/// without it.)
+const UNREAD_LINGER: Duration = Duration::from_millis(250);
+
+/// The closing handshake (RFC 6455 7.1.2-7.1.4, 7.1.7), one for every
+/// close of this crate: the guard's (expiry, revocation, refused refresh,
+/// an application's close), first-message authentication's, the answer to
+/// the peer's Close and the failure after a protocol error.
+///
+/// Sends its Close (if any) and flushes it, then reads and drops what the
+/// peer still sends until the library reports the end of the connection:
+/// after the peer's Close, once the library has answered it (the libraries
+/// queue that answer when they read the peer's Close, and write it on the
+/// next flush or read). The whole handshake is bounded by one deadline: a
+/// peer that does not read cannot hold it any more than one that does not
+/// answer.
+pub(crate) struct Closing<M> {
+    /// The Close still to be queued.
+    frame: Option<M>,
+    flushed: bool,
+    /// Whether to read until the end after the flush (not after 1009: the
+    /// library may be inside an oversized frame, and reading on would
+    /// buffer it).
+    drain: bool,
+    /// The peer's Close was read (or is being answered).
+    peer_closed: bool,
+    /// The library stopped reading before the peer's Close: waiting out
+    /// [`UNREAD_LINGER`].
+    lingering: bool,
+    done: bool,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<M> Closing<M> {
+    fn new(frame: Option<M>, drain: bool, timeout: Duration) -> Self {
+        Self {
+            peer_closed: frame.is_none(),
+            frame,
+            flushed: false,
+            drain,
+            lingering: false,
+            done: false,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    /// Closes with `code` (1008 if it may not be sent, see
+    /// [`is_sendable_close_code`]) and `reason` (cut to 123 bytes), then
+    /// waits for the peer's Close; at most `timeout` in all.
+    pub(crate) fn close<S: AuthSocket<Message = M>>(
+        code: u16,
+        reason: &str,
+        timeout: Duration,
+    ) -> Self {
+        let code = if is_sendable_close_code(code) {
+            code
+        } else {
+            1008
+        };
+        Self::new(
+            Some(S::close_frame(code, close_reason(reason))),
+            true,
+            timeout,
+        )
+    }
+
+    /// Fails the connection after `error`, the library's report of a peer
+    /// that broke the protocol (RFC 6455 7.1.7): a Close with the code
+    /// [`AuthSocket::failure_code`] gives, then (except after 1009) the wait
+    /// for the peer's. `None` when the connection itself is gone: no Close
+    /// can go out.
+    pub(crate) fn fail<S: AuthSocket<Message = M>>(
+        error: &S::WsError,
+        timeout: Duration,
+    ) -> Option<Self> {
+        let code = S::failure_code(error)?;
+        tracing::debug!(target: "tower_ws_auth", close_code = code, "failing the websocket connection");
+        let reason = match code {
+            1007 => "invalid payload data",
+            1009 => "message too big",
+            _ => "protocol error",
+        };
+        Some(Self::new(
+            Some(S::close_frame(code, reason)),
+            code != 1009,
+            timeout,
+        ))
+    }
+
+    /// After the peer's Close: the library's answer flushed, then the end
+    /// of the connection; at most `timeout`.
+    pub(crate) fn answer(timeout: Duration) -> Self {
+        Self::new(None, true, timeout)
+    }
+
+    /// Drives the handshake on `socket`; `Ready` once it is over, and from
+    /// then on.
+    pub(crate) fn poll<S: AuthSocket<Message = M>>(
+        &mut self,
+        socket: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if self.done {
+            return Poll::Ready(());
+        }
+        let polled = self.poll_steps(socket, cx);
+        if polled.is_ready() {
+            self.done = true;
+        }
+        polled
+    }
+
+    fn poll_steps<S: AuthSocket<Message = M>>(
+        &mut self,
+        socket: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if self.deadline.as_mut().poll(cx).is_ready() || self.lingering {
+            return self.deadline.as_mut().poll(cx);
+        }
+        let mut socket = Pin::new(socket);
+        if self.frame.is_some() {
+            if ready!(socket.as_mut().poll_ready(cx)).is_err() {
+                return Poll::Ready(());
+            }
+            if let Some(frame) = self.frame.take()
+                && socket.as_mut().start_send(frame).is_err()
+            {
+                return Poll::Ready(());
+            }
+        }
+        if !self.flushed {
+            // An error here is the end (tungstenite reports the connection
+            // closed once a server has written its answer to the peer's
+            // Close).
+            if ready!(socket.as_mut().poll_flush(cx)).is_err() {
+                return Poll::Ready(());
+            }
+            self.flushed = true;
+        }
+        if !self.drain {
+            return self.linger(cx);
+        }
+        for _ in 0..DRAIN_BUDGET {
+            match ready!(socket.as_mut().poll_next(cx)) {
+                None => return self.linger(cx),
+                // The library ends the stream on the next read, once the
+                // handshake is complete.
+                Some(Ok(message)) => {
+                    if matches!(S::frame(&message), super::Frame::Close(_)) {
+                        self.peer_closed = true;
+                    }
+                }
+                // After an error, tokio-tungstenite's stream ends.
+                Some(Err(_)) => return self.linger(cx),
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// The library reads no more: done if the peer's Close was read,
+    /// otherwise wait out [`UNREAD_LINGER`] (within the deadline) so that
+    /// the peer can read our Close before the drop.
+    fn linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.peer_closed {
+            return Poll::Ready(());
+        }
+        self.lingering = true;
+        let linger = tokio::time::Instant::now() + UNREAD_LINGER;
+        if linger < self.deadline.deadline() {
+            self.deadline.as_mut().reset(linger);
+        }
+        self.deadline.as_mut().poll(cx)
+    }
+
+    /// Runs the handshake to its end.
+    pub(crate) async fn run<S: AuthSocket<Message = M>>(mut self, socket: &mut S) {
+        poll_fn(|cx| self.poll(socket, cx)).await;
+    }
+}
 
 /// `true` for a code an endpoint may send in a close frame: 1000-1003,
 /// 1007-1014 and 3000-4999. Never 1004, 1005, 1006 or 1015 (reserved or

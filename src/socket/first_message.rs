@@ -5,12 +5,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use http::request::Parts;
 use tokio::sync::Semaphore;
 
 use super::{
     AuthMessages, AuthSocket, CLOSE_TIMEOUT, CloseCodes, Frame, JsonMessages, Parsed, SocketError,
-    close_within, finish_close,
+    close_within, fail, finish_close, send,
 };
 use crate::authenticator::Authenticator;
 use crate::credential::{Carrier, Credential};
@@ -308,18 +309,22 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
         };
         let deadline = tokio::time::Instant::now() + inner.timeout;
         let outcome = loop {
-            let received = match tokio::time::timeout_at(deadline, socket.recv_message()).await {
-                Err(_) => {
-                    break Err((
-                        FirstMessageError::Timeout,
-                        codes.timeout_code(),
-                        "authentication timeout",
-                    ));
-                }
-                Ok(None) => return Err(FirstMessageError::PeerClosed),
-                Ok(Some(Err(error))) => return Err(FirstMessageError::Socket(error)),
-                Ok(Some(Ok(message))) => message,
-            };
+            let received =
+                match tokio::time::timeout_at(deadline, StreamExt::next(&mut socket)).await {
+                    Err(_) => {
+                        break Err((
+                            FirstMessageError::Timeout,
+                            codes.timeout_code(),
+                            "authentication timeout",
+                        ));
+                    }
+                    Ok(None) => return Err(FirstMessageError::PeerClosed),
+                    Ok(Some(Err(error))) => {
+                        fail(&mut socket, &error, inner.close_timeout).await;
+                        return Err(FirstMessageError::Socket(SocketError::new(error)));
+                    }
+                    Ok(Some(Ok(message))) => message,
+                };
             let text = match S::frame(&received) {
                 Frame::Control => continue,
                 Frame::Close(_) => {
@@ -376,7 +381,7 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
             Ok(identity) => {
                 tracing::debug!(target: "tower_ws_auth", outcome = "accepted", carrier = "message", subject = identity.subject(), "socket authenticated");
                 if let Some(text) = inner.messages.authenticated(&identity) {
-                    socket.send_message(S::text(text)).await?;
+                    send(&mut socket, S::text(text)).await?;
                 }
                 Ok((socket, identity))
             }

@@ -4,16 +4,21 @@
 
 use std::any::TypeId;
 use std::fmt;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
+use futures_util::{Sink, SinkExt, Stream};
 use http::request::Parts;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
+use super::close::Closing;
 use super::first_message::rejection_close;
 use super::{
     AuthMessages, AuthSocket, CLOSE_TIMEOUT, CloseCodes, Frame, JsonMessages, Parsed, Registration,
-    Revocations, SocketError, close_within, finish_close,
+    Revocations, SocketError,
 };
 use crate::authenticator::Authenticator;
 use crate::credential::{Carrier, Credential};
@@ -188,9 +193,10 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
     }
 
     /// How long a server-initiated close (expiry, revocation, a refused
-    /// refresh, [`GuardedSocket::close`]) waits for the peer's Close before
-    /// the socket is dropped, and how long the reply to the peer's Close
-    /// may take to go out. Default 3 s.
+    /// refresh, [`GuardedSocket::close`], `Sink::close`, a protocol error)
+    /// may take, its Close sent and the peer's awaited, before the socket
+    /// is dropped, and how long the reply to the peer's Close may take to
+    /// go out. Default 3 s.
     #[must_use]
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         Arc::make_mut(&mut self.settings).close_timeout = timeout;
@@ -220,7 +226,11 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
             request: None,
             deadline: None,
             warn_at: None,
+            timer: None,
             registration,
+            outgoing: None,
+            unflushed: false,
+            phase: Phase::Open,
             ended: None,
         };
         guarded.schedule();
@@ -228,29 +238,116 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
     }
 }
 
-/// A socket under a [`SessionGuard`]: read it with [`recv`](Self::recv),
-/// which delivers application messages only and enforces expiry, refresh
-/// and revocation while it waits.
-pub struct GuardedSocket<S, A = NoRefresh, M = JsonMessages> {
+/// A socket under a [`SessionGuard`]: a `Stream` of application messages
+/// (`Result<Message, SocketError>`, the library's message type) and a
+/// `Sink` of messages to send, or the same through [`recv`](Self::recv)
+/// and [`send`](Self::send). The guard runs while the socket is read
+/// (polled as a `Stream`): expiry and its warning, revocation, refreshes
+/// (answered, never delivered) and the closing handshake; keep reading it
+/// (as every WebSocket application does, or [`split`](Self::split) it).
+///
+/// Every close completes the closing handshake of RFC 6455 before the
+/// stream ends: the peer's Close is answered (and flushed) before it is
+/// delivered; a close of the guard's own (expiry, revocation, a refused
+/// refresh, [`close`](Self::close), `Sink::close`) sends its Close, then
+/// waits at most [`close_timeout`](SessionGuard::close_timeout) for the
+/// peer's; a protocol error fails the connection with its code (1002,
+/// 1007, 1009) the same way. Once the guard has closed the socket, sending
+/// fails.
+///
+/// With `futures_util::{StreamExt, SinkExt}` (axum's `WebSocket` here;
+/// tokio-tungstenite's `WebSocketStream` is the same):
+///
+/// ```no_run
+/// use axum::extract::ws::{Message, WebSocket};
+/// use futures_util::{SinkExt, StreamExt};
+/// use tower_ws_auth::{Identity, socket::SessionGuard};
+///
+/// async fn echo(socket: WebSocket, identity: Identity) {
+///     let mut socket = SessionGuard::expiry_only().wrap(socket, identity);
+///     while let Some(Ok(message)) = socket.next().await {
+///         if matches!(message, Message::Text(_)) && socket.send(message).await.is_err() {
+///             break;
+///         }
+///     }
+///     // The stream ended: socket.end_reason() says why (expiry, peer...).
+/// }
+/// ```
+pub struct GuardedSocket<S: AuthSocket, A = NoRefresh, M = JsonMessages> {
     socket: S,
     guard: SessionGuard<A, M>,
     identity: Identity,
-    // Boxed: usually absent, and inline it would add 224 bytes to every
-    // idle connection.
-    request: Option<Box<Parts>>,
+    // Shared with a refresh being verified; usually absent.
+    request: Option<Arc<Parts>>,
     deadline: Option<Instant>,
     warn_at: Option<Instant>,
+    /// The one timer, for the earlier of the expiry and its warning (a
+    /// second one would add its size to every idle connection); created
+    /// when first polled.
+    timer: Option<Pin<Box<Sleep>>>,
     registration: Option<Registration>,
+    /// A message of the guard's own (the expiry warning, a refresh's
+    /// answer), sent before anything else is read.
+    outgoing: Option<S::Message>,
+    /// A message of the guard's own is written but not yet flushed.
+    unflushed: bool,
+    phase: Phase<S::Message>,
     ended: Option<EndReason>,
 }
 
-impl<S, A, M> fmt::Debug for GuardedSocket<S, A, M> {
+/// Where a guarded socket is. The rare states are boxed: an idle
+/// connection holds only `Open`.
+enum Phase<M> {
+    Open,
+    /// A refresh being verified; nothing is read meanwhile (expiry and
+    /// revocation still apply).
+    Refreshing(Box<Refreshing<M>>),
+    /// Closing; `then` is what the stream yields once the handshake is
+    /// over (the peer's Close, the error that failed the connection).
+    Ending(Box<Ending<M>>),
+    Done,
+}
+
+struct Refreshing<M> {
+    verifying: Pin<Box<dyn Future<Output = Result<Identity, crate::AuthError>> + Send>>,
+    /// The message that carried the refresh, delivered if the
+    /// authenticator finds it is not one of its credentials.
+    message: M,
+}
+
+struct Ending<M> {
+    closing: Closing<M>,
+    then: Option<Result<M, SocketError>>,
+}
+
+impl<S: AuthSocket, A, M> fmt::Debug for GuardedSocket<S, A, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GuardedSocket")
             .field("identity", &self.identity)
             .field("deadline", &self.deadline)
             .field("ended", &self.ended)
             .finish_non_exhaustive()
+    }
+}
+
+// Nothing of it is pinned (the timer and the refresh are boxed): moving it
+// between polls is fine, as for the library's socket (`AuthSocket: Unpin`).
+impl<S: AuthSocket, A, M> Unpin for GuardedSocket<S, A, M> {}
+
+impl<S: AuthSocket, A, M> GuardedSocket<S, A, M> {
+    /// Why the socket ended, once it has (set when its closing begins).
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.ended
+    }
+
+    /// `false` once the socket is closing or closed.
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::Refreshing(_))
+    }
+
+    /// `true` once the closing handshake is over and the stream has ended.
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
     }
 }
 
@@ -265,20 +362,6 @@ fn instant_of(at: SystemTime) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(60 * 60 * 24 * 365 * 30))
 }
 
-enum Refreshed {
-    Yes,
-    NotApplicable,
-    Closed,
-    Failed(SocketError),
-}
-
-enum Event<T> {
-    Revoked,
-    Expired,
-    Warn,
-    Message(Option<Result<T, SocketError>>),
-}
-
 impl<S, A, M> GuardedSocket<S, A, M>
 where
     S: AuthSocket,
@@ -289,7 +372,7 @@ where
     /// (by default it gets an empty one).
     #[must_use]
     pub fn with_request(mut self, request: Parts) -> Self {
-        self.request = Some(Box::new(request));
+        self.request = Some(Arc::new(request));
         self
     }
 
@@ -306,232 +389,42 @@ where
         &self.identity
     }
 
-    /// Why the socket ended, once it has.
-    pub fn end_reason(&self) -> Option<EndReason> {
-        self.ended
-    }
-
-    /// Waits for what happens next: a revocation, the expiry or its
-    /// warning, or a message. Its own future, so that only this (a
-    /// revocation wait, one timer and the socket's read) is held by an
-    /// idle connection's task.
-    async fn next_event(&mut self) -> Event<S::Message> {
-        // One timer for the earlier of the expiry and the warning (a
-        // second one would add its size to every idle connection). When
-        // they coincide, the expiry wins.
-        let (wake_at, warn) = match (self.deadline, self.warn_at) {
-            (Some(deadline), Some(warn)) if warn < deadline => (Some(warn), true),
-            (Some(deadline), _) => (Some(deadline), false),
-            (None, Some(warn)) => (Some(warn), true),
-            (None, None) => (None, false),
-        };
-        let registration = self.registration.as_ref();
-        let socket = &mut self.socket;
-        tokio::select! {
-            biased;
-            () = async { if let Some(r) = registration { r.revoked().await } }, if registration.is_some() => Event::Revoked,
-            () = async { if let Some(at) = wake_at { tokio::time::sleep_until(at).await } }, if wake_at.is_some() => {
-                if warn { Event::Warn } else { Event::Expired }
-            }
-            message = socket.recv_message() => Event::Message(message),
-        }
-    }
-
     /// The next application message. `None` once the socket has ended: see
-    /// [`end_reason`](Self::end_reason).
+    /// [`end_reason`](Self::end_reason). The same as `StreamExt::next`.
     ///
-    /// Cancel safety: a message is never lost if this future is dropped
-    /// while waiting; a refresh being verified when it is dropped is
-    /// abandoned (the client may send it again).
+    /// Cancel safe: the guard's state lives in the socket, not in this
+    /// future (a refresh being verified goes on at the next call).
     pub async fn recv(&mut self) -> Option<Result<S::Message, SocketError>> {
-        loop {
-            if self.ended.is_some() {
-                return None;
-            }
-            let event = self.next_event().await;
-            match event {
-                // The rare paths run boxed: their futures (closing, sending,
-                // verifying a refresh) would otherwise be part of this
-                // future's size, held by every idle connection.
-                Event::Revoked => {
-                    let code = self.guard.settings.codes.revoked_code();
-                    Box::pin(self.end(EndReason::Revoked, code, "revoked")).await;
-                    return None;
-                }
-                Event::Expired => {
-                    let code = self.guard.settings.codes.expired_code();
-                    Box::pin(self.end(EndReason::Expired, code, "session expired")).await;
-                    return None;
-                }
-                Event::Warn => {
-                    self.warn_at = None;
-                    let remaining = self
-                        .deadline
-                        .map(|d| d.saturating_duration_since(Instant::now()))
-                        .unwrap_or_default();
-                    if let Some(text) = self.guard.messages.expiring(&self.identity, remaining)
-                        && let Err(error) = Box::pin(self.socket.send_message(S::text(text))).await
-                    {
-                        self.ended = Some(EndReason::Error);
-                        return Some(Err(error));
-                    }
-                }
-                Event::Message(None) => {
-                    self.ended = Some(EndReason::PeerClosed);
-                    return None;
-                }
-                Event::Message(Some(Err(error))) => {
-                    self.ended = Some(EndReason::Error);
-                    return Some(Err(error));
-                }
-                Event::Message(Some(Ok(message))) => {
-                    if let Frame::Close(_) = S::frame(&message) {
-                        self.ended = Some(EndReason::PeerClosed);
-                        self.registration = None;
-                        // Let the library send (and flush) its reply Close
-                        // before the socket can be dropped.
-                        let timeout = self.guard.settings.close_timeout;
-                        Box::pin(finish_close(&mut self.socket, timeout)).await;
-                        return Some(Ok(message));
-                    }
-                    let settings = &self.guard.settings;
-                    // Without a refresh authenticator nothing is parsed; a
-                    // message over the refresh cap is never a refresh (it is
-                    // not read either): the work on any message is bounded
-                    // by the cap, whatever its size.
-                    let text = match S::frame(&message) {
-                        Frame::Text(text)
-                            if settings.refreshes && text.len() <= settings.max_refresh_bytes =>
-                        {
-                            text
-                        }
-                        _ => return Some(Ok(message)),
-                    };
-                    let token = match self.guard.messages.parse_refresh(text) {
-                        Parsed::Other => return Some(Ok(message)),
-                        Parsed::Malformed => {
-                            let code = self.guard.settings.codes.malformed_code();
-                            Box::pin(self.end(
-                                EndReason::RefreshRejected,
-                                code,
-                                "malformed refresh message",
-                            ))
-                            .await;
-                            return None;
-                        }
-                        Parsed::Credential(token) => token,
-                    };
-                    match Box::pin(self.refresh(token)).await {
-                        Refreshed::Yes => {}
-                        Refreshed::NotApplicable => return Some(Ok(message)),
-                        Refreshed::Closed => return None,
-                        Refreshed::Failed(error) => return Some(Err(error)),
-                    }
-                }
-            }
-        }
+        poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// Verifies a refresh.
-    async fn refresh(&mut self, token: String) -> Refreshed {
-        let credential = Credential::new(Carrier::Message, token);
-        let empty;
-        let request = match &self.request {
-            Some(parts) => &**parts,
-            None => {
-                empty = http::Request::new(()).into_parts().0;
-                &empty
-            }
-        };
-        match self
-            .guard
-            .authenticator
-            .authenticate(&credential, request)
-            .await
-        {
-            Ok(identity) if identity.subject() == self.identity.subject() => {
-                tracing::debug!(target: "tower_ws_auth", outcome = "refreshed", subject = identity.subject(), "socket credential refreshed");
-                self.identity = identity;
-                if let Some(registration) = &self.registration {
-                    registration.update(&self.identity);
-                }
-                self.schedule();
-                match self.guard.messages.refreshed(&self.identity) {
-                    Some(text) => self.reply(text).await,
-                    None => Refreshed::Yes,
-                }
-            }
-            Ok(_) => {
-                tracing::debug!(target: "tower_ws_auth", outcome = "rejected", subject = self.identity.subject(), "refresh for another subject");
-                self.end(
-                    EndReason::RefreshForOtherSubject,
-                    self.guard.settings.codes.forbidden_code(),
-                    "forbidden",
-                )
-                .await;
-                Refreshed::Closed
-            }
-            Err(AuthError::NotApplicable) => Refreshed::NotApplicable,
-            Err(AuthError::Unavailable { .. }) => {
-                tracing::warn!(target: "tower_ws_auth", subject = self.identity.subject(), "refresh not verified: backend unavailable");
-                match self.guard.messages.refresh_failed() {
-                    Some(text) => self.reply(text).await,
-                    None => Refreshed::Yes,
-                }
-            }
-            Err(error) => {
-                tracing::debug!(target: "tower_ws_auth", outcome = "rejected", subject = self.identity.subject(), reason = %error, "refresh rejected");
-                let (code, reason) = rejection_close(&self.guard.settings.codes, &error);
-                self.end(EndReason::RefreshRejected, code, reason).await;
-                Refreshed::Closed
-            }
-        }
-    }
-
-    async fn reply(&mut self, text: String) -> Refreshed {
-        match self.socket.send_message(S::text(text)).await {
-            Ok(()) => Refreshed::Yes,
-            Err(error) => {
-                self.ended = Some(EndReason::Error);
-                Refreshed::Failed(error)
-            }
-        }
-    }
-
-    async fn end(&mut self, reason: EndReason, code: u16, text: &str) {
-        tracing::debug!(target: "tower_ws_auth", subject = self.identity.subject(), close_code = code, end = ?reason, "closing guarded socket");
-        self.ended = Some(reason);
-        self.registration = None;
-        close_within(
-            &mut self.socket,
-            code,
-            text,
-            self.guard.settings.close_timeout,
-        )
-        .await;
-    }
-
-    /// Sends a message.
+    /// Sends a message, flushed. The same as `SinkExt::send`.
     ///
     /// # Errors
     ///
-    /// If the socket fails.
+    /// If the socket fails, or once the guard has closed it.
     pub async fn send(&mut self, message: S::Message) -> Result<(), SocketError> {
-        self.socket.send_message(message).await
+        SinkExt::send(self, message).await
     }
 
     /// Sends a text message.
     ///
     /// # Errors
     ///
-    /// If the socket fails.
+    /// If the socket fails, or once the guard has closed it.
     pub async fn send_text(&mut self, text: impl Into<String>) -> Result<(), SocketError> {
-        self.socket.send_message(S::text(text.into())).await
+        self.send(S::text(text.into())).await
     }
 
-    /// Closes the socket with `code` and `reason`.
+    /// Closes the socket with `code` (1008 if it may not be sent) and
+    /// `reason`, and completes the closing handshake (see
+    /// [`SessionGuard::close_timeout`]). If the socket is already closing,
+    /// waits for that close to end.
     pub async fn close(&mut self, code: u16, reason: &str) {
-        self.end(EndReason::Closed, code, reason).await;
+        if self.is_open() {
+            self.end(EndReason::Closed, code, reason);
+        }
+        poll_fn(|cx| self.poll_ending(cx)).await;
     }
 
     /// The socket, without the guard (and out of the registry).
@@ -539,22 +432,361 @@ where
         self.socket
     }
 
-    /// The socket.
-    pub(crate) fn socket(&self) -> &S {
-        &self.socket
+    /// Begins the guard's close.
+    fn end(&mut self, reason: EndReason, code: u16, text: &str) {
+        tracing::debug!(target: "tower_ws_auth", subject = self.identity.subject(), close_code = code, end = ?reason, "closing guarded socket");
+        self.ended = Some(reason);
+        self.begin(
+            Closing::close::<S>(code, text, self.guard.settings.close_timeout),
+            None,
+        );
     }
 
-    /// The same guard over `f(socket)`.
-    pub(crate) fn map_socket<T>(self, f: impl FnOnce(S) -> T) -> GuardedSocket<T, A, M> {
-        GuardedSocket {
-            socket: f(self.socket),
-            guard: self.guard,
-            identity: self.identity,
-            request: self.request,
-            deadline: self.deadline,
-            warn_at: self.warn_at,
-            registration: self.registration,
-            ended: self.ended,
+    /// Closes with `closing`, then yields `then`.
+    fn begin(
+        &mut self,
+        closing: Closing<S::Message>,
+        then: Option<Result<S::Message, SocketError>>,
+    ) {
+        self.registration = None;
+        self.timer = None;
+        self.outgoing = None;
+        self.phase = Phase::Ending(Box::new(Ending { closing, then }));
+    }
+
+    /// Drives a close in progress; `Ready` when there is none (any more).
+    fn poll_ending(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.phase {
+            Phase::Ending(ending) => ending.closing.poll(&mut self.socket, cx),
+            _ => Poll::Ready(()),
         }
+    }
+
+    /// The guard's timer, if it fired: `Some(true)` for the warning,
+    /// `Some(false)` for the expiry.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Option<bool> {
+        // When the warning and the expiry coincide, the expiry wins.
+        let (at, warn) = match (self.deadline, self.warn_at) {
+            (Some(deadline), Some(warn)) if warn < deadline => (warn, true),
+            (Some(deadline), _) => (deadline, false),
+            (None, Some(warn)) => (warn, true),
+            (None, None) => {
+                self.timer = None;
+                return None;
+            }
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if timer.deadline() != at {
+            timer.as_mut().reset(at);
+        }
+        timer.as_mut().poll(cx).is_ready().then_some(warn)
+    }
+
+    /// Writes the guard's own message, if any: `Pending` while the library
+    /// cannot take it; its flush does not hold anything up.
+    fn poll_outgoing(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
+        let mut socket = Pin::new(&mut self.socket);
+        if self.outgoing.is_some() {
+            ready!(socket.as_mut().poll_ready(cx)).map_err(SocketError::new)?;
+            if let Some(message) = self.outgoing.take() {
+                socket
+                    .as_mut()
+                    .start_send(message)
+                    .map_err(SocketError::new)?;
+            }
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            match socket.poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(SocketError::new(error))),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The socket failed while the guard wrote: it ends with `error`.
+    fn failed(&mut self, error: SocketError) -> Poll<Option<Result<S::Message, SocketError>>> {
+        self.ended = Some(EndReason::Error);
+        self.registration = None;
+        self.timer = None;
+        self.phase = Phase::Done;
+        Poll::Ready(Some(Err(error)))
+    }
+
+    /// The state machine behind `recv` and `Stream::poll_next`.
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<S::Message, SocketError>>> {
+        loop {
+            match &mut self.phase {
+                Phase::Done => return Poll::Ready(None),
+                Phase::Ending(ending) => {
+                    ready!(ending.closing.poll(&mut self.socket, cx));
+                    let then = ending.then.take();
+                    self.phase = Phase::Done;
+                    return Poll::Ready(then);
+                }
+                Phase::Open | Phase::Refreshing(_) => {}
+            }
+            let codes = self.guard.settings.codes;
+            // Revocation and expiry first, whatever else is going on.
+            if self
+                .registration
+                .as_ref()
+                .is_some_and(|r| r.poll_revoked(cx).is_ready())
+            {
+                self.end(EndReason::Revoked, codes.revoked_code(), "revoked");
+                continue;
+            }
+            let timer = self.poll_timer(cx);
+            // The warning waits for the guard's previous message.
+            let warning_waits = timer == Some(true) && self.outgoing.is_some();
+            match timer {
+                Some(false) => {
+                    self.end(EndReason::Expired, codes.expired_code(), "session expired");
+                    continue;
+                }
+                Some(true) if !warning_waits => {
+                    self.warn_at = None;
+                    let remaining = self
+                        .deadline
+                        .map(|d| d.saturating_duration_since(Instant::now()))
+                        .unwrap_or_default();
+                    self.outgoing = self
+                        .guard
+                        .messages
+                        .expiring(&self.identity, remaining)
+                        .map(S::text);
+                    continue;
+                }
+                _ => {}
+            }
+            if let Err(error) = ready!(self.poll_outgoing(cx)) {
+                return self.failed(error);
+            }
+            if warning_waits {
+                continue;
+            }
+            if let Phase::Refreshing(refreshing) = &mut self.phase {
+                let verified = ready!(refreshing.verifying.as_mut().poll(cx));
+                if let Phase::Refreshing(refreshing) =
+                    std::mem::replace(&mut self.phase, Phase::Open)
+                    && let Some(message) = self.refreshed(verified, refreshing.message)
+                {
+                    return Poll::Ready(Some(Ok(message)));
+                }
+                continue;
+            }
+            let message = match ready!(Pin::new(&mut self.socket).poll_next(cx)) {
+                None => {
+                    self.ended = Some(EndReason::PeerClosed);
+                    self.registration = None;
+                    self.timer = None;
+                    self.phase = Phase::Done;
+                    return Poll::Ready(None);
+                }
+                Some(Err(error)) => {
+                    self.ended = Some(EndReason::Error);
+                    match Closing::fail::<S>(&error, self.guard.settings.close_timeout) {
+                        Some(closing) => {
+                            self.begin(closing, Some(Err(SocketError::new(error))));
+                            continue;
+                        }
+                        None => return self.failed(SocketError::new(error)),
+                    }
+                }
+                Some(Ok(message)) => message,
+            };
+            let settings = &self.guard.settings;
+            // Without a refresh authenticator nothing is parsed; a message
+            // over the refresh cap is never a refresh (it is not read
+            // either): the work on any message is bounded by the cap,
+            // whatever its size.
+            let parsed = match S::frame(&message) {
+                Frame::Close(_) => {
+                    // Answered (and flushed) before it is delivered.
+                    self.ended = Some(EndReason::PeerClosed);
+                    let timeout = settings.close_timeout;
+                    self.begin(Closing::answer(timeout), Some(Ok(message)));
+                    continue;
+                }
+                Frame::Text(text)
+                    if settings.refreshes && text.len() <= settings.max_refresh_bytes =>
+                {
+                    self.guard.messages.parse_refresh(text)
+                }
+                _ => Parsed::Other,
+            };
+            match parsed {
+                Parsed::Other => return Poll::Ready(Some(Ok(message))),
+                Parsed::Malformed => {
+                    let code = codes.malformed_code();
+                    self.end(
+                        EndReason::RefreshRejected,
+                        code,
+                        "malformed refresh message",
+                    );
+                }
+                Parsed::Credential(token) => {
+                    self.phase = Phase::Refreshing(Box::new(Refreshing {
+                        verifying: self.verify(token),
+                        message,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The refresh `token`, being verified.
+    fn verify(
+        &self,
+        token: String,
+    ) -> Pin<Box<dyn Future<Output = Result<Identity, crate::AuthError>> + Send>> {
+        let authenticator = self.guard.authenticator.clone();
+        let request = self.request.clone();
+        Box::pin(async move {
+            let credential = Credential::new(Carrier::Message, token);
+            let empty;
+            let request = match &request {
+                Some(parts) => &**parts,
+                None => {
+                    empty = http::Request::new(()).into_parts().0;
+                    &empty
+                }
+            };
+            authenticator.authenticate(&credential, request).await
+        })
+    }
+
+    /// Acts on a verified refresh; `Some` for a message the authenticator
+    /// found was not one of its credentials (the application's).
+    fn refreshed(
+        &mut self,
+        verified: Result<Identity, AuthError>,
+        message: S::Message,
+    ) -> Option<S::Message> {
+        match verified {
+            Ok(identity) if identity.subject() == self.identity.subject() => {
+                tracing::debug!(target: "tower_ws_auth", outcome = "refreshed", subject = identity.subject(), "socket credential refreshed");
+                self.identity = identity;
+                if let Some(registration) = &self.registration {
+                    registration.update(&self.identity);
+                }
+                self.schedule();
+                self.outgoing = self.guard.messages.refreshed(&self.identity).map(S::text);
+            }
+            Ok(_) => {
+                tracing::debug!(target: "tower_ws_auth", outcome = "rejected", subject = self.identity.subject(), "refresh for another subject");
+                let code = self.guard.settings.codes.forbidden_code();
+                self.end(EndReason::RefreshForOtherSubject, code, "forbidden");
+            }
+            Err(AuthError::NotApplicable) => return Some(message),
+            Err(AuthError::Unavailable { .. }) => {
+                tracing::warn!(target: "tower_ws_auth", subject = self.identity.subject(), "refresh not verified: backend unavailable");
+                self.outgoing = self.guard.messages.refresh_failed().map(S::text);
+            }
+            Err(error) => {
+                tracing::debug!(target: "tower_ws_auth", outcome = "rejected", subject = self.identity.subject(), reason = %error, "refresh rejected");
+                let (code, reason) = rejection_close(&self.guard.settings.codes, &error);
+                self.end(EndReason::RefreshRejected, code, reason);
+            }
+        }
+        None
+    }
+
+    /// `Sink::poll_ready`: the guard's own message goes first; fails once
+    /// the socket is closing.
+    pub(crate) fn poll_send_ready(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), SocketError>> {
+        if !self.is_open() {
+            return Poll::Ready(Err(SocketError::closed()));
+        }
+        if let Err(error) = ready!(self.poll_outgoing(cx)) {
+            let _ = self.failed(SocketError::closed());
+            return Poll::Ready(Err(error));
+        }
+        Pin::new(&mut self.socket)
+            .poll_ready(cx)
+            .map_err(SocketError::new)
+    }
+
+    /// `Sink::start_send`.
+    pub(crate) fn start_send_message(&mut self, message: S::Message) -> Result<(), SocketError> {
+        if !self.is_open() {
+            return Err(SocketError::closed());
+        }
+        Pin::new(&mut self.socket)
+            .start_send(message)
+            .map_err(SocketError::new)
+    }
+
+    /// `Sink::poll_flush`.
+    pub(crate) fn poll_send_flush(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), SocketError>> {
+        if self.is_done() {
+            return Poll::Ready(Err(SocketError::closed()));
+        }
+        Pin::new(&mut self.socket)
+            .poll_flush(cx)
+            .map_err(SocketError::new)
+    }
+
+    /// `Sink::poll_close`: the guard's close with 1000, handshake included.
+    pub(crate) fn poll_send_close(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), SocketError>> {
+        if self.is_open() {
+            self.end(EndReason::Closed, 1000, "");
+        }
+        ready!(self.poll_ending(cx));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S, A, M> Stream for GuardedSocket<S, A, M>
+where
+    S: AuthSocket,
+    A: Authenticator,
+    M: AuthMessages,
+{
+    type Item = Result<S::Message, SocketError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<S, A, M> Sink<S::Message> for GuardedSocket<S, A, M>
+where
+    S: AuthSocket,
+    A: Authenticator,
+    M: AuthMessages,
+{
+    type Error = SocketError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
+        self.get_mut().poll_send_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: S::Message) -> Result<(), SocketError> {
+        self.get_mut().start_send_message(message)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
+        self.get_mut().poll_send_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
+        self.get_mut().poll_send_close(cx)
     }
 }

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use futures_util::task::AtomicWaker;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc};
 
 use crate::authenticator::BoxFuture;
 use crate::identity::Identity;
@@ -122,14 +123,15 @@ impl RevocationBus for LocalBus {
 }
 
 struct Signal {
-    notify: Notify,
+    /// The guarded socket's task, woken by the revocation.
+    waker: AtomicWaker,
     revoked: AtomicBool,
 }
 
 impl Signal {
     fn revoke(&self) {
         self.revoked.store(true, Ordering::SeqCst);
-        self.notify.notify_one();
+        self.waker.wake();
     }
 }
 
@@ -430,7 +432,7 @@ impl Revocations {
     pub fn register(&self, identity: &Identity) -> Registration {
         let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let signal = Arc::new(Signal {
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
             revoked: AtomicBool::new(false),
         });
         let mut state = self.inner.state();
@@ -527,8 +529,20 @@ impl fmt::Debug for Registration {
 impl Registration {
     /// Completes once the connection is revoked (at once if it already is).
     pub async fn revoked(&self) {
-        while !self.is_revoked() {
-            self.signal.notify.notified().await;
+        std::future::poll_fn(|cx| self.poll_revoked(cx)).await;
+    }
+
+    /// `Ready` once the connection is revoked; otherwise this task is woken
+    /// when it is (only the last task that polled is).
+    pub fn poll_revoked(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.is_revoked() {
+            return std::task::Poll::Ready(());
+        }
+        self.signal.waker.register(cx.waker());
+        if self.is_revoked() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
         }
     }
 

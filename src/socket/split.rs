@@ -1,250 +1,233 @@
 //! [`GuardedSocket::split`]: a receiving half (a `Stream`, where the guard
-//! runs) and a sending half (a `Sink`) that can live in two tasks.
+//! runs) and a sending half (a `Sink`) that can live in two tasks, both
+//! over the one guarded socket and its state machine.
 
-use std::error::Error as StdError;
 use std::fmt;
-use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use futures_util::{Sink, Stream};
 
-use super::guard::{EndReason, GuardedSocket};
-use super::{AuthMessages, AuthSocket, Frame, SocketError};
+use super::guard::{EndReason, GuardedSocket, NoRefresh};
+use super::{AuthMessages, AuthSocket, JsonMessages, SocketError};
 use crate::authenticator::Authenticator;
 
-struct State<S> {
-    /// `None` once the guard has ended the connection: dropping the socket
-    /// closes it, whatever the sending half is doing.
-    socket: Option<S>,
-    /// The sending half's task, woken when the socket goes.
-    sender: Option<Waker>,
+/// The guarded socket shared by the two halves. Each half locks it only for
+/// the duration of one poll, never while waiting, so a sending half that
+/// waits (for its application, or for a peer that does not read) never
+/// stops the receiving half, where the guard runs.
+struct Shared<S: AuthSocket, A, M> {
+    /// `None` once the connection has ended (or the receiving half is
+    /// gone): dropping the socket closes the connection, whatever the
+    /// sending half is doing.
+    socket: Option<GuardedSocket<S, A, M>>,
     ended: Option<EndReason>,
+    /// The halves' tasks, each woken when the other begins or ends a close.
+    receiver: Option<Waker>,
+    sender: Option<Waker>,
 }
 
-/// The socket shared by the two halves of a split [`GuardedSocket`]. Each
-/// half locks it only for the duration of one poll, never while waiting,
-/// so a sending half that waits (for its application, or for a peer that
-/// does not read) never stops the receiving half, where the guard runs.
-pub struct SharedSocket<S> {
-    state: Arc<Mutex<State<S>>>,
+type SharedState<S, A, M> = Arc<Mutex<Shared<S, A, M>>>;
+
+fn lock<S: AuthSocket, A, M>(shared: &SharedState<S, A, M>) -> MutexGuard<'_, Shared<S, A, M>> {
+    // Every critical section is one poll of the socket: a panic in it
+    // leaves nothing half-updated in the state.
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<S> fmt::Debug for SharedSocket<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedSocket").finish_non_exhaustive()
-    }
-}
-
-impl<S> SharedSocket<S> {
-    fn lock(&self) -> MutexGuard<'_, State<S>> {
-        lock(&self.state)
-    }
-
+impl<S: AuthSocket, A, M> Shared<S, A, M> {
     /// Drops the socket (closing the connection) and wakes the sending half.
-    fn terminate(&self, ended: Option<EndReason>) {
-        let (socket, sender) = {
-            let mut state = self.lock();
-            state.ended = state.ended.or(ended).or(Some(EndReason::Error));
-            (state.socket.take(), state.sender.take())
-        };
-        drop(socket);
-        if let Some(waker) = sender {
+    fn terminate(&mut self) {
+        if let Some(socket) = self.socket.take() {
+            self.ended = self.ended.or(socket.end_reason());
+        }
+        self.ended = self.ended.or(Some(EndReason::Error));
+        if let Some(waker) = self.sender.take() {
             waker.wake();
         }
     }
 }
 
-fn lock<S>(state: &Mutex<State<S>>) -> MutexGuard<'_, State<S>> {
-    // Every critical section is one poll of the socket: a panic in it
-    // leaves nothing half-updated in the state.
-    state.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The socket closed by the guard (or by an earlier failure).
-#[derive(Debug, thiserror::Error)]
-#[error("the guarded socket is closed")]
-struct Closed;
-
-impl<S, E> AuthSocket for SharedSocket<S>
+impl<S, A, M> Shared<S, A, M>
 where
-    S: AuthSocket + Stream<Item = Result<S::Message, E>> + Sink<S::Message, Error = E> + Unpin,
-    E: StdError + Send + Sync + 'static,
+    S: AuthSocket,
+    A: Authenticator,
+    M: AuthMessages,
 {
-    type Message = S::Message;
-
-    fn recv_message(
+    /// Polls `f` on the guarded socket for one half: registers that half's
+    /// task, wakes the other's when the poll began a close or ended the
+    /// socket, and drops the socket once its stream is over.
+    fn poll<T>(
         &mut self,
-    ) -> impl Future<Output = Option<Result<Self::Message, SocketError>>> + Send {
-        poll_fn(move |cx| {
-            let mut state = self.lock();
-            let Some(socket) = state.socket.as_mut() else {
-                return Poll::Ready(None);
-            };
-            Pin::new(socket)
-                .poll_next(cx)
-                .map(|next| next.map(|r| r.map_err(SocketError::new)))
-        })
-    }
-
-    fn send_message(
-        &mut self,
-        message: Self::Message,
-    ) -> impl Future<Output = Result<(), SocketError>> + Send {
-        let mut message = Some(message);
-        poll_fn(move |cx| {
-            let mut state = self.lock();
-            let Some(socket) = state.socket.as_mut() else {
-                return Poll::Ready(Err(SocketError::new(Closed)));
-            };
-            let mut socket = Pin::new(socket);
-            if message.is_some() {
-                if let Err(error) = std::task::ready!(socket.as_mut().poll_ready(cx)) {
-                    return Poll::Ready(Err(SocketError::new(error)));
-                }
-                if let Some(message) = message.take()
-                    && let Err(error) = socket.as_mut().start_send(message)
-                {
-                    return Poll::Ready(Err(SocketError::new(error)));
-                }
-            }
-            socket.poll_flush(cx).map_err(SocketError::new)
-        })
-    }
-
-    fn text(text: String) -> Self::Message {
-        S::text(text)
-    }
-
-    fn close_frame(code: u16, reason: &str) -> Self::Message {
-        S::close_frame(code, reason)
-    }
-
-    fn frame(message: &Self::Message) -> Frame<'_> {
-        S::frame(message)
+        cx: &mut Context<'_>,
+        receiving: bool,
+        f: impl FnOnce(&mut GuardedSocket<S, A, M>, &mut Context<'_>) -> Poll<T>,
+    ) -> Option<Poll<T>> {
+        let socket = self.socket.as_mut()?;
+        let was_open = socket.is_open();
+        let polled = f(socket, cx);
+        let (open, done) = (socket.is_open(), socket.is_done());
+        let (mine, other) = if receiving {
+            (&mut self.receiver, &mut self.sender)
+        } else {
+            (&mut self.sender, &mut self.receiver)
+        };
+        if polled.is_pending() {
+            *mine = Some(cx.waker().clone());
+        }
+        if was_open
+            && !open
+            && let Some(waker) = other.take()
+        {
+            waker.wake();
+        }
+        if done {
+            self.terminate();
+        }
+        Some(polled)
     }
 }
-
-type Items<M, E> = Pin<Box<dyn Stream<Item = Result<M, E>> + Send>>;
 
 /// The receiving half of a split [`GuardedSocket`]: a
 /// `Stream<Item = Result<Message, Error>>` of application messages, with the
 /// library's own message and error types (for axum,
 /// `Result<axum::extract::ws::Message, axum::Error>`). The guard runs here:
 /// keep polling it (one task reading, as in axum's chat example) and it
-/// closes the socket at expiry, on revocation or on a refused refresh, then
-/// ends; the connection is dropped then even if the
-/// [`GuardedSender`] is still held, and the sender fails from then on.
-pub struct GuardedReceiver<S: AuthSocket, E> {
-    items: Items<<S as AuthSocket>::Message, E>,
-    shared: Arc<Mutex<State<S>>>,
+/// closes the socket at expiry, on revocation or on a refused refresh,
+/// completes the closing handshake, then ends; the connection is dropped
+/// then even if the [`GuardedSender`] is still held, and the sender fails
+/// from then on. Dropping the receiving half also drops the connection:
+/// the guard cannot run without it.
+pub struct GuardedReceiver<S: AuthSocket, A = NoRefresh, M = JsonMessages> {
+    shared: SharedState<S, A, M>,
 }
 
-impl<S: AuthSocket, E> fmt::Debug for GuardedReceiver<S, E> {
+impl<S: AuthSocket, A, M> fmt::Debug for GuardedReceiver<S, A, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GuardedReceiver")
-            .field("ended", &lock(&self.shared).ended)
+            .field("ended", &self.end_reason())
             .finish_non_exhaustive()
     }
 }
 
-impl<S: AuthSocket, E> GuardedReceiver<S, E> {
-    /// Why the socket ended, once it has.
+impl<S: AuthSocket, A, M> GuardedReceiver<S, A, M> {
+    /// Why the socket ended, once it has (set when its closing begins).
     pub fn end_reason(&self) -> Option<EndReason> {
-        lock(&self.shared).ended
+        let shared = lock(&self.shared);
+        match &shared.socket {
+            Some(socket) => socket.end_reason(),
+            None => shared.ended,
+        }
     }
 }
 
-impl<S: AuthSocket, E> Stream for GuardedReceiver<S, E> {
-    type Item = Result<S::Message, E>;
+impl<S: AuthSocket, A, M> Drop for GuardedReceiver<S, A, M> {
+    fn drop(&mut self) {
+        lock(&self.shared).terminate();
+    }
+}
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.items.as_mut().poll_next(cx)
+impl<S, A, M> Stream for GuardedReceiver<S, A, M>
+where
+    S: AuthSocket,
+    A: Authenticator,
+    M: AuthMessages,
+{
+    type Item = Result<S::Message, S::WsError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut shared = lock(&self.shared);
+        let Some(polled) = shared.poll(cx, true, GuardedSocket::poll_recv) else {
+            return Poll::Ready(None);
+        };
+        match polled {
+            Poll::Ready(Some(Err(error))) => match error.downcast::<S::WsError>() {
+                Ok(error) => Poll::Ready(Some(Err(error))),
+                // Not the library's: the guard's own (the socket is closed).
+                Err(other) => {
+                    tracing::debug!(target: "tower_ws_auth", error = %other, "guarded socket failed");
+                    shared.terminate();
+                    Poll::Ready(None)
+                }
+            },
+            Poll::Ready(Some(Ok(message))) => Poll::Ready(Some(Ok(message))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
 /// The sending half of a split [`GuardedSocket`]: a `Sink` of the
 /// library's messages. Fails with a [`SocketError`] once the guard has
-/// closed the socket.
-pub struct GuardedSender<S> {
-    shared: Arc<Mutex<State<S>>>,
+/// closed the socket. `Sink::close` closes the socket (with 1000, the
+/// closing handshake included).
+pub struct GuardedSender<S: AuthSocket, A = NoRefresh, M = JsonMessages> {
+    shared: SharedState<S, A, M>,
 }
 
-impl<S> fmt::Debug for GuardedSender<S> {
+impl<S: AuthSocket, A, M> fmt::Debug for GuardedSender<S, A, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GuardedSender").finish_non_exhaustive()
     }
 }
 
-impl<S> GuardedSender<S> {
-    /// Polls `f` on the socket, registering this task to be woken when the
-    /// guard drops it.
+impl<S, A, M> GuardedSender<S, A, M>
+where
+    S: AuthSocket,
+    A: Authenticator,
+    M: AuthMessages,
+{
     fn with_socket<T>(
         &self,
         cx: &mut Context<'_>,
-        f: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<Result<T, SocketError>>,
-    ) -> Poll<Result<T, SocketError>>
-    where
-        S: Unpin,
-    {
-        let mut state = lock(&self.shared);
-        match &mut state.socket {
-            None => Poll::Ready(Err(SocketError::new(Closed))),
-            Some(socket) => {
-                let polled = f(Pin::new(socket), cx);
-                if polled.is_pending() {
-                    state.sender = Some(cx.waker().clone());
-                }
-                polled
-            }
-        }
+        f: impl FnOnce(&mut GuardedSocket<S, A, M>, &mut Context<'_>) -> Poll<Result<T, SocketError>>,
+    ) -> Poll<Result<T, SocketError>> {
+        lock(&self.shared)
+            .poll(cx, false, f)
+            .unwrap_or(Poll::Ready(Err(SocketError::closed())))
     }
 }
 
-impl<S, E> Sink<S::Message> for GuardedSender<S>
+impl<S, A, M> Sink<S::Message> for GuardedSender<S, A, M>
 where
-    S: AuthSocket + Sink<S::Message, Error = E> + Unpin,
-    E: StdError + Send + Sync + 'static,
+    S: AuthSocket,
+    A: Authenticator,
+    M: AuthMessages,
 {
     type Error = SocketError;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
-        self.with_socket(cx, |s, cx| s.poll_ready(cx).map_err(SocketError::new))
+        self.with_socket(cx, GuardedSocket::poll_send_ready)
     }
 
-    fn start_send(self: Pin<&mut Self>, item: S::Message) -> Result<(), SocketError> {
-        let mut state = lock(&self.shared);
-        match &mut state.socket {
-            None => Err(SocketError::new(Closed)),
-            Some(socket) => Pin::new(socket).start_send(item).map_err(SocketError::new),
+    fn start_send(self: Pin<&mut Self>, message: S::Message) -> Result<(), SocketError> {
+        match &mut lock(&self.shared).socket {
+            None => Err(SocketError::closed()),
+            Some(socket) => socket.start_send_message(message),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
-        self.with_socket(cx, |s, cx| s.poll_flush(cx).map_err(SocketError::new))
+        self.with_socket(cx, GuardedSocket::poll_send_flush)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SocketError>> {
-        self.with_socket(cx, |s, cx| s.poll_close(cx).map_err(SocketError::new))
+        self.with_socket(cx, GuardedSocket::poll_send_close)
     }
 }
 
-impl<S, A, M, E> GuardedSocket<S, A, M>
+impl<S, A, M> GuardedSocket<S, A, M>
 where
-    S: AuthSocket
-        + Stream<Item = Result<S::Message, E>>
-        + Sink<S::Message, Error = E>
-        + Unpin
-        + 'static,
+    S: AuthSocket,
     A: Authenticator,
     M: AuthMessages,
-    E: StdError + Send + Sync + 'static,
 {
     /// Splits the socket into a receiving half (a `Stream`, where the guard
     /// keeps enforcing expiry, revocation and refreshes) and a sending half
     /// (a `Sink`), for two tasks; see [`GuardedReceiver`] and
-    /// [`GuardedSender`].
+    /// [`GuardedSender`]. Both work on this one guarded socket: the same
+    /// rules, the same closing handshake.
     ///
     /// ```no_run
     /// use axum::extract::ws::{Message, WebSocket};
@@ -265,40 +248,18 @@ where
     ///     send_task.abort();
     /// }
     /// ```
-    pub fn split(self) -> (GuardedReceiver<S, E>, GuardedSender<S>) {
-        let shared = Arc::new(Mutex::new(State {
-            socket: None,
-            sender: None,
+    pub fn split(self) -> (GuardedReceiver<S, A, M>, GuardedSender<S, A, M>) {
+        let shared = Arc::new(Mutex::new(Shared {
+            socket: Some(self),
             ended: None,
+            receiver: None,
+            sender: None,
         }));
-        let guarded = self.map_socket(|socket| {
-            lock(&shared).socket = Some(socket);
-            SharedSocket {
-                state: shared.clone(),
-            }
-        });
-        let items = futures_util::stream::unfold(Some(guarded), |guarded| async move {
-            let mut guarded = guarded?;
-            match guarded.recv().await {
-                Some(Ok(message)) => Some((Ok(message), Some(guarded))),
-                Some(Err(error)) => match error.downcast::<E>() {
-                    Ok(error) => Some((Err(error), Some(guarded))),
-                    Err(other) => {
-                        tracing::debug!(target: "tower_ws_auth", error = %other, "guarded socket failed");
-                        guarded.socket().terminate(guarded.end_reason());
-                        None
-                    }
-                },
-                None => {
-                    guarded.socket().terminate(guarded.end_reason());
-                    None
-                }
-            }
-        });
-        let receiver = GuardedReceiver {
-            items: Box::pin(items),
-            shared: shared.clone(),
-        };
-        (receiver, GuardedSender { shared })
+        (
+            GuardedReceiver {
+                shared: shared.clone(),
+            },
+            GuardedSender { shared },
+        )
     }
 }

@@ -1,13 +1,12 @@
 //! [`AuthSocket`] for tokio-tungstenite's `WebSocketStream`.
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use super::{AuthSocket, Frame, SocketError};
+use super::{AuthSocket, Frame, tungstenite_failure_code};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "tungstenite")))]
 impl<S> AuthSocket for WebSocketStream<S>
@@ -15,16 +14,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     type Message = Message;
-
-    async fn recv_message(&mut self) -> Option<Result<Message, SocketError>> {
-        StreamExt::next(self)
-            .await
-            .map(|r| r.map_err(SocketError::new))
-    }
-
-    async fn send_message(&mut self, message: Message) -> Result<(), SocketError> {
-        SinkExt::send(self, message).await.map_err(SocketError::new)
-    }
+    type WsError = tokio_tungstenite::tungstenite::Error;
 
     fn text(text: String) -> Message {
         Message::text(text)
@@ -35,6 +25,10 @@ where
             code: CloseCode::from(code),
             reason: reason.to_owned().into(),
         }))
+    }
+
+    fn failure_code(error: &tokio_tungstenite::tungstenite::Error) -> Option<u16> {
+        tungstenite_failure_code(error)
     }
 
     fn frame(message: &Message) -> Frame<'_> {

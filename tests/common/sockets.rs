@@ -69,7 +69,8 @@ pub struct App {
     /// `/first-gql`: graphql-ws messages and codes.
     pub first_gql: FirstMessageAuth<tower_ws_auth::BoxAuthenticator, GraphqlWsMessages>,
     pub guard: SessionGuard<tower_ws_auth::BoxAuthenticator>,
-    /// `/ws-plain`: expiry and revocation, no refresh.
+    /// `/ws-plain`: expiry and revocation, no refresh; a close waits 1 s
+    /// for the peer's Close.
     pub plain: SessionGuard,
     pub revocations: Revocations,
     delivered: Arc<Mutex<Vec<String>>>,
@@ -87,7 +88,9 @@ impl App {
             guard: SessionGuard::new(boxed_auth())
                 .warn_before(Duration::from_millis(500))
                 .revocations(revocations.clone()),
-            plain: SessionGuard::expiry_only().revocations(revocations.clone()),
+            plain: SessionGuard::expiry_only()
+                .revocations(revocations.clone())
+                .close_timeout(Duration::from_secs(1)),
             revocations,
             delivered: Arc::new(Mutex::new(Vec::new())),
         }
@@ -143,35 +146,11 @@ async fn echo<S: AuthSocket, A: tower_ws_auth::Authenticator>(
     }
 }
 
-/// A socket that `GuardedSocket::split` accepts: a `Stream` and a `Sink`
-/// of its messages, with one error type.
-pub trait Splittable:
-    AuthSocket
-    + futures_util::Stream<Item = Result<Self::Message, <Self as Splittable>::Error>>
-    + futures_util::Sink<Self::Message, Error = <Self as Splittable>::Error>
-    + Unpin
-    + 'static
-{
-    type Error: std::error::Error + Send + Sync + 'static;
-}
-
-impl<S, E> Splittable for S
-where
-    S: AuthSocket
-        + futures_util::Stream<Item = Result<S::Message, E>>
-        + futures_util::Sink<S::Message, Error = E>
-        + Unpin
-        + 'static,
-    E: std::error::Error + Send + Sync + 'static,
-{
-    type Error = E;
-}
-
 /// The application over a split guarded socket (`/ws-split`): the
 /// receiving half forwards texts to a task owning the sending half, which
 /// echoes them; `block-sender` makes that task hold the sending half and
 /// wait forever (the guard must close the connection all the same).
-pub async fn run_split<S: Splittable>(app: App, socket: S, identity: Identity) {
+pub async fn run_split<S: AuthSocket + 'static>(app: App, socket: S, identity: Identity) {
     let (mut receiver, mut sender) = app.guard.wrap(socket, identity).split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
     tokio::spawn(async move {
@@ -194,11 +173,61 @@ pub async fn run_split<S: Splittable>(app: App, socket: S, identity: Identity) {
     }
 }
 
-/// The application of a guarded route: `/ws-plain`, `/ws-split` or `/ws`.
-pub async fn run_guarded<S: Splittable>(path: &str, app: App, socket: S, identity: Identity) {
+/// The application of `/ws-stream`: the guarded socket used only as a
+/// `Stream` (`StreamExt::next`) and a `Sink` (`SinkExt::send`, and
+/// `SinkExt::close` on `close-me`), echoing texts.
+pub async fn run_stream<S: AuthSocket>(app: App, socket: S, identity: Identity) {
+    let mut socket = app.guard.wrap(socket, identity);
+    while let Some(Ok(message)) = socket.next().await {
+        let Frame::Text(text) = S::frame(&message) else {
+            continue;
+        };
+        if text == "close-me" {
+            let _ = SinkExt::close(&mut socket).await;
+            break;
+        }
+        app.delivered.lock().unwrap().push(text.to_owned());
+        if socket.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// The application of `/ws-forward`: the split halves joined by
+/// `StreamExt::forward`, echoing texts.
+pub async fn run_forward<S: AuthSocket + 'static>(app: App, socket: S, identity: Identity) {
+    let (receiver, sender) = app.guard.wrap(socket, identity).split();
+    let delivered = app.delivered.clone();
+    let _ = receiver
+        .filter(|message| {
+            let text = message.as_ref().ok().and_then(|m| match S::frame(m) {
+                Frame::Text(text) => Some(text.to_owned()),
+                _ => None,
+            });
+            let keep = text.is_some();
+            if let Some(text) = text {
+                delivered.lock().unwrap().push(text);
+            }
+            std::future::ready(keep)
+        })
+        .map(|message| message.map_err(tower_ws_auth::socket::SocketError::new))
+        .forward(sender)
+        .await;
+}
+
+/// The application of a guarded route: `/ws-plain`, `/ws-split`,
+/// `/ws-stream`, `/ws-forward` or `/ws`.
+pub async fn run_guarded<S: AuthSocket + 'static>(
+    path: &str,
+    app: App,
+    socket: S,
+    identity: Identity,
+) {
     match path {
         "/ws-plain" => run_plain(app, socket, identity).await,
         "/ws-split" => run_split(app, socket, identity).await,
+        "/ws-stream" => run_stream(app, socket, identity).await,
+        "/ws-forward" => run_forward(app, socket, identity).await,
         _ => run_socket(app, socket, identity).await,
     }
 }
@@ -256,6 +285,8 @@ async fn spawn_axum(app: App) -> SocketAddr {
         .route("/ws", any(guarded))
         .route("/ws-plain", any(guarded))
         .route("/ws-split", any(guarded))
+        .route("/ws-stream", any(guarded))
+        .route("/ws-forward", any(guarded))
         .route_layer(WsAuthLayer::new(boxed_auth()).bearer_header())
         .route("/first", any(first))
         .route("/first-gql", any(first))

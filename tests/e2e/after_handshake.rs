@@ -473,6 +473,89 @@ async fn every_close_is_a_clean_closing_handshake(kind: Kind) {
     }
 }
 
+/// A peer that breaks the protocol (RFC 6455 7.1.7): a text message that
+/// is not UTF-8 is failed with 1007, a reserved opcode with 1002, each with
+/// the server's Close flushed and a clean end, on a guarded socket (both
+/// guards, and split) and before first-message authentication.
+async fn protocol_errors_fail_the_connection_with_a_close(kind: Kind) {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let app = App::new(Revocations::new());
+    let addr = spawn(kind, app).await;
+    let bearer = [("authorization", "Bearer alice.60000")];
+    for (path, headers) in [
+        ("/ws", &bearer[..]),
+        ("/ws-plain", &bearer[..]),
+        ("/ws-split", &bearer[..]),
+        ("/first", &[][..]),
+    ] {
+        for (what, opcode, payload, expected) in [
+            ("not UTF-8", Data::Text, &[0xce, 0xba, 0xff, 0xfe][..], 1007),
+            ("reserved opcode", Data::Reserved(3), &b"x"[..], 1002),
+        ] {
+            let case = format!("{kind:?} {path}: {what}");
+            let mut ws = open(addr, path, headers).await;
+            let frame = Frame::message(Bytes::copy_from_slice(payload), OpCode::Data(opcode), true);
+            ws.send(Message::Frame(frame)).await.unwrap();
+            let (code, _, _) = close_of(&mut ws).await;
+            assert_eq!(code, expected, "{case}");
+            assert_clean_end(&mut ws, &case).await;
+        }
+    }
+}
+
+/// A peer that never answers the server's Close cannot hold the
+/// connection: it is dropped `close_timeout` after the Close (set to 1 s on
+/// `/ws-plain`; the default, 3 s, on `/ws`), the Close read from the raw
+/// TCP stream by a client that never replies.
+async fn a_peer_that_never_answers_is_dropped_after_the_close_timeout(kind: Kind) {
+    use tokio::io::AsyncReadExt;
+    let app = App::new(Revocations::new());
+    let addr = spawn(kind, app).await;
+    for (path, timeout) in [
+        ("/ws-plain", Duration::from_secs(1)),
+        ("/ws", Duration::from_secs(3)),
+    ] {
+        let case = format!("{kind:?} {path}");
+        let mut ws = open(addr, path, &[("authorization", "Bearer alice.300")]).await;
+        let tcp = ws.get_mut();
+        let mut bytes = Vec::new();
+        let mut close_at = None;
+        let ended = loop {
+            let mut buf = [0u8; 256];
+            let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{case}: the server kept the connection open"))
+                .unwrap_or(0);
+            if n == 0 {
+                break Instant::now();
+            }
+            bytes.extend_from_slice(&buf[..n]);
+            // Server frames are unmasked; these are short (7-bit lengths).
+            if close_at.is_none() {
+                let mut at = 0;
+                while let (Some(&op), Some(&len)) = (bytes.get(at), bytes.get(at + 1)) {
+                    if op == 0x88 {
+                        let code = bytes
+                            .get(at + 2..at + 4)
+                            .map(|c| u16::from_be_bytes([c[0], c[1]]));
+                        assert_eq!(code, Some(4002), "{case}");
+                        close_at = Some(Instant::now());
+                        break;
+                    }
+                    at += 2 + usize::from(len & 0x7f);
+                }
+            }
+        };
+        let close_at = close_at.unwrap_or_else(|| panic!("{case}: no Close frame: {bytes:?}"));
+        let held = ended - close_at;
+        assert!(
+            held >= timeout - Duration::from_millis(100) && held < timeout + Duration::from_secs(1),
+            "{case}: dropped {held:?} after the Close, close_timeout {timeout:?}"
+        );
+    }
+}
+
 /// A split guarded socket: the halves work in two tasks (echo through a
 /// channel, refresh answered by the guard), and a sending half that is
 /// held and blocked does not stop the guard: expiry and revocation close
@@ -506,6 +589,66 @@ async fn a_split_socket_is_guarded_whatever_its_sending_half_does(kind: Kind) {
         started.elapsed()
     );
     assert_clean_end(&mut expiring, &format!("{kind:?}: expired, sender blocked")).await;
+    assert!(!app.delivered().iter().any(|m| m.contains("refresh")));
+}
+
+/// The guarded socket used only through `Stream` and `Sink` (`/ws-stream`:
+/// `StreamExt::next`, `SinkExt::send`, `SinkExt::close`; `/ws-forward`: the
+/// split halves joined by `StreamExt::forward`): messages flow, a refresh
+/// is answered and never delivered, expiry closes with 4002, the client's
+/// Close is answered with its code, the application's `Sink::close` sends
+/// 1000; every close ends with a clean closing handshake.
+async fn stream_and_sink_usage_is_guarded(kind: Kind) {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let app = App::new(Revocations::new());
+    let addr = spawn(kind, app.clone()).await;
+    for path in ["/ws-stream", "/ws-forward"] {
+        let case = format!("{kind:?} {path}");
+        // Expiry, after a refresh that moved it.
+        let started = Instant::now();
+        let mut ws = open(addr, path, &[("authorization", "Bearer alice.1000")]).await;
+        send(&mut ws, "hi").await;
+        assert_eq!(next_text(&mut ws).await, "hi", "{case}");
+        send(&mut ws, r#"{"type":"refresh","token":"alice.1500"}"#).await;
+        let answer: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        assert_eq!(answer["type"], "refreshed", "{case}");
+        let (code, reason, texts) = close_of(&mut ws).await;
+        assert_eq!((code, reason.as_str()), (4002, "session expired"), "{case}");
+        let warning: serde_json::Value = serde_json::from_str(texts.last().unwrap()).unwrap();
+        assert_eq!(warning["type"], "expiring", "{case}");
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(3),
+            "{case}: {elapsed:?}"
+        );
+        assert_clean_end(&mut ws, &format!("{case}: expiry")).await;
+
+        // The client closes.
+        let mut ws = open(addr, path, &[("authorization", "Bearer alice.60000")]).await;
+        send(&mut ws, "hello").await;
+        assert_eq!(next_text(&mut ws).await, "hello", "{case}");
+        ws.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "bye".into(),
+        })))
+        .await
+        .unwrap();
+        let (code, _, _) = close_of(&mut ws).await;
+        assert_eq!(code, 1001, "{case}: client-initiated");
+        assert_clean_end(&mut ws, &format!("{case}: client-initiated")).await;
+    }
+    // The application closes through `Sink::close`.
+    let mut ws = open(
+        addr,
+        "/ws-stream",
+        &[("authorization", "Bearer alice.60000")],
+    )
+    .await;
+    send(&mut ws, "close-me").await;
+    let (code, _, _) = close_of(&mut ws).await;
+    assert_eq!(code, 1000, "{kind:?}: Sink::close");
+    assert_clean_end(&mut ws, &format!("{kind:?}: Sink::close")).await;
     assert!(!app.delivered().iter().any(|m| m.contains("refresh")));
 }
 
@@ -552,5 +695,8 @@ for_both_adapters!(
     idle_connections_are_closed_at_the_deadline,
     refresh_messages_reach_the_application_without_refresh,
     every_close_is_a_clean_closing_handshake,
+    protocol_errors_fail_the_connection_with_a_close,
     a_split_socket_is_guarded_whatever_its_sending_half_does,
+    stream_and_sink_usage_is_guarded,
+    a_peer_that_never_answers_is_dropped_after_the_close_timeout,
 );

@@ -42,7 +42,7 @@ use http::header::{
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use tower::{ServiceExt, service_fn};
-use tower_ws_auth::socket::{AuthSocket, Frame, SocketError, is_sendable_close_code};
+use tower_ws_auth::socket::{AuthSocket, Frame, is_sendable_close_code};
 use tower_ws_auth::{
     AuthError, AuthMethod, Authenticator, Carrier, Credential, Identity, OriginPolicy, WsAuthLayer,
     jwt::JwtAuthenticator,
@@ -751,19 +751,52 @@ pub struct MemorySocket {
     pub sent: Arc<Mutex<Vec<Message>>>,
 }
 
-impl AuthSocket for MemorySocket {
-    type Message = Message;
+impl futures_util::Stream for MemorySocket {
+    type Item = Result<Message, Infallible>;
 
-    async fn recv_message(&mut self) -> Option<Result<Message, SocketError>> {
-        self.incoming.pop_front().map(Ok)
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(self.incoming.pop_front().map(Ok))
+    }
+}
+
+impl futures_util::Sink<Message> for MemorySocket {
+    type Error = Infallible;
+
+    fn poll_ready(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
     }
 
-    async fn send_message(&mut self, message: Message) -> Result<(), SocketError> {
+    fn start_send(self: std::pin::Pin<&mut Self>, message: Message) -> Result<(), Self::Error> {
         if let Ok(mut sent) = self.sent.lock() {
             sent.push(message);
         }
         Ok(())
     }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl AuthSocket for MemorySocket {
+    type Message = Message;
+    type WsError = Infallible;
 
     fn text(text: String) -> Message {
         Message::Text(text)
