@@ -104,6 +104,8 @@ mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 mod extract;
+#[cfg(feature = "jwks")]
+mod fetch;
 mod identity;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))))]

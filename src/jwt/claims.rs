@@ -163,7 +163,10 @@ impl<'de> Claims<'de> {
 /// Reads the claims named in `names` from a verified payload, which must
 /// be one JSON object in which none of them is repeated; other members
 /// are skipped (the typed claims `C` were read by `jsonwebtoken::decode`).
-pub(crate) fn read<'de>(payload: &'de str, names: &ClaimNames) -> Result<Claims<'de>, &'static str> {
+pub(crate) fn read<'de>(
+    payload: &'de str,
+    names: &ClaimNames,
+) -> Result<Claims<'de>, &'static str> {
     let mut de = serde_json::Deserializer::from_str(payload);
     let mut reader = Reader {
         names,

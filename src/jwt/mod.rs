@@ -7,8 +7,6 @@ mod algorithm;
 mod claims;
 mod compact;
 #[cfg(feature = "jwks")]
-mod fetch;
-#[cfg(feature = "jwks")]
 mod jwks;
 mod keys;
 
@@ -17,18 +15,19 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::request::Parts;
 use jsonwebtoken::Validation;
 use jsonwebtoken::errors::ErrorKind;
 use serde::de::DeserializeOwned;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 pub use algorithm::JwtAlgorithm;
 #[cfg(feature = "jwks")]
 pub use jwks::{RemoteJwks, RemoteJwksBuilder};
 pub use keys::JwtKey;
 
+use self::algorithm::AlgSet;
 use self::claims::{Claim, ClaimNames};
 use self::compact::Refusal;
 use self::keys::{JwkRules, KeySet};
@@ -62,6 +61,16 @@ enum KeySource {
     Static(Arc<KeySet>),
     #[cfg(feature = "jwks")]
     Remote(RemoteJwks),
+}
+
+impl KeySource {
+    fn algorithms(&self) -> AlgSet {
+        match self {
+            Self::Static(set) => set.algorithms(),
+            #[cfg(feature = "jwks")]
+            Self::Remote(remote) => remote.algorithms(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -381,13 +390,7 @@ impl<C> JwtAuthenticator<C> {
     /// The clock-skew allowance for `nbf` (default 30 seconds), at most
     /// [`MAX_LEEWAY`] (five minutes; a larger one is a [`ConfigError`]).
     /// Whole seconds; a fraction is rounded up.
-    ///
-    /// `exp` gets no leeway: a token already past its `exp` by this
-    /// server's clock is refused. Its socket would not live anyway: the
-    /// identity expires at `exp`, and a
-    /// [`SessionGuard`](crate::SessionGuard) closes the socket then (with
-    /// a leeway on `exp`, such a token got a `101` followed at once by a
-    /// 4002 close). The handshake and the guard thus agree on one instant.
+    /// `exp` gets no leeway (see "Configuration" in the guide above).
     pub fn leeway(self, leeway: Duration) -> Result<Self, ConfigError> {
         if leeway > MAX_LEEWAY {
             return Err(ConfigError::InvalidJwtConfig {
@@ -475,11 +478,7 @@ impl<C> JwtAuthenticator<C> {
     /// The algorithms tokens may use: those of the configured keys, or the
     /// accepted algorithms of a remote JWK Set.
     pub fn algorithms(&self) -> Vec<JwtAlgorithm> {
-        match &self.config.keys {
-            KeySource::Static(set) => set.algorithms().iter().collect(),
-            #[cfg(feature = "jwks")]
-            KeySource::Remote(remote) => remote.algorithms().iter().collect(),
-        }
+        self.config.keys.algorithms().iter().collect()
     }
 
     /// The [`Validation`] tokens for a key pinned to `alg` are decoded
@@ -515,24 +514,22 @@ where
                 None => return Err(AuthError::invalid("typ missing")),
             }
         }
-        let (alg, kid, payload) = (checked.alg, checked.kid.as_ref().map(|k| &*k.0), checked.payload);
-        let miss = AuthError::invalid;
-        match &config.keys {
-            KeySource::Static(set) => {
-                if !set.algorithms().contains(alg) {
-                    return Err(AuthError::invalid("alg not accepted"));
-                }
-                self.finish(token, payload, set.select(alg, kid).map_err(miss)?)
-            }
+        let (alg, kid) = (checked.alg, checked.kid.as_ref().map(|k| &*k.0));
+        if !config.keys.algorithms().contains(alg) {
+            return Err(AuthError::invalid("alg not accepted"));
+        }
+        #[cfg(feature = "jwks")]
+        let fetched;
+        let set: &KeySet = match &config.keys {
+            KeySource::Static(set) => set,
             #[cfg(feature = "jwks")]
             KeySource::Remote(remote) => {
-                if !remote.algorithms().contains(alg) {
-                    return Err(AuthError::invalid("alg not accepted"));
-                }
-                let set = remote.key_set_for(alg, kid).await?;
-                self.finish(token, payload, set.select(alg, kid).map_err(miss)?)
+                fetched = remote.key_set_for(alg, kid).await?;
+                &fetched
             }
-        }
+        };
+        let key = set.select(alg, kid).map_err(AuthError::invalid)?;
+        self.finish(token, checked.payload, key)
     }
 
     /// jsonwebtoken's verification with `key` (which also deserializes
