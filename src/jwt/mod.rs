@@ -520,6 +520,8 @@ where
         }
         #[cfg(feature = "jwks")]
         let fetched;
+        // Without `jwks` there is one key source.
+        #[cfg_attr(not(feature = "jwks"), allow(clippy::infallible_destructuring_match))]
         let set: &KeySet = match &config.keys {
             KeySource::Static(set) => set,
             #[cfg(feature = "jwks")]
