@@ -12,6 +12,8 @@ mod credential;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "jwks")]
+mod fetch;
 mod identity;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))))]

@@ -1,15 +1,11 @@
-//! The verified payload, read once: the claims this crate validates, read
-//! strictly (a registered claim of the wrong JSON type, `"exp": "123"`,
-//! `"nbf": true`, `"exp": null`, is a failure, never "absent"), and the
-//! typed claims `C` deserialized in the same pass.
+//! The claims this crate validates, read strictly from the verified
+//! payload: a registered claim of the wrong JSON type (`"exp": "123"`,
+//! `"nbf": true`, `"exp": null`) is a failure, never "absent".
 
 use std::borrow::Cow;
 use std::fmt;
-use std::marker::PhantomData;
 
-use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer, StringDeserializer};
-use serde::de::{self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, Visitor};
 
 /// The claim names the payload reader looks at, with the positions of the
 /// ones validation needs. Built once, when the authenticator is
@@ -164,101 +160,59 @@ impl<'de> Claims<'de> {
     }
 }
 
-/// Reads a verified payload in one pass: the claims named in `names`
-/// (which must not be repeated) and the typed claims `C`, both from one
-/// JSON object. The named claims' values go to `C` too.
-pub(crate) fn read<'de, C: de::Deserialize<'de>>(
+/// Reads the claims named in `names` from a verified payload, which must
+/// be one JSON object in which none of them is repeated; other members
+/// are skipped (the typed claims `C` were read by `jsonwebtoken::decode`).
+pub(crate) fn read<'de>(
     payload: &'de str,
     names: &ClaimNames,
-) -> Result<(Claims<'de>, C), &'static str> {
+) -> Result<Claims<'de>, &'static str> {
     let mut de = serde_json::Deserializer::from_str(payload);
-    let mut tap = Tap {
+    let mut reader = Reader {
         names,
         values: vec![None; names.names.len()],
-        current: None,
-        failure: "claims are not a JSON object",
+        duplicate: false,
     };
-    let typed = (&mut de)
-        .deserialize_map(TapVisitor::<C>(&mut tap, PhantomData))
-        .and_then(|typed| de.end().map(|()| typed));
-    match typed {
-        Ok(typed) => Ok((Claims { values: tap.values }, typed)),
-        Err(_) => Err(tap.failure),
+    match (&mut de)
+        .deserialize_map(&mut reader)
+        .and_then(|()| de.end())
+    {
+        Ok(()) => Ok(Claims {
+            values: reader.values,
+        }),
+        Err(_) if reader.duplicate => Err("duplicate claim"),
+        Err(_) => Err("claims are not a JSON object"),
     }
 }
 
-/// What the pass keeps: the named claims seen so far, the one whose value
-/// comes next, and what to report if the pass fails.
-struct Tap<'n, 'de> {
+struct Reader<'n, 'de> {
     names: &'n ClaimNames,
     values: Vec<Option<Claim<'de>>>,
-    current: Option<usize>,
-    failure: &'static str,
+    duplicate: bool,
 }
 
-struct TapVisitor<'t, 'n, 'de, C>(&'t mut Tap<'n, 'de>, PhantomData<C>);
-
-impl<'de, C: de::Deserialize<'de>> Visitor<'de> for TapVisitor<'_, '_, 'de, C> {
-    type Value = C;
+impl<'de> Visitor<'de> for &mut Reader<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JWT claims object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<C, A::Error> {
-        self.0.failure = "claims do not fit the claims type";
-        let mut tapped = Tapped { tap: self.0, map };
-        let typed = C::deserialize(MapAccessDeserializer::new(&mut tapped))?;
-        // The rest of the object, if `C` stopped reading early.
-        while tapped.next_key_seed(PhantomData::<IgnoredAny>)?.is_some() {
-            tapped.next_value_seed(PhantomData::<IgnoredAny>)?;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
+            let slot = self.names.names.iter().position(|n| **n == *name);
+            match slot.and_then(|i| self.values.get_mut(i)) {
+                Some(Some(_)) => {
+                    self.duplicate = true;
+                    return Err(de::Error::custom("duplicate claim"));
+                }
+                Some(value) => *value = Some(map.next_value::<Claim<'de>>()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
         }
-        Ok(typed)
-    }
-}
-
-/// The payload object as `C` sees it, with the named claims copied aside
-/// on the way.
-struct Tapped<'t, 'n, 'de, A> {
-    tap: &'t mut Tap<'n, 'de>,
-    map: A,
-}
-
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Tapped<'_, '_, 'de, A> {
-    type Error = A::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, A::Error> {
-        let Some(Text(name)) = self.map.next_key::<Text<'de>>()? else {
-            return Ok(None);
-        };
-        let position = self.tap.names.names.iter().position(|n| **n == *name);
-        if let Some(i) = position
-            && self.tap.values.get(i).is_some_and(Option::is_some)
-        {
-            self.tap.failure = "duplicate claim";
-            return Err(de::Error::custom("duplicate claim"));
-        }
-        self.tap.current = position;
-        match name {
-            Cow::Borrowed(name) => seed.deserialize(BorrowedStrDeserializer::new(name)),
-            Cow::Owned(name) => seed.deserialize(StringDeserializer::new(name)),
-        }
-        .map(Some)
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        let Some(slot) = self.tap.current.take() else {
-            return self.map.next_value_seed(seed);
-        };
-        let raw = self.map.next_value::<&'de RawValue>()?;
-        let claim = serde_json::from_str::<Claim<'de>>(raw.get()).map_err(de::Error::custom)?;
-        if let Some(value) = self.tap.values.get_mut(slot) {
-            *value = Some(claim);
-        }
-        seed.deserialize(raw).map_err(de::Error::custom)
+        Ok(())
     }
 }
 

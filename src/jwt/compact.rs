@@ -39,6 +39,8 @@ pub(crate) enum Refusal {
 /// What the policy reads from a token's protected header, borrowed from
 /// the decoded header where it has no escapes.
 pub(crate) struct Checked<'h> {
+    /// The payload segment, still base64url-encoded.
+    pub(crate) payload: &'h str,
     pub(crate) alg: JwtAlgorithm,
     pub(crate) kid: Option<Text<'h>>,
     pub(crate) typ: Option<Text<'h>>,
@@ -61,7 +63,7 @@ fn base64url_or_dot(b: u8) -> bool {
 /// supported `alg`, no duplicate member, no `crit` (so no `b64`
 /// extension), a `kid` within its cap. The header is decoded into `buf`.
 pub(crate) fn check<'h>(
-    token: &str,
+    token: &'h str,
     max_len: usize,
     buf: &'h mut [u8; MAX_HEADER_BYTES],
 ) -> Result<Checked<'h>, Refusal> {
@@ -111,6 +113,7 @@ pub(crate) fn check<'h>(
         return Err(Refusal::Invalid("kid over 256 bytes"));
     }
     Ok(Checked {
+        payload,
         alg,
         kid: header.kid,
         typ: header.typ,

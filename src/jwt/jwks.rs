@@ -11,44 +11,16 @@ use http::Uri;
 use serde::Deserialize;
 
 use super::algorithm::{AlgSet, JwtAlgorithm};
-use super::fetch::{FetchError, Fetcher};
 use super::keys::{JwkRules, KeySet, UNKNOWN_KID, parse_jwk_set};
 use crate::error::{AuthError, ConfigError};
+use crate::fetch::{FetchError, Fetcher};
 
 /// The keys of a remote JWK Set, for
 /// [`JwtAuthenticator::from_remote_jwks`](crate::jwt::JwtAuthenticator::from_remote_jwks).
 ///
-/// * **Fetching**: over `https://` (rustls with the webpki-roots trust
-///   anchors, plus the system store with feature `jwks-native-roots`, plus
-///   [`add_root_certificate_pem`](RemoteJwksBuilder::add_root_certificate_pem))
-///   or plain `http://` (meant for loopback and tests). Every fetch has a
-///   connect timeout, a total timeout and a body cap; redirects are not
-///   followed.
-/// * **Caching**: keys are fetched on the first request (or by
-///   [`refresh`](Self::refresh)) and refreshed in the background, after the
-///   response's `Cache-Control: max-age` brought within
-///   [`refresh_bounds`](RemoteJwksBuilder::refresh_bounds), or
-///   [`refresh_interval`](RemoteJwksBuilder::refresh_interval) without one. The
-///   background task runs on the Tokio runtime of the first request and
-///   stops when the last handle is dropped.
-/// * **Unknown `kid`**: a token whose `kid` is not cached triggers one
-///   fetch, at most once per
-///   [`refetch_interval`](RemoteJwksBuilder::refetch_interval); concurrent
-///   requests share that fetch (single flight). Requests whose `kid` is
-///   cached never wait for a fetch.
-/// * **Outages**: while the endpoint is down or slow the cached keys keep
-///   working (for ever, or up to [`max_stale`](RemoteJwksBuilder::max_stale)).
-///   With no usable key, or an unknown `kid` while the last fetch failed,
-///   the answer is [`AuthError::Unavailable`] (503 with `Retry-After`),
-///   never 401. A fetched set without any usable key is treated as a
-///   failed fetch: the previous keys are kept.
-/// * **Keys**: `RSA`, `EC` (P-256, P-384) and `OKP` (Ed25519). Keys whose
-///   `use` is not `sig`, whose `key_ops` lack `verify`, of another `kty`
-///   (symmetric `oct` keys included) or curve are ignored. A JWK's `alg`
-///   pins it; without one the algorithm is inferred only where the key
-///   says it: the EC curve (ES256, ES384), Ed25519 (EdDSA), and for RSA
-///   [`default_rsa_algorithm`](RemoteJwksBuilder::default_rsa_algorithm)
-///   (RS256 unless set).
+/// How keys are fetched, cached and refreshed, and what happens while the
+/// key server is down: "Remote key sets" in the
+/// [`JwtAuthenticator`](crate::jwt::JwtAuthenticator) guide.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -83,6 +55,7 @@ impl fmt::Debug for RemoteJwks {
     }
 }
 
+#[derive(Debug)]
 enum Source {
     Jwks(Uri),
     Oidc { issuer: Box<str>, discovery: Uri },
@@ -131,15 +104,9 @@ impl Default for Options {
 #[must_use]
 #[derive(Debug)]
 pub struct RemoteJwksBuilder {
-    target: Result<Target, ConfigError>,
+    source: Result<Source, ConfigError>,
     options: Options,
     extra_roots: Vec<Vec<u8>>,
-}
-
-#[derive(Debug)]
-enum Target {
-    Jwks(Uri),
-    Oidc(String),
 }
 
 /// An absolute `http://` or `https://` URL without user info.
@@ -161,6 +128,14 @@ fn parse_url(url: &str) -> Result<Uri, ConfigError> {
 }
 
 impl RemoteJwksBuilder {
+    fn new(source: Result<Source, ConfigError>) -> Self {
+        Self {
+            source,
+            options: Options::default(),
+            extra_roots: Vec::new(),
+        }
+    }
+
     /// Without `Cache-Control: max-age` on the response, refresh the keys
     /// this long after a fetch. It must lie within the
     /// [`refresh_bounds`](Self::refresh_bounds) ([`build`](Self::build)
@@ -273,20 +248,7 @@ impl RemoteJwksBuilder {
                 "remote key sets need at least one algorithm, and no HMAC one",
             ));
         }
-        let source = match self.target? {
-            Target::Jwks(uri) => Source::Jwks(uri),
-            Target::Oidc(issuer) => {
-                parse_url(&issuer)?;
-                let discovery = format!(
-                    "{}/.well-known/openid-configuration",
-                    issuer.trim_end_matches('/')
-                );
-                Source::Oidc {
-                    issuer: issuer.into_boxed_str(),
-                    discovery: parse_url(&discovery)?,
-                }
-            }
-        };
+        let source = self.source?;
         let fetcher = Fetcher::new(
             o.connect_timeout,
             o.total_timeout,
@@ -355,11 +317,7 @@ impl RemoteJwks {
     /// Keys from the JWK Set at `url` (`https://...`, or `http://` for
     /// loopback servers and tests).
     pub fn builder(url: &str) -> RemoteJwksBuilder {
-        RemoteJwksBuilder {
-            target: parse_url(url).map(Target::Jwks),
-            options: Options::default(),
-            extra_roots: Vec::new(),
-        }
+        RemoteJwksBuilder::new(parse_url(url).map(Source::Jwks))
     }
 
     /// Keys of the OpenID Connect provider `issuer`, found through its
@@ -369,11 +327,16 @@ impl RemoteJwks {
     /// `https://` too. The discovered `jwks_uri` is kept until a fetch from
     /// it fails.
     pub fn discover(issuer: &str) -> RemoteJwksBuilder {
-        RemoteJwksBuilder {
-            target: parse_url(issuer).map(|_| Target::Oidc(issuer.to_owned())),
-            options: Options::default(),
-            extra_roots: Vec::new(),
-        }
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        RemoteJwksBuilder::new(parse_url(issuer).and_then(|_| {
+            Ok(Source::Oidc {
+                issuer: issuer.into(),
+                discovery: parse_url(&discovery)?,
+            })
+        }))
     }
 
     /// The issuer, when the keys come from OpenID Connect discovery.

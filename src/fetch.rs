@@ -1,7 +1,8 @@
-//! The HTTP(S) client that fetches JWK Sets and OpenID Connect discovery
-//! documents: hyper-util's client over rustls (aws-lc-rs), with a connect
-//! timeout, a total timeout and a body cap on every fetch. Redirects are
-//! not followed.
+//! The crate's HTTP(S) client, for documents fetched from an identity
+//! provider (JWK Sets and OpenID Connect discovery today, token
+//! introspection next): hyper-util's client over rustls (aws-lc-rs), with
+//! a connect timeout, a total timeout and a body cap on every fetch.
+//! Redirects are not followed.
 
 use std::fmt;
 use std::sync::Arc;
