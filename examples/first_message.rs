@@ -94,9 +94,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state = AppState {
         first_message: FirstMessageAuth::new(jwt.clone())
             .timeout(Duration::from_secs(10))
-            .max_message_bytes(8 * 1024)
+            .max_message_bytes((8 * 1024).try_into()?)
             // At most this many sockets may sit unauthenticated at once.
-            .max_pending(1024),
+            .max_pending(1024.try_into()?),
         // Refreshes are verified by the same authenticator, and must be
         // for the same subject.
         guard: SessionGuard::new(jwt).warn_before(warn_before),

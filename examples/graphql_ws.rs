@@ -176,9 +176,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // is refused like a bad token: 4403, not graphql-ws's 4400.
             .codes(CloseCodes::graphql_ws().malformed(4403)?)
             .timeout(Duration::from_secs(10))
-            .max_message_bytes(8 * 1024)
+            .max_message_bytes((8 * 1024).try_into()?)
             // At most this many sockets may wait for connection_init at once.
-            .max_pending(1024),
+            .max_pending(1024.try_into()?),
         guard: SessionGuard::expiry_only()
             .codes(CloseCodes::graphql_ws())
             .messages(GraphqlWsMessages),

@@ -3,6 +3,7 @@
 //! once per interval for unknown key ids.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -176,15 +177,15 @@ impl RemoteJwksBuilder {
     }
 
     /// Caps a response body at `bytes` (default 256 KiB).
-    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.options.max_body = bytes;
+    pub fn max_body_bytes(mut self, bytes: NonZeroUsize) -> Self {
+        self.options.max_body = bytes.get();
         self
     }
 
     /// Keeps at most `keys` keys of a set (default 100); the rest are
     /// ignored.
-    pub fn max_keys(mut self, keys: usize) -> Self {
-        self.options.max_keys = keys;
+    pub fn max_keys(mut self, keys: NonZeroUsize) -> Self {
+        self.options.max_keys = keys.get();
         self
     }
 
@@ -236,9 +237,6 @@ impl RemoteJwksBuilder {
         }
         if o.connect_timeout.is_zero() || o.total_timeout.is_zero() {
             return Err(bad("timeouts must be positive"));
-        }
-        if o.max_body == 0 || o.max_keys == 0 {
-            return Err(bad("body and key caps must be positive"));
         }
         if o.default_rsa.family() != jsonwebtoken::AlgorithmFamily::Rsa {
             return Err(bad("the default RSA algorithm must be RS* or PS*"));

@@ -14,6 +14,7 @@ mod keys;
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -461,8 +462,8 @@ impl<C> JwtAuthenticator<C> {
     /// layer's [`max_credential_bytes`](crate::WsAuthLayer::max_credential_bytes)
     /// too when raising this.
     #[must_use]
-    pub fn max_token_bytes(self, bytes: usize) -> Self {
-        self.edit(|c| c.max_token_bytes = bytes)
+    pub fn max_token_bytes(self, bytes: NonZeroUsize) -> Self {
+        self.edit(|c| c.max_token_bytes = bytes.get())
     }
 
     /// What to answer for a credential that is not shaped like a compact

@@ -2,6 +2,7 @@
 //! with the handshake.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,8 +150,8 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
     /// (tokio-tungstenite) too, so that larger messages are not even
     /// buffered.
     #[must_use]
-    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        self.max_bytes = bytes;
+    pub fn max_message_bytes(mut self, bytes: NonZeroUsize) -> Self {
+        self.max_bytes = bytes.get();
         self
     }
 
@@ -158,9 +159,9 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
     /// closed at once with [`CloseCodes::too_many_code`]. Clones made before
     /// this call keep their own count.
     #[must_use]
-    pub fn max_pending(mut self, connections: usize) -> Self {
-        self.pending = Arc::new(Semaphore::new(connections));
-        self.max_pending = connections;
+    pub fn max_pending(mut self, connections: NonZeroUsize) -> Self {
+        self.pending = Arc::new(Semaphore::new(connections.get()));
+        self.max_pending = connections.get();
         self
     }
 
@@ -253,8 +254,9 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
     /// use tower_ws_auth::{api_key::ApiKeyAuthenticator, socket::FirstMessageAuth};
     ///
     /// let keys = ApiKeyAuthenticator::from_keys(Vec::<(&str, tower_ws_auth::Identity)>::new());
-    /// let auth = FirstMessageAuth::new(keys).max_message_bytes(8 * 1024);
+    /// let auth = FirstMessageAuth::new(keys).max_message_bytes((8 * 1024).try_into()?);
     /// assert_eq!(auth.websocket_config().max_frame_size, Some((8 + 4) * 1024));
+    /// # Ok::<(), std::num::TryFromIntError>(())
     /// ```
     #[cfg(feature = "tungstenite")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tungstenite")))]

@@ -5,6 +5,7 @@
 use std::any::TypeId;
 use std::fmt;
 use std::future::{Future, poll_fn};
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -187,8 +188,8 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
     /// unread, so that no message costs the guard more work than this cap,
     /// whatever its size.
     #[must_use]
-    pub fn max_refresh_bytes(mut self, bytes: usize) -> Self {
-        Arc::make_mut(&mut self.settings).max_refresh_bytes = bytes;
+    pub fn max_refresh_bytes(mut self, bytes: NonZeroUsize) -> Self {
+        Arc::make_mut(&mut self.settings).max_refresh_bytes = bytes.get();
         self
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -415,8 +416,8 @@ impl Revocations {
     /// How many revocations are remembered at most (default 65 536); past
     /// it the oldest is forgotten early (with a warning).
     #[must_use]
-    pub fn max_records(self, records: usize) -> Self {
-        self.inner.state().records.max = records;
+    pub fn max_records(self, records: NonZeroUsize) -> Self {
+        self.inner.state().records.max = records.get();
         self
     }
 
@@ -650,7 +651,7 @@ mod tests {
     async fn records_expire_and_are_bounded() {
         let registry = Revocations::new()
             .remember_for(Duration::from_millis(50))
-            .max_records(2);
+            .max_records(2.try_into().unwrap());
         let ids: Vec<Identity> = (0..3)
             .map(|i| {
                 Identity::builder("x", AuthMethod::Jwt)

@@ -84,7 +84,7 @@ impl App {
                 .timeout(Duration::from_millis(300))
                 .codes(CloseCodes::graphql_ws())
                 .messages(GraphqlWsMessages)
-                .max_pending(1),
+                .max_pending(1.try_into().unwrap()),
             guard: SessionGuard::new(boxed_auth())
                 .warn_before(Duration::from_millis(500))
                 .revocations(revocations.clone()),

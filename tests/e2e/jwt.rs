@@ -494,9 +494,13 @@ async fn oversized_tokens_are_refused() {
     let server = serve_layer(layer).await;
     invalid(server.addr, &token).await;
     // Raised on both, it is accepted.
-    let layer = WsAuthLayer::new(Jwt::hs256(HS256_SECRET).unwrap().max_token_bytes(64 * 1024))
-        .bearer_header()
-        .max_credential_bytes((64 * 1024).try_into().unwrap());
+    let layer = WsAuthLayer::new(
+        Jwt::hs256(HS256_SECRET)
+            .unwrap()
+            .max_token_bytes((64 * 1024).try_into().unwrap()),
+    )
+    .bearer_header()
+    .max_credential_bytes((64 * 1024).try_into().unwrap());
     let server = serve_layer(layer).await;
     assert_eq!(accepted(server.addr, &token).await.subject, "big");
 }

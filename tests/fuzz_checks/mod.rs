@@ -896,7 +896,7 @@ pub fn first_message(data: &[u8]) -> bool {
     let auth = Recording::default();
     let first_auth = FirstMessageAuth::new(auth.clone())
         .timeout(Duration::from_secs(5))
-        .max_message_bytes(FIRST_MESSAGE_CAP);
+        .max_message_bytes(FIRST_MESSAGE_CAP.try_into().unwrap());
     let sent: Arc<Mutex<Vec<Message>>> = Arc::default();
     let socket = MemorySocket {
         incoming: incoming.clone(),

@@ -407,7 +407,7 @@ async fn idle_rules(kind: Kind) {
     let deadline = Duration::from_secs(3);
     let first = FirstMessageAuth::new(boxed_auth())
         .timeout(deadline)
-        .max_pending(CAP);
+        .max_pending(CAP.try_into().unwrap());
     let app = App::new(Revocations::new()).with_first(first);
     let addr = spawn(kind, app.clone()).await;
     let started = Instant::now();
