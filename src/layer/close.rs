@@ -4,7 +4,6 @@
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -17,7 +16,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWrite;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::socket::pending::PendingCap;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
@@ -112,8 +113,7 @@ const MAX_FRAME: usize = 4096;
 pub struct CloseRejections {
     codes: CloseCodes,
     close_timeout: Duration,
-    max_pending: NonZeroUsize,
-    pending: Arc<Semaphore>,
+    pending: PendingCap,
 }
 
 impl fmt::Debug for CloseRejections {
@@ -121,8 +121,7 @@ impl fmt::Debug for CloseRejections {
         f.debug_struct("CloseRejections")
             .field("codes", &self.codes)
             .field("close_timeout", &self.close_timeout)
-            .field("max_pending", &self.max_pending)
-            .field("pending", &self.pending())
+            .field("pending", &self.pending)
             .finish()
     }
 }
@@ -148,8 +147,7 @@ impl CloseRejections {
         Self {
             codes: CloseCodes::default(),
             close_timeout: Duration::from_secs(5),
-            max_pending: DEFAULT_MAX_PENDING,
-            pending: Arc::new(Semaphore::new(DEFAULT_MAX_PENDING.get())),
+            pending: PendingCap::new(DEFAULT_MAX_PENDING),
         }
     }
 
@@ -184,16 +182,13 @@ impl CloseRejections {
     /// client's Close (default 256). Beyond, refusals are HTTP errors.
     #[must_use]
     pub fn max_pending(mut self, connections: NonZeroUsize) -> Self {
-        self.max_pending = connections;
-        self.pending = Arc::new(Semaphore::new(connections.get()));
+        self.pending = PendingCap::new(connections);
         self
     }
 
     /// How many refused connections are open now.
     pub fn pending(&self) -> usize {
-        self.max_pending
-            .get()
-            .saturating_sub(self.pending.available_permits())
+        self.pending.pending()
     }
 
     /// The code for `kind`.
@@ -236,10 +231,10 @@ impl CloseRejections {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return response;
         };
-        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
+        let Some(permit) = self.pending.try_acquire() else {
             tracing::debug!(
                 target: "tower_ws_auth",
-                max_pending = self.max_pending.get(),
+                max_pending = self.pending.max().get(),
                 "too many refused connections closing: answered with the HTTP error"
             );
             return response;

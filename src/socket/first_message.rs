@@ -6,9 +6,9 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::pending::PendingCap;
 use futures_util::StreamExt;
 use http::request::Parts;
-use tokio::sync::Semaphore;
 
 use super::{
     AuthMessages, AuthSocket, CLOSE_TIMEOUT, CloseCodes, Frame, JsonMessages, Parsed, SocketError,
@@ -89,8 +89,7 @@ pub struct FirstMessageAuth<A, M = JsonMessages> {
     timeout: Duration,
     max_bytes: usize,
     codes: CloseCodes,
-    pending: Arc<Semaphore>,
-    max_pending: usize,
+    pending: PendingCap,
     close_timeout: Duration,
 }
 
@@ -103,7 +102,6 @@ impl<A, M> Clone for FirstMessageAuth<A, M> {
             max_bytes: self.max_bytes,
             codes: self.codes,
             pending: self.pending.clone(),
-            max_pending: self.max_pending,
             close_timeout: self.close_timeout,
         }
     }
@@ -115,7 +113,7 @@ impl<A, M> fmt::Debug for FirstMessageAuth<A, M> {
             .field("timeout", &self.timeout)
             .field("max_bytes", &self.max_bytes)
             .field("codes", &self.codes)
-            .field("max_pending", &self.max_pending)
+            .field("pending", &self.pending)
             .finish_non_exhaustive()
     }
 }
@@ -129,8 +127,7 @@ impl<A: Authenticator> FirstMessageAuth<A> {
             timeout: Duration::from_secs(10),
             max_bytes: 16 * 1024,
             codes: CloseCodes::default(),
-            pending: Arc::new(Semaphore::new(1024)),
-            max_pending: 1024,
+            pending: PendingCap::new(DEFAULT_MAX_PENDING),
             close_timeout: CLOSE_TIMEOUT,
         }
     }
@@ -160,8 +157,7 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
     /// this call keep their own count.
     #[must_use]
     pub fn max_pending(mut self, connections: NonZeroUsize) -> Self {
-        self.pending = Arc::new(Semaphore::new(connections.get()));
-        self.max_pending = connections.get();
+        self.pending = PendingCap::new(connections);
         self
     }
 
@@ -189,7 +185,6 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
             max_bytes: self.max_bytes,
             codes: self.codes,
             pending: self.pending,
-            max_pending: self.max_pending,
             close_timeout: self.close_timeout,
         }
     }
@@ -275,8 +270,7 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
 
     /// Connections currently waiting for their authentication message.
     pub fn pending(&self) -> usize {
-        self.max_pending
-            .saturating_sub(self.pending.available_permits())
+        self.pending.pending()
     }
 
     /// The authenticator.
@@ -299,7 +293,7 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
     ) -> Result<(S, Identity), FirstMessageError> {
         let inner = self;
         let codes = inner.codes;
-        let Ok(permit) = inner.pending.clone().try_acquire_owned() else {
+        let Some(permit) = inner.pending.try_acquire() else {
             close_within(
                 &mut socket,
                 codes.too_many_code(),
@@ -399,6 +393,13 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
 /// The read buffer of an unauthenticated socket.
 #[cfg(any(feature = "axum", feature = "tungstenite"))]
 const READ_BUFFER: usize = 4 * 1024;
+
+/// At most this many connections wait for their authentication message by
+/// default.
+const DEFAULT_MAX_PENDING: NonZeroUsize = match NonZeroUsize::new(1024) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
 
 /// The close code and generic reason for an authenticator's error.
 pub(crate) fn rejection_close(codes: &CloseCodes, error: &AuthError) -> (u16, &'static str) {

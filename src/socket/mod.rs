@@ -21,6 +21,7 @@ mod close;
 mod first_message;
 mod guard;
 mod messages;
+pub(crate) mod pending;
 mod revocation;
 mod split;
 
