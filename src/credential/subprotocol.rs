@@ -430,6 +430,17 @@ mod tests {
     }
 
     #[test]
+    fn config_accessors_and_debug() {
+        let config = SubprotocolCarrier::new().protocols(["chat"]);
+        assert_eq!(config.prefix_str(), SubprotocolCarrier::DEFAULT_PREFIX);
+        assert_eq!(
+            format!("{config:?}"),
+            r#"SubprotocolCarrier { prefix: "base64url.bearer.", protocols: Some(["chat"]) }"#
+        );
+        assert_eq!(config.prefix("tok.").prefix_str(), "tok.");
+    }
+
+    #[test]
     fn merges_header_lines() {
         let entry = SubprotocolCarrier::new().encode("tok");
         let mut p = parse(&[&entry, "chat"]).unwrap().unwrap();
