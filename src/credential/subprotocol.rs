@@ -450,6 +450,27 @@ mod tests {
         assert!(matches!(twice, Err(CarrierError::Malformed(_))));
     }
 
+    /// The handler sees one line, the list without the credential entry,
+    /// wherever the entry was (the standard handlers read only the first
+    /// line, so a leftover second line is invisible to the peer).
+    #[test]
+    fn strip_from_replaces_every_line() {
+        let entry = SubprotocolCarrier::new().encode("tok");
+        for lines in [
+            vec![format!("chat, {entry}")],
+            vec!["chat".to_owned(), entry.clone()],
+            vec![entry.clone(), "chat".to_owned(), "v2".to_owned()],
+        ] {
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let mut h = headers(&lines);
+            let p = parse(&lines).unwrap().unwrap();
+            p.strip_from(&mut h);
+            let seen: Vec<_> = h.get_all(SEC_WEBSOCKET_PROTOCOL).iter().collect();
+            assert_eq!(seen, [&p.stripped], "{lines:?}");
+            assert!(!p.stripped.to_str().unwrap().contains("bearer"));
+        }
+    }
+
     #[test]
     fn leaves_lists_without_credential_alone() {
         assert!(parse(&["chat, superchat"]).unwrap().is_none());
