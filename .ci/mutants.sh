@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Mutation testing of the security-critical files, by hand (too slow for
+# .ci/run: each mutant is one incremental build and one test run, about
+# 10-40 s here). The results table and the equivalent mutants excluded from
+# the score are in .cargo/mutants.toml, which cargo-mutants reads.
+#
+#   .ci/mutants.sh            # every file
+#   .ci/mutants.sh origin     # one file: origin bearer subprotocol cookie upgrade rejection
+#
+# Each file is mutated on its own and tested with the lib tests and the test
+# binaries that exercise it (what `.ci/run` runs, narrowed to them). upgrade.rs
+# is tested twice, as .ci/run does: with every feature, then the mutants that
+# survived against `cargo test --lib --no-default-features`, which is the only
+# build that compiles the code for servers without the `http2` feature.
+# Results: target/mutants/<file>/mutants.out/{caught,missed,unviable,timeout}.txt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version=27.1.0
+tools="${HOME:-/root}/.cache/tower-ws-auth/tools"
+if ! "$tools/bin/cargo-mutants" --version 2>/dev/null | grep -q "^cargo-mutants $version$"; then
+  cargo install cargo-mutants --version "$version" --locked --root "$tools"
+fi
+export PATH="$tools/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/tower-ws-auth/target}"
+# Incremental builds: a mutant rebuilds one crate.
+export CARGO_INCREMENTAL=1
+out="${MUTANTS_OUT:-$CARGO_TARGET_DIR/mutants}"
+# Some tests need Redis (tests/security); start one as .ci/run does if unset.
+if [ -z "${TOWER_WS_AUTH_REDIS_URL:-}" ] && command -v redis-server >/dev/null 2>&1; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >/dev/null 2>&1 &
+  redis_pid=$!
+  trap 'kill "$redis_pid" 2>/dev/null || true' EXIT
+  export TOWER_WS_AUTH_REDIS_URL="redis://127.0.0.1:$port"
+fi
+
+# mutate NAME FILE [cargo-mutants options] -- TEST TARGETS
+mutate() {
+  local name=$1 file=$2 opts=() targets=()
+  shift 2
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do opts+=("$1"); shift; done
+  shift
+  for t in "$@"; do targets+=("--cargo-arg=$t"); done
+  echo "==> $file ($name) ${opts[*]} $*"
+  # cargo-mutants exits 2 when mutants are missed: report, go on.
+  cargo mutants --file "$file" --jobs 1 --output "$out/$name" "${opts[@]}" "${targets[@]}" || true
+}
+
+run() {
+  case "$1" in
+    origin) mutate origin src/origin.rs --all-features -- \
+      --lib --test=origin --test=fuzz_equivalents ;;
+    bearer) mutate bearer src/credential/bearer.rs --all-features -- \
+      --lib --test=carriers --test=security ;;
+    subprotocol) mutate subprotocol src/credential/subprotocol.rs --all-features -- \
+      --lib --test=subprotocol --test=carriers --test=service --test=hyper_server ;;
+    cookie) mutate cookie src/credential/cookie.rs --all-features -- \
+      --lib --test=carriers --test=origin --test=sessions --test=security ;;
+    upgrade)
+      mutate upgrade src/upgrade.rs --all-features -- --lib --test=carriers --test=hyper_server
+      mutate upgrade src/upgrade.rs --iterate --no-default-features -- --lib ;;
+    rejection) mutate rejection src/rejection.rs --all-features -- \
+      --lib --test=authenticators --test=carriers --test=service ;;
+    *) echo "unknown file: $1" >&2; exit 1 ;;
+  esac
+}
+
+if [ $# -eq 0 ]; then
+  set -- origin bearer subprotocol cookie upgrade rejection
+fi
+for name in "$@"; do run "$name"; done
+for name in "$@"; do
+  m="$out/$name/mutants.out"
+  printf '%-12s caught %3s  missed %3s  unviable %3s  timeout %3s\n' "$name" \
+    "$(wc -l <"$m/caught.txt")" "$(wc -l <"$m/missed.txt")" \
+    "$(wc -l <"$m/unviable.txt")" "$(wc -l <"$m/timeout.txt")"
+done
