@@ -435,9 +435,10 @@ mod tests {
 
     #[test]
     fn debug_shows_the_normalised_entries() {
-        let p = OriginPolicy::from_origins(["HTTPS://App.Example.com", "http://*.example.org:8080"])
-            .unwrap()
-            .allow_null(true);
+        let p =
+            OriginPolicy::from_origins(["HTTPS://App.Example.com", "http://*.example.org:8080"])
+                .unwrap()
+                .allow_null(true);
         assert_eq!(
             format!("{p:?}"),
             "OriginPolicy { exact: [https://app.example.com:443], \

@@ -259,13 +259,21 @@ mod close_rejections {
             let headers = [("origin", ORIGIN), ("sec-websocket-protocol", &list)];
             let (mut ws, response) = connect(addr, "/ws", &headers).await.unwrap();
             assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS, "{list}");
-            assert_eq!(response.headers()["sec-websocket-protocol"], "chat", "{list}");
+            assert_eq!(
+                response.headers()["sec-websocket-protocol"],
+                "chat",
+                "{list}"
+            );
             // An unknown token, then a malformed list: both unauthorized.
             assert_eq!(close_after_upgrade(&mut ws).await, (4001, String::new()));
             wait_idle(&close).await;
         }
         assert_eq!(inner.get(), 0, "the inner service must not be called");
-        assert_eq!(auth.get(), 1, "only the well-formed list reaches the authenticator");
+        assert_eq!(
+            auth.get(),
+            1,
+            "only the well-formed list reaches the authenticator"
+        );
     }
 
     #[tokio::test]
