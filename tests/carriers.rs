@@ -439,6 +439,32 @@ async fn the_credential_cap_holds_at_its_limit_for_every_carrier() {
     }
 }
 
+/// A bearer token of exactly `max_credential_bytes` that is not token68 is
+/// malformed (400), not over the cap (431), and never reaches the
+/// authenticator.
+#[tokio::test]
+async fn a_bad_bearer_token_at_the_cap_is_400_not_431() {
+    const CAP: usize = 64;
+    let calls = Calls::default();
+    let addr = capped_server(&calls, CAP, 4 * CAP).await;
+    for token in [
+        format!("{}!", "a".repeat(CAP - 1)),
+        format!("{} b", "a".repeat(CAP - 2)),
+    ] {
+        assert_eq!(token.len(), CAP);
+        let value = format!("Bearer {token}");
+        let refused = connect(addr, "/ws", &[("authorization", &value)])
+            .await
+            .unwrap_err();
+        assert_refused(
+            &refused,
+            StatusCode::BAD_REQUEST,
+            Some("Bearer error=\"invalid_request\""),
+        );
+    }
+    assert_eq!(calls.get(), 0);
+}
+
 /// The header cap (all lines of a header together, or the query string),
 /// on each side of it and for every carrier, with the credential under its
 /// own cap: a header of exactly `max_header_bytes` is read; one byte more is
