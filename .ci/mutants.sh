@@ -23,10 +23,13 @@ cd "$(dirname "$0")/.."
 
 version=27.1.0
 tools="${HOME:-/root}/.cache/tower-ws-auth/tools"
-if ! "$tools/bin/cargo-mutants" --version 2>/dev/null | grep -q "^cargo-mutants $version$"; then
-  cargo install cargo-mutants --version "$version" --locked --root "$tools"
+# The pinned version: the one on PATH if it is that, else installed once
+# into the tools directory .ci/run uses.
+pinned() { cargo mutants --version 2>/dev/null | grep -q "^cargo-mutants $version$"; }
+if ! pinned; then
+  export PATH="$tools/bin:$PATH"
+  pinned || cargo install cargo-mutants --version "$version" --locked --root "$tools"
 fi
-export PATH="$tools/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/tower-ws-auth/target}"
 # Incremental builds: a mutant rebuilds one crate.
 export CARGO_INCREMENTAL=1
@@ -48,8 +51,12 @@ mutate() {
   shift
   for t in "$@"; do targets+=("--cargo-arg=$t"); done
   echo "==> $file ($name) ${opts[*]} $*"
-  # cargo-mutants exits 2 when mutants are missed: report, go on.
-  cargo mutants --file "$file" --jobs 1 --output "$out/$name" "${opts[@]}" "${targets[@]}" || true
+  mkdir -p "$out/$name"
+  # cargo-mutants exits 2 when mutants are missed and 3 on timeouts: the
+  # summary reports them. Anything else (a failing baseline) stops here.
+  local rc=0
+  cargo mutants --file "$file" --jobs 1 --output "$out/$name" "${opts[@]}" "${targets[@]}" || rc=$?
+  case $rc in 0 | 2 | 3) ;; *) echo "cargo mutants failed ($rc) on $file" >&2; exit "$rc" ;; esac
 }
 
 # measure NAME FILE LIB-TEST-FILTER TEST TARGETS: two passes with the same
@@ -93,5 +100,5 @@ for name in "$@"; do
   printf '%-12s caught %3s  unviable %3s  timeout %3s  previously caught %3s  missed %3s\n' "$name" \
     "$(count "$m/caught.txt")" "$(count "$m/unviable.txt")" "$(count "$m/timeout.txt")" \
     "$(count "$m/previously_caught.txt")" "$(count "$m/missed.txt")"
-  sed 's/^/    MISSED /' "$m/missed.txt"
+  if [ -f "$m/missed.txt" ]; then sed 's/^/    MISSED /' "$m/missed.txt"; fi
 done
