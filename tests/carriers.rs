@@ -26,6 +26,14 @@ fn assert_refused(refused: &Refused, status: StatusCode, challenge: Option<&str>
     assert_eq!(refused.headers["cache-control"], "no-store");
 }
 
+/// The refusal of an upgrade carrying `Authorization: Bearer <token>`.
+async fn refused_bearer(addr: std::net::SocketAddr, token: &str) -> Refused {
+    let value = format!("Bearer {token}");
+    connect(addr, "/ws", &[("authorization", &value)])
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn every_carrier_authenticates() {
     let calls = Calls::default();
@@ -137,10 +145,7 @@ async fn invalid_credentials_get_one_generic_answer() {
     let addr = server(&Calls::default()).await;
     let mut bodies = Vec::new();
     for token in ["nonsense", "expired-token", "forged.jwt.value"] {
-        let value = format!("Bearer {token}");
-        let refused = connect(addr, "/ws", &[("authorization", &value)])
-            .await
-            .unwrap_err();
+        let refused = refused_bearer(addr, token).await;
         assert_refused(
             &refused,
             StatusCode::UNAUTHORIZED,
@@ -452,10 +457,7 @@ async fn a_bad_bearer_token_at_the_cap_is_400_not_431() {
         format!("{} b", "a".repeat(CAP - 2)),
     ] {
         assert_eq!(token.len(), CAP);
-        let value = format!("Bearer {token}");
-        let refused = connect(addr, "/ws", &[("authorization", &value)])
-            .await
-            .unwrap_err();
+        let refused = refused_bearer(addr, &token).await;
         assert_refused(
             &refused,
             StatusCode::BAD_REQUEST,
