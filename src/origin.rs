@@ -424,6 +424,19 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_the_normalised_entries() {
+        let p =
+            OriginPolicy::from_origins(["HTTPS://App.Example.com", "http://*.example.org:8080"])
+                .unwrap()
+                .allow_null(true);
+        assert_eq!(
+            format!("{p:?}"),
+            "OriginPolicy { exact: [https://app.example.com:443], \
+             wildcard: [http://example.org:8080], allow_null: true, allow_missing: false }"
+        );
+    }
+
+    #[test]
     fn rejects_bad_entries() {
         for bad in [
             "app.example.com",

@@ -405,6 +405,53 @@ mod tests {
     }
 
     #[test]
+    fn kinds_names_and_accessors() {
+        for (kind, name) in [
+            (RejectionKind::MissingCredential, "missing_credential"),
+            (RejectionKind::InvalidRequest, "invalid_request"),
+            (RejectionKind::InvalidToken, "invalid_token"),
+            (RejectionKind::InsufficientScope, "insufficient_scope"),
+            (RejectionKind::Forbidden, "forbidden"),
+            (RejectionKind::OriginRefused, "origin_refused"),
+            (RejectionKind::CredentialTooLarge, "credential_too_large"),
+            (RejectionKind::Unavailable, "unavailable"),
+        ] {
+            assert_eq!(kind.as_str(), name);
+        }
+        let r = Rejection::from_auth_error(&AuthError::insufficient_scope("chat:write"))
+            .with_carrier(Some(Carrier::Cookie));
+        assert_eq!(r.carrier(), Some(&Carrier::Cookie));
+        assert_eq!(r.required_scope(), Some("chat:write"));
+        assert_eq!(r.reason(), "insufficient scope");
+        assert_eq!(r.retry_after(), None);
+        assert_eq!(
+            format!("{r:?}"),
+            "Rejection { kind: InsufficientScope, reason: \"insufficient scope\", \
+             carrier: Some(Cookie), scope: Some(\"chat:write\"), retry_after: 1s }"
+        );
+    }
+
+    #[test]
+    fn realm_without_scope_and_whole_second_retry_after() {
+        let realm = HeaderValue::from_static("chat");
+        let r = Rejection::new(RejectionKind::InvalidRequest, "x").with_realm(Some(&realm));
+        assert_eq!(
+            r.www_authenticate().unwrap(),
+            "Bearer realm=\"chat\", error=\"invalid_request\""
+        );
+        // Whole seconds are not rounded up; the default is 1 s.
+        for (after, header) in [(None, "1"), (Some(Duration::from_secs(2)), "2")] {
+            let mut error = AuthError::unavailable("down");
+            if let Some(after) = after {
+                error = error.with_retry_after(after);
+            }
+            let resp: Response<Bytes> =
+                DefaultRejectionHandler.respond(&Rejection::from_auth_error(&error));
+            assert_eq!(resp.headers()[RETRY_AFTER], header, "{after:?}");
+        }
+    }
+
+    #[test]
     fn default_response_is_generic() {
         let r = Rejection::from_auth_error(&AuthError::invalid("secret detail"));
         let resp: Response<Bytes> = DefaultRejectionHandler.respond(&r);

@@ -437,6 +437,17 @@ mod tests {
     }
 
     #[test]
+    fn config_accessors_and_debug() {
+        let config = SubprotocolCarrier::new().protocols(["chat"]).unwrap();
+        assert_eq!(config.prefix_str(), SubprotocolCarrier::DEFAULT_PREFIX);
+        assert_eq!(
+            format!("{config:?}"),
+            r#"SubprotocolCarrier { prefix: "base64url.bearer.", protocols: Some(["chat"]) }"#
+        );
+        assert_eq!(config.prefix("tok.").unwrap().prefix_str(), "tok.");
+    }
+
+    #[test]
     fn merges_header_lines() {
         let entry = SubprotocolCarrier::new().encode("tok");
         let mut p = parse(&[&entry, "chat"]).unwrap().unwrap();
@@ -444,6 +455,27 @@ mod tests {
         assert_eq!(p.stripped, "chat");
         let twice = parse(&[&entry, &format!("chat, {entry}")]);
         assert!(matches!(twice, Err(CarrierError::Malformed(_))));
+    }
+
+    /// The handler sees one line, the list without the credential entry,
+    /// wherever the entry was (the standard handlers read only the first
+    /// line, so a leftover second line is invisible to the peer).
+    #[test]
+    fn strip_from_replaces_every_line() {
+        let entry = SubprotocolCarrier::new().encode("tok");
+        for lines in [
+            vec![format!("chat, {entry}")],
+            vec!["chat".to_owned(), entry.clone()],
+            vec![entry.clone(), "chat".to_owned(), "v2".to_owned()],
+        ] {
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let mut h = headers(&lines);
+            let p = parse(&lines).unwrap().unwrap();
+            p.strip_from(&mut h);
+            let seen: Vec<_> = h.get_all(SEC_WEBSOCKET_PROTOCOL).iter().collect();
+            assert_eq!(seen, [&p.stripped], "{lines:?}");
+            assert!(!p.stripped.to_str().unwrap().contains("bearer"));
+        }
     }
 
     #[test]

@@ -417,3 +417,69 @@ pub async fn h2_socket(
     )
     .await
 }
+
+// ------------------------------------------------------------------- logs
+
+thread_local! {
+    /// The buffer of this thread's [`LogCapture`], if one is running.
+    static CAPTURE: std::cell::RefCell<Option<Arc<std::sync::Mutex<Vec<u8>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Writes an event into this thread's capture, or nowhere.
+struct ThreadWriter;
+
+impl std::io::Write for ThreadWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|capture| {
+            if let Some(capture) = capture.borrow().as_ref() {
+                capture.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every event logged on this thread (a test's current-thread
+/// runtime runs its server there too) until dropped.
+///
+/// One global subscriber, installed once, interested in every event and
+/// writing each to the capture of the thread it happens on. Not a
+/// per-test `set_default` with a filter: the tests of one binary share
+/// tracing's callsites, and a callsite first hit while no capture wanted
+/// it can keep a cached "never" although another test's capture, started
+/// concurrently, wants it; that capture then misses events.
+pub struct LogCapture {
+    buf: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl LogCapture {
+    pub fn start() -> Self {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(|| ThreadWriter)
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global tracing subscriber in the tests");
+        });
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        CAPTURE.with(|capture| *capture.borrow_mut() = Some(buf.clone()));
+        Self { buf }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        CAPTURE.with(|capture| capture.borrow_mut().take());
+    }
+}

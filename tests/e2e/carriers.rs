@@ -29,6 +29,14 @@ fn assert_refused(refused: &Refused, status: StatusCode, challenge: Option<&str>
     assert_eq!(refused.headers["cache-control"], "no-store");
 }
 
+/// The refusal of an upgrade carrying `Authorization: Bearer <token>`.
+async fn refused_bearer(addr: std::net::SocketAddr, token: &str) -> Refused {
+    let value = format!("Bearer {token}");
+    connect(addr, "/ws", &[("authorization", &value)])
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn every_carrier_authenticates() {
     let calls = Calls::default();
@@ -280,6 +288,29 @@ async fn the_credential_cap_holds_at_its_limit_for_every_carrier() {
             "{carrier} over the cap"
         );
     }
+}
+
+/// A bearer token of exactly `max_credential_bytes` that is not token68 is
+/// malformed (400), not over the cap (431), and never reaches the
+/// authenticator.
+#[tokio::test]
+async fn a_bad_bearer_token_at_the_cap_is_400_not_431() {
+    const CAP: usize = 64;
+    let calls = Calls::default();
+    let addr = capped_server(&calls, CAP, 4 * CAP).await;
+    for token in [
+        format!("{}!", "a".repeat(CAP - 1)),
+        format!("{} b", "a".repeat(CAP - 2)),
+    ] {
+        assert_eq!(token.len(), CAP);
+        let refused = refused_bearer(addr, &token).await;
+        assert_refused(
+            &refused,
+            StatusCode::BAD_REQUEST,
+            Some("Bearer error=\"invalid_request\""),
+        );
+    }
+    assert_eq!(calls.get(), 0);
 }
 
 /// The header cap (all lines of a header together, or the query string),

@@ -3,38 +3,14 @@
 
 use crate::common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use tower_ws_auth::{OriginPolicy, WsAuthLayer};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn decisions_are_logged_without_secrets() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("tower_ws_auth=trace")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    // This thread's default, not the global one: the other tests of this
-    // binary capture their own logs the same way. The test runs on one
-    // thread (current-thread runtime), the server included.
-    let _capture = tracing::subscriber::set_default(subscriber);
+    // Everything logged on this thread: the test and its server (one
+    // current-thread runtime).
+    let capture = LogCapture::start();
 
     let layer = WsAuthLayer::new(tokens(&Calls::default()))
         .bearer_header()
@@ -99,7 +75,7 @@ async fn decisions_are_logged_without_secrets() {
         .await
         .unwrap_err();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     for secret in secrets
         .iter()
         .chain(&["alice-token", "backend-down", "room=9"])
@@ -109,7 +85,10 @@ async fn decisions_are_logged_without_secrets() {
             "{secret} leaked into the logs:\n{logs}"
         );
     }
-    let events: Vec<&str> = logs.lines().collect();
+    let events: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains(" tower_ws_auth:"))
+        .collect();
     assert_eq!(events.len(), 8, "one event per decision:\n{logs}");
     assert_eq!(
         events

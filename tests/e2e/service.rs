@@ -243,6 +243,39 @@ mod close_rejections {
         assert_eq!(report["subject"], "alice");
     }
 
+    /// The `101` of a refusal echoes the first offered protocol that can be
+    /// echoed, whatever the order of the list: never the credential entry,
+    /// never an element that is not a token.
+    #[tokio::test]
+    async fn a_refusal_echoes_the_first_offered_protocol_never_the_credential() {
+        let (auth, inner) = (Calls::default(), Calls::default());
+        let close = CloseRejections::new();
+        let addr = serve(app_counting(layer_with_origin(&auth, &close), &inner)).await;
+        let entry = tower_ws_auth::SubprotocolCarrier::new().encode("nonsense");
+        for list in [
+            format!("{entry}, chat, other"),
+            format!("ch@t, {entry}, chat"),
+        ] {
+            let headers = [("origin", ORIGIN), ("sec-websocket-protocol", &list)];
+            let (mut ws, response) = connect(addr, "/ws", &headers).await.unwrap();
+            assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS, "{list}");
+            assert_eq!(
+                response.headers()["sec-websocket-protocol"],
+                "chat",
+                "{list}"
+            );
+            // An unknown token, then a malformed list: both unauthorized.
+            assert_eq!(close_after_upgrade(&mut ws).await, (4001, String::new()));
+            wait_idle(&close).await;
+        }
+        assert_eq!(inner.get(), 0, "the inner service must not be called");
+        assert_eq!(
+            auth.get(),
+            1,
+            "only the well-formed list reaches the authenticator"
+        );
+    }
+
     #[tokio::test]
     async fn other_clients_and_layers_without_the_option_keep_the_http_error() {
         let calls = Calls::default();

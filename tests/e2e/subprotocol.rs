@@ -37,6 +37,27 @@ async fn echo_is_one_offered_protocol_and_never_the_credential() {
     }
 }
 
+/// A protocol the handler selects among the client's offers is kept, even
+/// when it is not the one the layer would echo (the first companion).
+#[tokio::test]
+async fn the_handlers_choice_of_an_offered_protocol_is_kept() {
+    let addr = server().await;
+    let entry = SubprotocolCarrier::new().encode("alice-token");
+    let offer = format!("graphql-ws, {entry}, chat");
+    for (path, echoed) in [("/ws", "graphql-ws"), ("/ws/select", "chat")] {
+        let (mut ws, seen, response) =
+            connect_ok(addr, path, &[("sec-websocket-protocol", &offer)]).await;
+        let got: Vec<_> = response
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .collect();
+        assert_eq!(got, [echoed], "{path}");
+        assert_eq!(seen["protocols"], "graphql-ws, chat");
+        assert_echo(&mut ws, "still open").await;
+    }
+}
+
 #[tokio::test]
 async fn credential_entry_may_come_first_and_lines_are_merged() {
     let addr = server().await;

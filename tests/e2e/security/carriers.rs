@@ -793,7 +793,7 @@ async fn query_carrier_is_off_unless_enabled_and_its_token_is_never_logged() {
     );
 
     // On: everything the crate writes down is captured and searched.
-    let logs = LogCapture::with_filter("tower_ws_auth=trace,inner_service=trace");
+    let logs = LogCapture::start();
     let written = Arc::new(Mutex::new(Vec::<String>::new()));
     let record = written.clone();
     let auth = authenticate_fn(move |credential, request| {
