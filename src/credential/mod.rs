@@ -5,6 +5,20 @@
 //! The parsers here see raw network bytes. Each one checks the size of what
 //! it reads before it decodes or copies anything, runs in time linear in its
 //! input and returns a [`CarrierError`] rather than panicking.
+//!
+//! Reference oracles. Three parsers here were rewritten for speed, and one
+//! was replaced by the cookie crate; the straightforward versions they
+//! replaced stay in the unit tests, each a function named `reference*`
+//! and checked against the real parser by a proptest `same_as_reference`
+//! (same results, same refusal reasons). They are test oracles only, never
+//! compiled into the crate:
+//!
+//! - `bearer.rs`: `reference` (the `Authorization: Bearer` parser);
+//! - `query.rs`: `reference_parse` and `reference_strip` (the query
+//!   carrier);
+//! - `subprotocol.rs`: `reference` (the `Sec-WebSocket-Protocol` list);
+//! - `cookie.rs`: `reference` (the hand-written cookie reader, on the
+//!   ASCII lines it handled correctly).
 
 mod bearer;
 mod cookie;
