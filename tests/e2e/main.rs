@@ -15,6 +15,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[cfg(feature = "http2")]
 #[path = "../fuzz_checks/mod.rs"]
 mod fuzz_checks;
 #[path = "../jwt_common/mod.rs"]
@@ -28,6 +29,9 @@ mod after_handshake;
 #[cfg(feature = "cache")]
 mod authenticators;
 mod carriers;
+// The fuzz properties model the default build (`http2` on: an HTTP/2 CONNECT
+// without `:protocol websocket` is a plain request).
+#[cfg(feature = "http2")]
 mod fuzz_equivalents;
 #[cfg(all(feature = "axum", feature = "jwt"))]
 mod graphql_ws;
