@@ -34,7 +34,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/tower-ws-auth
 # Incremental builds: a mutant rebuilds one crate.
 export CARGO_INCREMENTAL=1
 out="${MUTANTS_OUT:-$CARGO_TARGET_DIR/mutants}"
-# Some tests need Redis (tests/security); start one as .ci/run does if unset.
+# Some tests need Redis (tests/e2e/security); start one as .ci/run does if unset.
 if [ -z "${TOWER_WS_AUTH_REDIS_URL:-}" ] && command -v redis-server >/dev/null 2>&1; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >/dev/null 2>&1 &
