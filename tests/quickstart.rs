@@ -335,6 +335,67 @@ async fn quickstart_contract() {
 }
 
 /// Logs in and opens a cookie socket; returns the `session=...` pair.
+/// The contract's closing handshake, on every socket route: a client's
+/// Close is answered with the same code, and a client's protocol error is
+/// closed with 1007 (invalid UTF-8) or 1002 (a reserved opcode); each time
+/// the connection then ends cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_socket_route_completes_the_closing_handshake() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+
+    let (_server, addr) = start_example("quickstart", &[("JWT_SECRET", SECRET)]);
+    let alice = token("alice", 600);
+    let bearer = format!("Bearer {alice}");
+    let open = |path: &'static str| {
+        let bearer = bearer.clone();
+        let alice = alice.clone();
+        async move {
+            if path == "/ws/first-message" {
+                let (mut ws, _) = connect(addr, path, &[]).await.unwrap();
+                let auth = format!(r#"{{"type":"auth","token":"{alice}"}}"#);
+                ws.send(Message::text(auth)).await.unwrap();
+                assert_eq!(next_text(&mut ws).await, welcome("alice"));
+                return ws;
+            }
+            let (mut ws, _) = connect(addr, path, &[("authorization", &bearer)])
+                .await
+                .unwrap();
+            if path == "/ws" {
+                assert_eq!(next_text(&mut ws).await, welcome("alice"));
+            }
+            ws
+        }
+    };
+    for path in ["/ws", "/ws/echo", "/ws/first-message"] {
+        let mut ws = open(path).await;
+        let frame = CloseFrame {
+            code: CloseCode::Away,
+            reason: "bye".into(),
+        };
+        ws.send(Message::Close(Some(frame))).await.unwrap();
+        assert_eq!(
+            close_code(&mut ws).await,
+            1001,
+            "{path}: the Close answered"
+        );
+        common::assert_clean_end(&mut ws, &format!("{path}: client close")).await;
+
+        for (what, opcode, payload, expected) in [
+            ("not UTF-8", Data::Text, &[0xce, 0xba, 0xff, 0xfe][..], 1007),
+            ("reserved opcode", Data::Reserved(3), &b"x"[..], 1002),
+        ] {
+            let case = format!("{path}: {what}");
+            let mut ws = open(path).await;
+            let frame = Frame::message(Bytes::copy_from_slice(payload), OpCode::Data(opcode), true);
+            ws.send(Message::Frame(frame)).await.unwrap();
+            assert_eq!(close_code(&mut ws).await, expected, "{case}");
+            common::assert_clean_end(&mut ws, &case).await;
+        }
+    }
+}
+
 async fn login_and_connect(addr: SocketAddr, user: &str) -> (String, Ws) {
     let origin = format!("http://{addr}");
     let form = format!("username={user}&password={user}-password");

@@ -418,6 +418,18 @@ pub async fn h2_socket(
     .await
 }
 
+/// After the server's Close frame: the connection ends cleanly, the
+/// client's reply sent and the stream closed by the server (`None`), not
+/// an error and not a connection left open.
+pub async fn assert_clean_end(ws: &mut Ws, case: &str) {
+    use futures_util::StreamExt;
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(None) => {}
+        Ok(Some(other)) => panic!("{case}: after the close frame: {other:?}"),
+        Err(_) => panic!("{case}: the server kept the connection open after the close"),
+    }
+}
+
 // ------------------------------------------------------------------- logs
 
 thread_local! {

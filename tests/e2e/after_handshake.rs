@@ -335,16 +335,6 @@ async fn refresh_messages_reach_the_application_without_refresh(kind: Kind) {
     assert_eq!(close_of(&mut ws).await.0, 4001, "{kind:?}");
 }
 
-/// After the server's Close, the client's reply and then the end of the
-/// TCP stream: no error (a reset, a drop without closing handshake).
-async fn assert_clean_end(ws: &mut common::Ws, case: &str) {
-    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
-        Ok(None) => {}
-        Ok(Some(other)) => panic!("{case}: after the close frame: {other:?}"),
-        Err(_) => panic!("{case}: the server kept the connection open after the close"),
-    }
-}
-
 /// RFC 6455 closing handshake on every path: the peer's Close is answered
 /// with the same code, and each server-initiated close (expiry,
 /// revocation, refused refresh, first-message failures, explicit close)
@@ -376,7 +366,7 @@ async fn every_close_is_a_clean_closing_handshake(kind: Kind) {
         ws.send(bye()).await.unwrap();
         let (code, _, _) = close_of(&mut ws).await;
         assert_eq!(code, 1000, "{case}");
-        assert_clean_end(&mut ws, &case).await;
+        common::assert_clean_end(&mut ws, &case).await;
     }
 
     // The server closes.
@@ -419,7 +409,7 @@ async fn every_close_is_a_clean_closing_handshake(kind: Kind) {
         }
         let (code, _, _) = close_of(&mut ws).await;
         assert_eq!(code, expected, "{case}");
-        assert_clean_end(&mut ws, &case).await;
+        common::assert_clean_end(&mut ws, &case).await;
     }
 }
 
@@ -449,7 +439,7 @@ async fn protocol_errors_fail_the_connection_with_a_close(kind: Kind) {
             ws.send(Message::Frame(frame)).await.unwrap();
             let (code, _, _) = close_of(&mut ws).await;
             assert_eq!(code, expected, "{case}");
-            assert_clean_end(&mut ws, &case).await;
+            common::assert_clean_end(&mut ws, &case).await;
         }
     }
 }
@@ -530,7 +520,7 @@ async fn a_split_socket_is_guarded_whatever_its_sending_half_does(kind: Kind) {
     assert_eq!(app.revocations.revoke_subject("bob").await.unwrap(), 1);
     let (code, _, _) = close_of(&mut revoked).await;
     assert_eq!(code, 4003, "{kind:?}: revoked");
-    assert_clean_end(&mut revoked, &format!("{kind:?}: revoked, sender blocked")).await;
+    common::assert_clean_end(&mut revoked, &format!("{kind:?}: revoked, sender blocked")).await;
     let (code, _, _) = close_of(&mut expiring).await;
     assert_eq!(code, 4002, "{kind:?}: expired");
     assert!(
@@ -538,7 +528,7 @@ async fn a_split_socket_is_guarded_whatever_its_sending_half_does(kind: Kind) {
         "{:?}",
         started.elapsed()
     );
-    assert_clean_end(&mut expiring, &format!("{kind:?}: expired, sender blocked")).await;
+    common::assert_clean_end(&mut expiring, &format!("{kind:?}: expired, sender blocked")).await;
     assert!(!app.delivered().iter().any(|m| m.contains("refresh")));
 }
 
@@ -572,7 +562,7 @@ async fn stream_and_sink_usage_is_guarded(kind: Kind) {
             elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(3),
             "{case}: {elapsed:?}"
         );
-        assert_clean_end(&mut ws, &format!("{case}: expiry")).await;
+        common::assert_clean_end(&mut ws, &format!("{case}: expiry")).await;
 
         // The client closes.
         let mut ws = open(addr, path, &[("authorization", "Bearer alice.60000")]).await;
@@ -586,7 +576,7 @@ async fn stream_and_sink_usage_is_guarded(kind: Kind) {
         .unwrap();
         let (code, _, _) = close_of(&mut ws).await;
         assert_eq!(code, 1001, "{case}: client-initiated");
-        assert_clean_end(&mut ws, &format!("{case}: client-initiated")).await;
+        common::assert_clean_end(&mut ws, &format!("{case}: client-initiated")).await;
     }
     // The application closes through `Sink::close`.
     let mut ws = open(
@@ -598,7 +588,7 @@ async fn stream_and_sink_usage_is_guarded(kind: Kind) {
     send(&mut ws, "close-me").await;
     let (code, _, _) = close_of(&mut ws).await;
     assert_eq!(code, 1000, "{kind:?}: Sink::close");
-    assert_clean_end(&mut ws, &format!("{kind:?}: Sink::close")).await;
+    common::assert_clean_end(&mut ws, &format!("{kind:?}: Sink::close")).await;
     assert!(!app.delivered().iter().any(|m| m.contains("refresh")));
 }
 
