@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tower_ws_auth::{
-    AuthError, AuthMethod, Authenticator, Identity, SubprotocolCarrier, WsAuthLayer,
+    AuthError, AuthMethod, Authenticator, Identity, OriginPolicy, SubprotocolCarrier, WsAuthLayer,
     authenticate_fn,
 };
 
@@ -65,6 +65,25 @@ pub fn tokens(calls: &Calls) -> impl Authenticator + Clone {
         };
         async move { outcome }
     })
+}
+
+/// The origin the cookie carrier of [`every_carrier`] allows.
+pub const SITE: &str = "http://app.example.test";
+
+/// Every carrier, in this order: `Authorization: Bearer`, the
+/// subprotocol entry, the `session` cookie (from [`SITE`] only), the
+/// `X-Api-Key` header and the `token` query parameter, over [`tokens`]
+/// counting its calls in `calls`.
+pub fn every_carrier(calls: &Calls) -> WsAuthLayer<impl Authenticator + Clone> {
+    WsAuthLayer::new(tokens(calls))
+        .bearer_header()
+        .subprotocol_token()
+        .cookie("session", OriginPolicy::from_origins([SITE]).unwrap())
+        .unwrap()
+        .header("x-api-key")
+        .unwrap()
+        .query_param("token")
+        .unwrap()
 }
 
 /// What the handler saw, sent as the first message on the socket.

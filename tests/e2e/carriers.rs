@@ -6,21 +6,10 @@ use crate::common;
 
 use common::*;
 use http::StatusCode;
-use tower_ws_auth::{OriginPolicy, SubprotocolCarrier, WsAuthLayer};
-
-const SITE: &str = "http://app.example.test";
+use tower_ws_auth::{SubprotocolCarrier, WsAuthLayer};
 
 async fn server(calls: &Calls) -> std::net::SocketAddr {
-    let layer = WsAuthLayer::new(tokens(calls))
-        .bearer_header()
-        .subprotocol_token()
-        .cookie("session", OriginPolicy::from_origins([SITE]).unwrap())
-        .unwrap()
-        .header("x-api-key")
-        .unwrap()
-        .query_param("token")
-        .unwrap();
-    serve(app(layer)).await
+    serve(app(every_carrier(calls))).await
 }
 
 fn assert_refused(refused: &Refused, status: StatusCode, challenge: Option<&str>) {
@@ -130,15 +119,7 @@ async fn capped_server(
     max_credential: usize,
     max_header: usize,
 ) -> std::net::SocketAddr {
-    let layer = WsAuthLayer::new(tokens(calls))
-        .bearer_header()
-        .subprotocol_token()
-        .cookie("session", OriginPolicy::from_origins([SITE]).unwrap())
-        .unwrap()
-        .header("x-api-key")
-        .unwrap()
-        .query_param("token")
-        .unwrap()
+    let layer = every_carrier(calls)
         .max_credential_bytes(max_credential.try_into().unwrap())
         .max_header_bytes(max_header.try_into().unwrap());
     serve(app(layer)).await

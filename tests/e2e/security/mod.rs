@@ -38,12 +38,11 @@ use common::{Calls, Refused, Ws, app_counting, connect, next_text, serve, try_co
 use http::StatusCode;
 use tokio_tungstenite::tungstenite;
 use tower_ws_auth::{
-    AuthMethod, Authenticator, Identity, OriginPolicy, RejectionHandler, WsAuthLayer,
+    AuthMethod, Authenticator, Identity, RejectionHandler, WsAuthLayer,
     session::{SessionAuthenticator, SessionCookie, SessionStore},
 };
 
-/// The origin the cookie carrier allows.
-pub const SITE: &str = "http://app.example.test";
+pub use super::common::{SITE, every_carrier};
 /// An origin it does not.
 pub const EVIL: &str = "http://evil.example.test";
 
@@ -51,22 +50,6 @@ pub const EVIL: &str = "http://evil.example.test";
 pub const INVALID_TOKEN: Option<&str> = Some("Bearer error=\"invalid_token\"");
 /// The challenge of a malformed request.
 pub const INVALID_REQUEST: Option<&str> = Some("Bearer error=\"invalid_request\"");
-
-/// Every carrier, in this order: `Authorization: Bearer`, the
-/// subprotocol entry, the `session` cookie (from [`SITE`] only), the
-/// `X-Api-Key` header and the `token` query parameter, over
-/// [`common::tokens`] counting its calls in `calls`.
-pub fn every_carrier(calls: &Calls) -> WsAuthLayer<impl Authenticator + Clone> {
-    WsAuthLayer::new(common::tokens(calls))
-        .bearer_header()
-        .subprotocol_token()
-        .cookie("session", OriginPolicy::from_origins([SITE]).unwrap())
-        .unwrap()
-        .header("x-api-key")
-        .unwrap()
-        .query_param("token")
-        .unwrap()
-}
 
 /// Cookie sessions whose data is the user's name.
 pub fn session_auth<S: SessionStore<Data = String> + Clone>(
