@@ -38,7 +38,7 @@ use tower_ws_auth::{
     AuthMethod, Authenticator, Carrier, Credential, Identity,
     api_key::ApiKeyAuthenticator,
     authenticate_fn,
-    jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey},
+    jwt::{JwtAuthenticator, JwtKey},
     session::{MemorySessionStore, SessionAuthenticator, SessionCookie, cookie::Key},
 };
 
@@ -124,7 +124,7 @@ fn jwt(c: &mut Criterion) {
             alg: Algorithm::HS256,
             encoding: EncodingKey::from_secret(SECRET),
             decoding: DecodingKey::from_secret(SECRET),
-            key: JwtKey::hmac(JwtAlgorithm::HS256, SECRET).unwrap(),
+            key: JwtKey::hmac(Algorithm::HS256, SECRET).unwrap(),
             verification: None,
         },
         Case {
@@ -132,7 +132,7 @@ fn jwt(c: &mut Criterion) {
             alg: Algorithm::RS256,
             encoding: EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
             decoding: DecodingKey::from_rsa_pem(RSA_PUBLIC.as_bytes()).unwrap(),
-            key: JwtKey::from_pem(JwtAlgorithm::RS256, RSA_PUBLIC).unwrap(),
+            key: JwtKey::from_pem(Algorithm::RS256, RSA_PUBLIC).unwrap(),
             verification: Some(&sig::RSA_PKCS1_2048_8192_SHA256),
         },
         Case {
@@ -140,7 +140,7 @@ fn jwt(c: &mut Criterion) {
             alg: Algorithm::ES256,
             encoding: EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
             decoding: DecodingKey::from_ec_pem(EC_PUBLIC.as_bytes()).unwrap(),
-            key: JwtKey::from_pem(JwtAlgorithm::ES256, EC_PUBLIC).unwrap(),
+            key: JwtKey::from_pem(Algorithm::ES256, EC_PUBLIC).unwrap(),
             verification: Some(&sig::ECDSA_P256_SHA256_FIXED),
         },
         Case {
@@ -148,7 +148,7 @@ fn jwt(c: &mut Criterion) {
             alg: Algorithm::EdDSA,
             encoding: EncodingKey::from_ed_pem(ED_PRIVATE.as_bytes()).unwrap(),
             decoding: DecodingKey::from_ed_pem(ED_PUBLIC.as_bytes()).unwrap(),
-            key: JwtKey::from_pem(JwtAlgorithm::EdDSA, ED_PUBLIC).unwrap(),
+            key: JwtKey::from_pem(Algorithm::EdDSA, ED_PUBLIC).unwrap(),
             verification: Some(&sig::ED25519),
         },
     ];

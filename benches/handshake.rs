@@ -61,7 +61,7 @@ use tower_ws_auth::{
     AuthError, AuthMethod, Authenticator, Identity, OriginPolicy, WsAuthLayer,
     api_key::ApiKeyAuthenticator,
     authenticate_fn,
-    jwt::{JwtAlgorithm, JwtAuthenticator},
+    jwt::JwtAuthenticator,
     session::{MemorySessionStore, SessionAuthenticator, SessionCookie, cookie::Key},
 };
 
@@ -356,7 +356,7 @@ fn app(variant: Variant) -> (Router, Vec<String>) {
             )
         }
         Variant::Rs256 | Variant::Rs256Cached => {
-            let auth = JwtAuthenticator::from_pem(JwtAlgorithm::RS256, RSA_PUBLIC)
+            let auth = JwtAuthenticator::from_pem(Algorithm::RS256, RSA_PUBLIC)
                 .expect("RS256 key")
                 .claims::<Claims>();
             let layer = |a| WsAuthLayer::new(a).bearer_header();

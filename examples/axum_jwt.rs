@@ -40,7 +40,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
 use tower_ws_auth::{
     Identity, WsAuthLayer,
-    jwt::{JwtAlgorithm, JwtAuthenticator, JwtKey},
+    jwt::{JwtAuthenticator, JwtKey},
     socket::SessionGuard,
 };
 
@@ -133,15 +133,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // RS256: a key set selected by `kid`, each key pinned to its algorithm
     // (an HS256 token "signed" with the public key never verifies). Add the
     // next key here before the issuer starts using it to rotate.
-    let rs256 = JwtAuthenticator::with_keys([JwtKey::from_pem(
-        JwtAlgorithm::RS256,
-        rsa_public.as_bytes(),
-    )?
-    .with_kid(RSA_KID)])?
-    .claims::<Claims>()
-    .issuer([ISSUER])
-    .audience([AUDIENCE])
-    .required_scope(REQUIRED_SCOPE);
+    let rs256 =
+        JwtAuthenticator::with_keys([
+            JwtKey::from_pem(Algorithm::RS256, rsa_public.as_bytes())?.with_kid(RSA_KID)
+        ])?
+        .claims::<Claims>()
+        .issuer([ISSUER])
+        .audience([AUDIENCE])
+        .required_scope(REQUIRED_SCOPE);
 
     // Tokens from `Authorization: Bearer` (servers, CLI tools) or from the
     // `Sec-WebSocket-Protocol` list (browsers cannot set headers on a

@@ -150,13 +150,11 @@ impl<'de> Visitor<'de> for ClaimVisitor {
 }
 
 /// The values of the claims named in [`ClaimNames`], by position.
-pub(crate) struct Claims<'de> {
-    values: Vec<Option<Claim<'de>>>,
-}
+pub(crate) struct Claims<'de>(Vec<Option<Claim<'de>>>);
 
 impl<'de> Claims<'de> {
     pub(crate) fn get(&self, index: usize) -> Option<&Claim<'de>> {
-        self.values.get(index).and_then(Option::as_ref)
+        self.0.get(index).and_then(Option::as_ref)
     }
 }
 
@@ -177,9 +175,7 @@ pub(crate) fn read<'de>(
         .deserialize_map(&mut reader)
         .and_then(|()| de.end())
     {
-        Ok(()) => Ok(Claims {
-            values: reader.values,
-        }),
+        Ok(()) => Ok(Claims(reader.values)),
         Err(_) if reader.duplicate => Err("duplicate claim"),
         Err(_) => Err("claims are not a JSON object"),
     }

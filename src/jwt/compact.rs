@@ -12,8 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
-use super::algorithm::JwtAlgorithm;
 use super::claims::Text;
+use jsonwebtoken::Algorithm;
 
 /// The largest `kid` accepted, in bytes.
 pub(crate) const MAX_KID_BYTES: usize = 256;
@@ -41,7 +41,7 @@ pub(crate) enum Refusal {
 pub(crate) struct Checked<'h> {
     /// The payload segment, still base64url-encoded.
     pub(crate) payload: &'h str,
-    pub(crate) alg: JwtAlgorithm,
+    pub(crate) alg: Algorithm,
     pub(crate) kid: Option<Text<'h>>,
     pub(crate) typ: Option<Text<'h>>,
 }
@@ -103,7 +103,7 @@ pub(crate) fn check<'h>(
         .map_err(|_| Refusal::Invalid("header refused"))?;
     let alg = header
         .alg
-        .and_then(|alg| JwtAlgorithm::from_name(&alg.0))
+        .and_then(|alg| super::algorithm::from_name(&alg.0))
         .ok_or(Refusal::Invalid("alg missing or not supported"))?;
     if header
         .kid

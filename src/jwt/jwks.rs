@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use http::Uri;
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use super::algorithm::{AlgSet, JwtAlgorithm};
+use super::algorithm::{self, AlgSet};
 use super::keys::{JwkRules, KeySet, UNKNOWN_KID, parse_jwk_set};
 use crate::error::{AuthError, ConfigError};
 use crate::fetch::{FetchError, Fetcher};
@@ -74,7 +75,7 @@ struct Options {
     max_body: usize,
     max_keys: usize,
     max_stale: Option<Duration>,
-    default_rsa: JwtAlgorithm,
+    default_rsa: Algorithm,
     algorithms: AlgSet,
 }
 
@@ -90,11 +91,11 @@ impl Default for Options {
             max_body: 256 * 1024,
             max_keys: 100,
             max_stale: None,
-            default_rsa: JwtAlgorithm::RS256,
+            default_rsa: Algorithm::RS256,
             algorithms: super::algorithm::ALL
                 .iter()
                 .copied()
-                .filter(|a| !a.is_symmetric())
+                .filter(|a| !algorithm::is_hmac(a))
                 .collect(),
         }
     }
@@ -200,7 +201,7 @@ impl RemoteJwksBuilder {
 
     /// The algorithm of an RSA JWK without `alg` (default RS256). Must be
     /// one of RS256/384/512 or PS256/384/512.
-    pub fn default_rsa_algorithm(mut self, alg: JwtAlgorithm) -> Self {
+    pub fn default_rsa_algorithm(mut self, alg: Algorithm) -> Self {
         self.options.default_rsa = alg;
         self
     }
@@ -208,7 +209,7 @@ impl RemoteJwksBuilder {
     /// Accepts only tokens with these algorithms (default: every
     /// asymmetric one). HMAC algorithms cannot be used with a remote key
     /// set.
-    pub fn algorithms<I: IntoIterator<Item = JwtAlgorithm>>(mut self, algorithms: I) -> Self {
+    pub fn algorithms<I: IntoIterator<Item = Algorithm>>(mut self, algorithms: I) -> Self {
         self.options.algorithms = algorithms.into_iter().collect();
         self
     }
@@ -241,7 +242,7 @@ impl RemoteJwksBuilder {
         if o.default_rsa.family() != jsonwebtoken::AlgorithmFamily::Rsa {
             return Err(bad("the default RSA algorithm must be RS* or PS*"));
         }
-        if o.algorithms.is_empty() || o.algorithms.iter().any(JwtAlgorithm::is_symmetric) {
+        if o.algorithms.is_empty() || o.algorithms.iter().any(|a| algorithm::is_hmac(&a)) {
             return Err(bad(
                 "remote key sets need at least one algorithm, and no HMAC one",
             ));
@@ -374,7 +375,7 @@ impl RemoteJwks {
     /// answer with.
     pub(crate) async fn key_set_for(
         &self,
-        alg: JwtAlgorithm,
+        alg: Algorithm,
         kid: Option<&str>,
     ) -> Result<Arc<KeySet>, AuthError> {
         if tokio::runtime::Handle::try_current().is_err() {

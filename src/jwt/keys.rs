@@ -10,9 +10,9 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
-use jsonwebtoken::{AlgorithmFamily, DecodingKey, DecodingKeyKind};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 
-use super::algorithm::{AlgSet, JwtAlgorithm};
+use super::algorithm::{self, AlgSet};
 use super::compact::MAX_KID_BYTES;
 use crate::error::ConfigError;
 
@@ -21,7 +21,7 @@ const MIN_RSA_BITS: usize = 2048;
 /// Largest RSA modulus accepted, in bits (what the crypto backends verify).
 const MAX_RSA_BITS: usize = 8192;
 
-/// A signature verification key, pinned to one [`JwtAlgorithm`], with an
+/// A signature verification key, pinned to one [`Algorithm`], with an
 /// optional key id (`kid`).
 ///
 /// The key is parsed once, when it is built; a malformed key, a private key
@@ -30,23 +30,23 @@ const MAX_RSA_BITS: usize = 8192;
 /// [`ConfigError`].
 ///
 /// ```
-/// use tower_ws_auth::{jwt::{JwtAlgorithm, JwtKey}};
+/// use tower_ws_auth::{jwt::{Algorithm, JwtKey}};
 ///
 /// # fn main() -> Result<(), tower_ws_auth::ConfigError> {
-/// let current = JwtKey::hmac(JwtAlgorithm::HS256, b"a-32-byte-or-longer-shared-secret!")?.with_kid("2024-06");
-/// assert_eq!(current.algorithm(), JwtAlgorithm::HS256);
+/// let current = JwtKey::hmac(Algorithm::HS256, b"a-32-byte-or-longer-shared-secret!")?.with_kid("2024-06");
+/// assert_eq!(current.algorithm(), Algorithm::HS256);
 /// assert_eq!(current.kid(), Some("2024-06"));
 ///
-/// assert!(JwtKey::hmac(JwtAlgorithm::HS256, b"too short").is_err());
+/// assert!(JwtKey::hmac(Algorithm::HS256, b"too short").is_err());
 ///
 /// let ed = JwtKey::from_jwk(r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#)?;
-/// assert_eq!(ed.algorithm(), JwtAlgorithm::EdDSA);
+/// assert_eq!(ed.algorithm(), Algorithm::EdDSA);
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Clone)]
 pub struct JwtKey {
-    pub(crate) alg: JwtAlgorithm,
+    pub(crate) alg: Algorithm,
     pub(crate) kid: Option<Box<str>>,
     pub(crate) key: DecodingKey,
 }
@@ -103,16 +103,16 @@ impl JwtKey {
     /// bytes; RFC 7518 section 3.2). A PEM document is refused: using a
     /// public key as an HMAC secret is the classic algorithm-confusion
     /// mistake.
-    pub fn hmac(alg: JwtAlgorithm, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+    pub fn hmac(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let secret = secret.as_ref();
-        let Some(min_bytes) = alg.min_hmac_secret() else {
+        let Some((name, min_bytes)) = algorithm::min_hmac_secret(alg) else {
             return Err(ConfigError::InvalidJwtConfig {
                 reason: "JwtKey::hmac needs HS256, HS384 or HS512",
             });
         };
         if secret.len() < min_bytes {
             return Err(ConfigError::WeakHmacSecret {
-                algorithm: alg.as_str(),
+                algorithm: name,
                 min_bytes,
             });
         }
@@ -130,7 +130,7 @@ impl JwtKey {
     /// algorithm, and `RSA PUBLIC KEY` (PKCS#1) for RSA. The key type must
     /// fit `alg`: RSA for RS*/PS*, a P-256 key for ES256, P-384 for ES384,
     /// Ed25519 for EdDSA. Private keys and certificates are refused.
-    pub fn from_pem(alg: JwtAlgorithm, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+    pub fn from_pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let pem = pem.as_ref();
         let family = alg.family();
         match pem_label(pem) {
@@ -160,7 +160,7 @@ impl JwtKey {
     /// every asymmetric algorithm, or PKCS#1 `RSAPublicKey` for RSA. Read
     /// as the PEM document holding it, with the rules of
     /// [`from_pem`](Self::from_pem).
-    pub fn from_der(alg: JwtAlgorithm, der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+    pub fn from_der(alg: Algorithm, der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let body = STANDARD.encode(der.as_ref());
         let pem = |label: &str| format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n");
         match Self::from_pem(alg, pem("PUBLIC KEY")) {
@@ -197,7 +197,7 @@ impl JwtKey {
     }
 
     /// The algorithm this key is pinned to.
-    pub fn algorithm(&self) -> JwtAlgorithm {
+    pub fn algorithm(&self) -> Algorithm {
         self.alg
     }
 
@@ -208,7 +208,7 @@ impl JwtKey {
 
     /// Checks a key built by jsonwebtoken against the algorithm it is
     /// pinned to.
-    fn checked(alg: JwtAlgorithm, key: DecodingKey) -> Result<Self, ConfigError> {
+    fn checked(alg: Algorithm, key: DecodingKey) -> Result<Self, ConfigError> {
         if key.family() != alg.family() {
             return Err(invalid("the key does not fit the algorithm"));
         }
@@ -227,7 +227,7 @@ impl JwtKey {
                 }
             }
             AlgorithmFamily::Ec => {
-                let point = if alg == JwtAlgorithm::ES256 { 65 } else { 97 };
+                let point = if alg == Algorithm::ES256 { 65 } else { 97 };
                 if bytes.len() != point || bytes.first() != Some(&4) {
                     return Err(invalid("the EC key is not on the algorithm's curve"));
                 }
@@ -252,13 +252,13 @@ pub(crate) struct JwkRules {
     /// from a remote key server.
     pub(crate) allow_symmetric: bool,
     /// The algorithm of an `RSA` key without `alg`.
-    pub(crate) default_rsa: JwtAlgorithm,
+    pub(crate) default_rsa: Algorithm,
 }
 
 impl JwkRules {
     pub(crate) const STATIC: Self = Self {
         allow_symmetric: true,
-        default_rsa: JwtAlgorithm::RS256,
+        default_rsa: Algorithm::RS256,
     };
 }
 
@@ -288,24 +288,18 @@ fn key_of_jwk(jwk: &Jwk, rules: &JwkRules) -> Result<JwtKey, &'static str> {
         return Err("JWK kid over 256 bytes");
     }
     let pinned = match common.key_algorithm {
-        Some(alg) => {
-            let alg = jsonwebtoken::Algorithm::try_from(alg).ok();
-            Some(
-                alg.and_then(JwtAlgorithm::from_jsonwebtoken)
-                    .ok_or("JWK alg not supported")?,
-            )
-        }
+        Some(alg) => Some(Algorithm::try_from(alg).map_err(|_| "JWK alg not supported")?),
         None => None,
     };
     let inferred = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => rules.default_rsa,
         AlgorithmParameters::EllipticCurve(p) => match p.curve {
-            EllipticCurve::P256 => JwtAlgorithm::ES256,
-            EllipticCurve::P384 => JwtAlgorithm::ES384,
+            EllipticCurve::P256 => Algorithm::ES256,
+            EllipticCurve::P384 => Algorithm::ES384,
             _ => return Err("EC JWK curve not supported"),
         },
         AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
-            JwtAlgorithm::EdDSA
+            Algorithm::EdDSA
         }
         AlgorithmParameters::OctetKey(_) if !rules.allow_symmetric => {
             return Err("symmetric JWK refused from a key server");
@@ -321,7 +315,7 @@ fn key_of_jwk(jwk: &Jwk, rules: &JwkRules) -> Result<JwtKey, &'static str> {
         _ => inferred,
     };
     let key = DecodingKey::from_jwk(jwk).map_err(|_| "JWK members are not base64url")?;
-    let key = if alg.is_symmetric() {
+    let key = if algorithm::is_hmac(&alg) {
         JwtKey::hmac(alg, key.try_get_as_bytes().unwrap_or_default())
     } else {
         JwtKey::checked(alg, key)
@@ -444,7 +438,7 @@ impl KeySet {
     /// algorithm.
     pub(crate) fn select(
         &self,
-        alg: JwtAlgorithm,
+        alg: Algorithm,
         kid: Option<&str>,
     ) -> Result<&JwtKey, &'static str> {
         let Some(kid) = kid else {

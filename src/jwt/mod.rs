@@ -25,7 +25,7 @@ use jsonwebtoken::Validation;
 use jsonwebtoken::errors::ErrorKind;
 use serde::de::DeserializeOwned;
 
-pub use algorithm::JwtAlgorithm;
+pub use jsonwebtoken::Algorithm;
 #[cfg(feature = "jwks")]
 pub use jwks::{RemoteJwks, RemoteJwksBuilder};
 pub use keys::JwtKey;
@@ -103,8 +103,8 @@ impl Config {
     /// `exp` (no leeway: see [`JwtAuthenticator::leeway`]), `nbf` (on by
     /// default, with the leeway), `iss` and `aud` as configured, and the
     /// presence of `exp`, `iss`, `aud` where they are required.
-    fn validation(&self, alg: JwtAlgorithm) -> Validation {
-        let mut v = Validation::new(alg.to_jsonwebtoken());
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
         v.leeway = self.leeway;
         // jsonwebtoken refuses `exp - this < now - leeway`: with this equal
         // to the leeway, `exp < now`, so the leeway only widens `nbf`.
@@ -174,15 +174,8 @@ fn strip_application(typ: &str) -> &str {
     }
 }
 
-fn boxed<I>(items: I) -> Vec<Box<str>>
-where
-    I: IntoIterator,
-    I::Item: Into<String>,
-{
-    items
-        .into_iter()
-        .map(|s| s.into().into_boxed_str())
-        .collect()
+fn boxed(items: impl IntoIterator<Item = impl Into<String>>) -> Vec<Box<str>> {
+    items.into_iter().map(|s| s.into().into()).collect()
 }
 
 /// The reason logged for a refusal by `jsonwebtoken::decode`.
@@ -257,23 +250,14 @@ impl JwtAuthenticator {
         Ok(Self::from_source(KeySource::Static(Arc::new(set))))
     }
 
-    /// HS256 with a shared secret of at least 32 bytes.
+    /// HS256 with a shared secret of at least 32 bytes; other HMAC
+    /// algorithms through [`JwtKey::hmac`] and [`new`](Self::new).
     pub fn hs256(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        Self::new(JwtKey::hmac(JwtAlgorithm::HS256, secret)?)
-    }
-
-    /// HS384 with a shared secret of at least 48 bytes.
-    pub fn hs384(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        Self::new(JwtKey::hmac(JwtAlgorithm::HS384, secret)?)
-    }
-
-    /// HS512 with a shared secret of at least 64 bytes.
-    pub fn hs512(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        Self::new(JwtKey::hmac(JwtAlgorithm::HS512, secret)?)
+        Self::new(JwtKey::hmac(Algorithm::HS256, secret)?)
     }
 
     /// One public key in PEM form, pinned to `alg`; see [`JwtKey::from_pem`].
-    pub fn from_pem(alg: JwtAlgorithm, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+    pub fn from_pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         Self::new(JwtKey::from_pem(alg, pem)?)
     }
 
@@ -373,22 +357,14 @@ impl<C> JwtAuthenticator<C> {
     /// any set before). Tokens without `aud` are then refused. Without this
     /// setting, tokens with an `aud` are refused.
     #[must_use]
-    pub fn audience<I>(self, audiences: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-    {
+    pub fn audience(self, audiences: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.edit(|c| c.audiences = boxed(audiences))
     }
 
     /// Accepts tokens whose `iss` is one of `issuers` (replacing any set
     /// before); tokens without `iss` are then refused.
     #[must_use]
-    pub fn issuer<I>(self, issuers: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-    {
+    pub fn issuer(self, issuers: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.edit(|c| c.issuers = boxed(issuers))
     }
 
@@ -409,11 +385,7 @@ impl<C> JwtAuthenticator<C> {
     /// Claims that must be present and not `null` (replacing any set
     /// before), in addition to `exp` and the subject.
     #[must_use]
-    pub fn required_claims<I>(self, claims: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-    {
+    pub fn required_claims(self, claims: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.edit(|c| c.required_claims = boxed(claims))
     }
 
@@ -441,11 +413,7 @@ impl<C> JwtAuthenticator<C> {
     /// `scope`, RFC 8693) or an array of strings (as `scp` or `roles`);
     /// any other type is invalid.
     #[must_use]
-    pub fn scope_claims<I>(self, claims: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-    {
+    pub fn scope_claims(self, claims: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.edit(|c| c.scope_claims = boxed(claims))
     }
 
@@ -482,14 +450,14 @@ impl<C> JwtAuthenticator<C> {
 
     /// The algorithms tokens may use: those of the configured keys, or the
     /// accepted algorithms of a remote JWK Set.
-    pub fn algorithms(&self) -> Vec<JwtAlgorithm> {
+    pub fn algorithms(&self) -> Vec<Algorithm> {
         self.config.keys.algorithms().iter().collect()
     }
 
     /// The [`Validation`] tokens for a key pinned to `alg` are decoded
     /// with: what a plain [`jsonwebtoken::decode`] needs to check what
     /// jsonwebtoken checks here (the differential tests use it).
-    pub fn jsonwebtoken_validation(&self, alg: JwtAlgorithm) -> Validation {
+    pub fn jsonwebtoken_validation(&self, alg: Algorithm) -> Validation {
         self.config.validation(alg)
     }
 }

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use jwt_common::key_server::*;
 use jwt_common::*;
 use serde_json::json;
-use tower_ws_auth::jwt::{JwtAlgorithm, JwtAuthenticator, RemoteJwks};
+use tower_ws_auth::jwt::{JwtAuthenticator, RemoteJwks};
 
 type Jwt = JwtAuthenticator;
 
@@ -437,13 +437,13 @@ async fn warm_up_and_algorithm_restrictions() {
     init();
     let keys = KeyServer::start(vec![rsa_jwk("r"), ec_jwk("e")]).await;
     let jwks = quick(&keys.url())
-        .algorithms([JwtAlgorithm::ES256])
+        .algorithms([Algorithm::ES256])
         .build()
         .unwrap();
     assert_eq!(jwks.refresh().await.unwrap(), 1);
     assert_eq!(keys.hits(), 1);
     let auth = Jwt::from_remote_jwks(jwks);
-    assert_eq!(auth.algorithms(), [JwtAlgorithm::ES256]);
+    assert_eq!(auth.algorithms(), [Algorithm::ES256]);
     let server = serve(auth).await;
     assert_eq!(
         accepted(server.addr, &token(Algorithm::ES256, "e", "a"))
@@ -517,9 +517,9 @@ fn builder_checks() {
             .refresh_bounds(secs(1), secs(10))
             .refresh_interval(secs(11)),
         RemoteJwks::builder(url).timeouts(Duration::ZERO, secs(1)),
-        RemoteJwks::builder(url).algorithms([JwtAlgorithm::HS256]),
+        RemoteJwks::builder(url).algorithms([Algorithm::HS256]),
         RemoteJwks::builder(url).algorithms([]),
-        RemoteJwks::builder(url).default_rsa_algorithm(JwtAlgorithm::ES256),
+        RemoteJwks::builder(url).default_rsa_algorithm(Algorithm::ES256),
         RemoteJwks::builder(url).add_root_certificate_pem(b"not pem"),
     ];
     for (i, builder) in refused.into_iter().enumerate() {
