@@ -17,7 +17,8 @@
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`); `JWT_SECRET` (HS256, at
 //! least 32 bytes; without it a development secret is used, with a warning);
-//! `MAX_CONNECTIONS` (default 10,000: connections served at once).
+//! `MAX_CONNECTIONS` (default 10,000: connections served at once);
+//! `ADMIN_TOKEN` (enables `POST /admin/revoke`).
 //!
 //! The behaviour below is a contract other test suites rely on; see the
 //! README's "Quickstart contract":
@@ -42,6 +43,13 @@
 //!   4008); then it behaves like `/ws`.
 //! * Served with a 10 s header-read timeout and at most `MAX_CONNECTIONS`
 //!   connections at once.
+//! * `POST /admin/revoke` with `Authorization: Bearer <ADMIN_TOKEN>` and the
+//!   form field `subject`: closes that subject's live sockets with 4003 and
+//!   refuses, at the next handshake (401 `invalid_token`), every credential
+//!   of that subject issued at or before that second (JWTs by `iat`, JWTs
+//!   without `iat` too; sessions by creation time). 204; 401 with a wrong or
+//!   missing admin token; 400 without a subject; 404 when `ADMIN_TOKEN` is
+//!   not set.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,7 +57,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Form, Request, State};
-use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::body::Bytes;
+use axum::http::header::{AUTHORIZATION, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -69,14 +78,23 @@ const DEV_SECRET: &str = "tower-ws-auth-quickstart-development-secret-change-me"
 /// The demo users: name and password.
 const USERS: [(&str, &str); 2] = [("alice", "alice-password"), ("bob", "bob-password")];
 
+/// A session's data: the user, and when the session was created (its
+/// credential's issue time, for revocations by "issued before").
+#[derive(Clone)]
+struct SessionUser {
+    name: String,
+    created: SystemTime,
+}
+
 #[derive(Clone)]
 struct App {
-    sessions: MemorySessionStore<String>,
+    sessions: MemorySessionStore<SessionUser>,
     cookie: SessionCookie,
     origins: OriginPolicy,
     revocations: Revocations,
     guard: SessionGuard,
     first_message: FirstMessageAuth<BoxAuthenticator, Welcome>,
+    admin_token: Option<String>,
 }
 
 #[tokio::main]
@@ -114,8 +132,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .secure(false)
         .max_age(ttl);
     let by_session =
-        SessionAuthenticator::new(sessions.clone(), cookie.clone(), |user: &String| {
-            Ok(Identity::builder(user.clone(), AuthMethod::Session))
+        SessionAuthenticator::new(sessions.clone(), cookie.clone(), |user: &SessionUser| {
+            Ok(Identity::builder(user.name.clone(), AuthMethod::Session).issued_at(user.created))
         });
 
     // Each carrier goes to its authenticator: cookies to the sessions, the rest to JWT.
@@ -127,7 +145,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Carrier::Message,
         ])
         .boxed();
-    let auth = jwt.clone().or(by_session.for_carriers([Carrier::Cookie]));
+    // Revoked credentials are refused at the handshake too (`/admin/revoke`).
+    let revocations = Revocations::new();
+    let auth = revocations.revocable(jwt.clone().or(by_session.for_carriers([Carrier::Cookie])));
 
     // The cookie is accepted from this server's own origin only; so are
     // the login and logout forms.
@@ -142,14 +162,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .cookie(cookie.name(), origins.clone())?
         .query_param("token")?;
 
-    let revocations = Revocations::new();
     let app = App {
         sessions,
         cookie,
         origins,
         revocations: revocations.clone(),
-        guard: SessionGuard::expiry_only().revocations(revocations),
-        first_message: FirstMessageAuth::new(jwt).messages(Welcome),
+        guard: SessionGuard::expiry_only().revocations(revocations.clone()),
+        first_message: FirstMessageAuth::new(revocations.revocable(jwt).boxed()).messages(Welcome),
+        admin_token: std::env::var("ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
     };
     let router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
@@ -158,6 +178,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/ws", any(ws).layer(layer.clone()))
         .route("/ws/echo", any(ws_echo).layer(layer))
         .route("/ws/first-message", any(ws_first_message))
+        .route("/admin/revoke", post(admin_revoke))
         .with_state(app);
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -278,7 +299,11 @@ async fn login(
         )
             .into_response();
     }
-    match app.sessions.create(form.username) {
+    let user = SessionUser {
+        name: form.username,
+        created: SystemTime::now(),
+    };
+    match app.sessions.create(user) {
         Ok(id) => redirect_home(Some(app.cookie.issue(&id))),
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
@@ -297,6 +322,42 @@ async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
             .await;
     }
     redirect_home(Some(app.cookie.clear()))
+}
+
+/// `POST /admin/revoke` (`Authorization: Bearer <ADMIN_TOKEN>`, form field
+/// `subject`): closes the subject's sockets (4003) and refuses its
+/// credentials issued at or before this second at the next handshake.
+async fn admin_revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    use subtle::ConstantTimeEq;
+    let Some(expected) = &app.admin_token else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+        )
+            .into_response();
+    }
+    let subject = form_urlencoded::parse(&body)
+        .find(|(name, _)| name == "subject")
+        .map(|(_, value)| value.into_owned())
+        .filter(|s| !s.is_empty());
+    let Some(subject) = subject else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    match app.revocations.revoke_subject(&subject).await {
+        Ok(closed) => {
+            tracing::info!(subject, closed, "revoked by /admin/revoke");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 fn redirect_home(cookie: Option<HeaderValue>) -> Response {

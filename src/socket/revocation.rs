@@ -6,13 +6,15 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::task::AtomicWaker;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::authenticator::BoxFuture;
+use crate::authenticator::{Authenticator, BoxFuture};
+use crate::credential::Credential;
+use crate::error::AuthError;
 use crate::identity::Identity;
 
 /// What to revoke.
@@ -26,6 +28,28 @@ pub enum Revocation {
     Session(String),
     /// Every connection authenticated by this token ([`Identity::token_id`]).
     Token(String),
+    /// Every credential of `subject` issued at or before `at` (seconds since
+    /// the Unix epoch): identities whose [`Identity::issued_at`] is at most
+    /// that second, and identities with no issue time at all (nothing shows
+    /// they are newer). [`Revocations::revoke_subject`] publishes this with
+    /// the current second.
+    IssuedBefore {
+        /// The subject.
+        subject: String,
+        /// The last second (Unix time) of the credentials revoked.
+        at: u64,
+    },
+}
+
+/// Seconds since the Unix epoch (0 before it).
+fn unix_secs(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `true` if an identity of the subject is covered by "issued at or before
+/// `before`": issued that second or earlier, or with no issue time.
+fn issued_by(identity: &Identity, before: u64) -> bool {
+    identity.issued_at().is_none_or(|at| unix_secs(at) <= before)
 }
 
 impl Revocation {
@@ -35,6 +59,20 @@ impl Revocation {
             Self::Subject(subject) => identity.subject() == subject,
             Self::Session(session) => identity.session_id() == Some(session.as_str()),
             Self::Token(token) => identity.token_id() == Some(token.as_str()),
+            Self::IssuedBefore { subject, at } => {
+                identity.subject() == subject && issued_by(identity, *at)
+            }
+        }
+    }
+
+    /// `Subject` as `IssuedBefore` the second of `now`; others unchanged.
+    fn dated(self, now: SystemTime) -> Self {
+        match self {
+            Self::Subject(subject) => Self::IssuedBefore {
+                subject,
+                at: unix_secs(now),
+            },
+            other => other,
         }
     }
 }
@@ -64,6 +102,35 @@ pub trait RevocationBus: Send + Sync + 'static {
     /// Starts receiving revocations; the channel closes when the bus shuts
     /// down.
     fn subscribe(&self) -> BoxFuture<'_, Result<mpsc::Receiver<Revocation>, BusError>>;
+
+    /// Sends `revocation`, which stays in force until `until`, to every
+    /// instance; a bus that stores the active revocations (for
+    /// [`active`](Self::active)) keeps it until then. By default, the same
+    /// as [`publish`](Self::publish).
+    fn publish_until<'a>(
+        &'a self,
+        revocation: &'a Revocation,
+        until: SystemTime,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        let _ = until;
+        self.publish(revocation)
+    }
+
+    /// The revocations still in force, with the instant each ends, for a bus
+    /// that stores them (so that an instance that starts, or comes back
+    /// after missing messages, catches up); by default none.
+    fn active(&self) -> BoxFuture<'_, Result<Vec<(Revocation, SystemTime)>, BusError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    /// The state of the bus's link, for a bus that can lose messages while
+    /// cut off: `false` from the moment messages may be missed, `true` again
+    /// once the subscription is back in place (after which
+    /// [`active`](Self::active) is read again). `None` (the default): the
+    /// bus never misses messages.
+    fn link(&self) -> Option<watch::Receiver<bool>> {
+        None
+    }
 }
 
 /// An in-process [`RevocationBus`]: registries in one process that share a
@@ -141,8 +208,9 @@ struct Entry {
     signal: Arc<Signal>,
 }
 
-/// How long revocation records are kept by default.
-const DEFAULT_RETENTION: Duration = Duration::from_secs(10 * 60);
+/// How long revocation records are kept by default: the longest lifetime
+/// the JWT authenticator accepts by default.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 /// How many revocation records are kept at most by default.
 const DEFAULT_MAX_RECORDS: usize = 65_536;
 
@@ -154,10 +222,11 @@ enum Key {
     Token,
 }
 
-/// When a key was revoked, and until when the record is kept.
+/// Until when a record is kept and, for a subject, the last second
+/// (Unix time) of the credentials it revokes.
 #[derive(Debug, Clone, Copy)]
 struct Revoked {
-    at: Instant,
+    before: u64,
     until: Instant,
 }
 
@@ -218,30 +287,55 @@ impl Records {
         }
     }
 
-    fn insert(&mut self, revocation: &Revocation, now: Instant) {
+    /// When a record of `revocation` ends (wall clock): `retention` after
+    /// the second it names ("issued before"), else `retention` from `now`.
+    fn end_of(&self, revocation: &Revocation, now: SystemTime) -> SystemTime {
+        let from = match revocation {
+            Revocation::IssuedBefore { at, .. } => UNIX_EPOCH + Duration::from_secs(*at + 1),
+            _ => now,
+        };
+        from.checked_add(self.retention)
+            .unwrap_or_else(|| crate::identity::deadline(self.retention))
+    }
+
+    /// Keeps `revocation` (already [`dated`](Revocation::dated)) until the
+    /// wall-clock instant `until`.
+    fn insert(&mut self, revocation: &Revocation, until: SystemTime, now: Instant) {
         self.expire(now);
-        if self.max == 0 {
+        let left = until
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        if self.max == 0 || left.is_zero() {
             return;
         }
+        let until = now.checked_add(left).unwrap_or(now + self.retention);
+        let (key, value, before) = match revocation {
+            Revocation::Subject(v) => (Key::Subject, v, unix_secs(SystemTime::now())),
+            Revocation::Session(v) => (Key::Session, v, 0),
+            Revocation::Token(v) => (Key::Token, v, 0),
+            Revocation::IssuedBefore { subject, at } => (Key::Subject, subject, *at),
+        };
+        let value: Box<str> = value.as_str().into();
+        let record = match self.map(key).get(&value) {
+            // A second revocation of the same key: the wider of the two.
+            Some(old) if old.until > now => Revoked {
+                before: before.max(old.before),
+                until: until.max(old.until),
+            },
+            _ => Revoked { before, until },
+        };
         while self.order.len() >= self.max {
             tracing::warn!(target: "tower_ws_auth", "revocation records full: the oldest is forgotten early");
             self.pop();
         }
-        let (key, value) = match revocation {
-            Revocation::Subject(v) => (Key::Subject, v),
-            Revocation::Session(v) => (Key::Session, v),
-            Revocation::Token(v) => (Key::Token, v),
-        };
-        let until = now + self.retention;
-        let value: Box<str> = value.as_str().into();
-        self.map(key)
-            .insert(value.clone(), Revoked { at: now, until });
-        self.order.push_back((key, value, until));
+        self.map(key).insert(value.clone(), record);
+        self.order.push_back((key, value, record.until));
     }
 
     /// `true` if a kept record revokes `identity`: its session or its token
     /// (they name one credential, which cannot become valid again), or its
-    /// subject, revoked at or after the identity was authenticated.
+    /// subject, for a credential issued at or before the revoked second (or
+    /// of unknown issue time).
     fn matches(&self, identity: &Identity, now: Instant) -> bool {
         let live = |r: &&Revoked| r.until > now;
         identity
@@ -258,7 +352,7 @@ impl Records {
                 .subjects
                 .get(identity.subject())
                 .filter(live)
-                .is_some_and(|r| r.at >= identity.authenticated_at())
+                .is_some_and(|r| issued_by(identity, r.before))
     }
 }
 
@@ -271,6 +365,8 @@ struct Inner {
     state: Mutex<State>,
     next: AtomicU64,
     bus: Option<Arc<dyn RevocationBus>>,
+    /// `false` while the bus may have missed revocations.
+    synced: AtomicBool,
 }
 
 impl Inner {
@@ -282,6 +378,7 @@ impl Inner {
             }),
             next: AtomicU64::new(0),
             bus,
+            synced: AtomicBool::new(true),
         }
     }
 
@@ -297,9 +394,10 @@ impl Inner {
     /// under one lock with [`Revocations::register`]: a connection either is
     /// registered (and signalled here) or registers later (and meets the
     /// record).
-    fn apply(&self, revocation: &Revocation) -> usize {
+    fn apply(&self, revocation: &Revocation, until: Option<SystemTime>) -> usize {
         let mut state = self.state();
-        state.records.insert(revocation, Instant::now());
+        let until = until.unwrap_or_else(|| state.records.end_of(revocation, SystemTime::now()));
+        state.records.insert(revocation, until, Instant::now());
         let mut closed = 0;
         for entry in state.entries.values() {
             if revocation.matches(&entry.identity) {
@@ -308,6 +406,52 @@ impl Inner {
             }
         }
         closed
+    }
+
+    /// Applies the revocations the bus keeps (catching up); `false` if the
+    /// bus could not list them.
+    async fn catch_up(&self, bus: &dyn RevocationBus) -> bool {
+        match bus.active().await {
+            Ok(active) => {
+                let count = active.len();
+                for (revocation, until) in active {
+                    self.apply(&revocation.dated(SystemTime::now()), Some(until));
+                }
+                tracing::debug!(target: "tower_ws_auth", count, "revocations loaded from the bus");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(target: "tower_ws_auth", %error, "could not load the active revocations");
+                false
+            }
+        }
+    }
+}
+
+/// Follows the bus's link: out of sync when it drops; once it is back, the
+/// active revocations are loaded again (retrying every 200 ms) before the
+/// registry is in sync.
+async fn follow_link(weak: Weak<Inner>, mut link: watch::Receiver<bool>) {
+    loop {
+        if link.changed().await.is_err() {
+            return;
+        }
+        loop {
+            let Some(inner) = weak.upgrade() else { return };
+            if !*link.borrow_and_update() {
+                inner.synced.store(false, Ordering::SeqCst);
+                tracing::warn!(target: "tower_ws_auth", "revocation bus cut off: upgrades are refused (503) until it is back");
+                break;
+            }
+            let Some(bus) = inner.bus.clone() else { return };
+            if inner.catch_up(&*bus).await && *link.borrow() {
+                inner.synced.store(true, Ordering::SeqCst);
+                tracing::info!(target: "tower_ws_auth", "revocation bus back and caught up");
+                break;
+            }
+            drop(inner);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
@@ -389,24 +533,38 @@ impl Revocations {
     /// If the bus cannot subscribe.
     pub async fn with_bus<B: RevocationBus>(bus: B) -> Result<Self, BusError> {
         let bus: Arc<dyn RevocationBus> = Arc::new(bus);
+        let link = bus.link();
         let mut incoming = bus.subscribe().await?;
-        let inner = Arc::new(Inner::new(Some(bus)));
+        let inner = Arc::new(Inner::new(Some(bus.clone())));
+        if !inner.catch_up(&*bus).await {
+            return Err(BusError::new("could not load the active revocations"));
+        }
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         tokio::spawn(async move {
             while let Some(revocation) = incoming.recv().await {
                 let Some(inner) = weak.upgrade() else { return };
-                let closed = inner.apply(&revocation);
+                let closed = inner.apply(&revocation.dated(SystemTime::now()), None);
                 tracing::debug!(target: "tower_ws_auth", closed, "revocation received from the bus");
             }
         });
+        if let Some(mut link) = link {
+            // A drop between `link()` and now counts too.
+            link.mark_changed();
+            tokio::spawn(follow_link(Arc::downgrade(&inner), link));
+        }
         Ok(Self { inner })
     }
 
-    /// How long a revocation is remembered (default 10 minutes): a
-    /// connection that registers within that time with an identity the
-    /// revocation matches is revoked at once. This closes the race between
-    /// checking a credential (before the `101`) and registering its socket
-    /// (after it): a logout published in between is not missed.
+    /// How long a revocation is remembered (default 24 hours, the longest
+    /// lifetime [`JwtAuthenticator`](crate::jwt) accepts by default): set it
+    /// to the longest lifetime of your credentials. While remembered, a
+    /// revocation refuses the credentials it matches at the handshake
+    /// (through [`revocable`](Self::revocable)) and revokes at once a
+    /// connection that registers with an identity it matches (which closes
+    /// the race between checking a credential before the `101` and
+    /// registering its socket after it). An "issued before T" revocation is
+    /// remembered until this long after T; a session or token revocation
+    /// this long after it was made: by then nothing it matches is valid.
     #[must_use]
     pub fn remember_for(self, retention: Duration) -> Self {
         self.inner.state().records.retention = retention;
@@ -422,10 +580,52 @@ impl Revocations {
     }
 
     /// `true` if a remembered revocation matches `identity`: its session,
-    /// its token, or its subject revoked at or after
-    /// [`Identity::authenticated_at`].
+    /// its token, or its subject revoked for credentials issued at or after
+    /// [`Identity::issued_at`] (or an identity without an issue time).
     pub fn is_revoked(&self, identity: &Identity) -> bool {
         self.inner.state().records.matches(identity, Instant::now())
+    }
+
+    /// `false` while the bus may be missing revocations: from the moment
+    /// its link drops (a Redis outage, say) until it is back and the active
+    /// revocations are loaded again. Always `true` without a bus or with a
+    /// bus that never misses messages ([`LocalBus`]).
+    pub fn is_synced(&self) -> bool {
+        self.inner.synced.load(Ordering::SeqCst)
+    }
+
+    /// Wraps `authenticator` so that the handshake refuses what this
+    /// registry revokes: a credential a remembered revocation matches is
+    /// refused as invalid (`401 invalid_token`, like any bad credential),
+    /// and while the registry [is not in sync](Self::is_synced) with its
+    /// bus every upgrade is refused as unavailable (`503` with
+    /// `Retry-After: 1`): a revocation made meanwhile could be missed, and
+    /// the registry fails closed rather than open.
+    ///
+    /// Wrap it *outside* [`Cached`](crate::Cached): a cached identity is then
+    /// checked on every use and never returned once revoked.
+    ///
+    /// ```
+    /// use tower_ws_auth::{authenticate_fn, AuthMethod, Authenticator, Credential, Identity};
+    /// use tower_ws_auth::socket::Revocations;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let revocations = Revocations::new();
+    /// let auth = revocations.revocable(authenticate_fn(|_, _| async {
+    ///     Ok(Identity::new("alice", AuthMethod::Custom("demo")))
+    /// }));
+    /// let parts = http::Request::new(()).into_parts().0;
+    /// let credential = Credential::new(tower_ws_auth::Carrier::Bearer, "t");
+    /// assert!(auth.authenticate(&credential, &parts).await.is_ok());
+    /// revocations.revoke_subject("alice").await.unwrap();
+    /// assert!(auth.authenticate(&credential, &parts).await.is_err());
+    /// # }
+    /// ```
+    pub fn revocable<A: Authenticator>(&self, authenticator: A) -> Revocable<A> {
+        Revocable {
+            inner: authenticator,
+            revocations: self.clone(),
+        }
     }
 
     /// Registers a live connection of `identity`; keep the
@@ -463,14 +663,22 @@ impl Revocations {
     /// If the bus could not publish; this instance's connections are
     /// revoked all the same.
     pub async fn revoke(&self, revocation: Revocation) -> Result<usize, BusError> {
-        let closed = self.inner.apply(&revocation);
+        let now = SystemTime::now();
+        let revocation = revocation.dated(now);
+        let until = self.inner.state().records.end_of(&revocation, now);
+        let closed = self.inner.apply(&revocation, Some(until));
         if let Some(bus) = &self.inner.bus {
-            bus.publish(&revocation).await?;
+            bus.publish_until(&revocation, until).await?;
         }
         Ok(closed)
     }
 
-    /// Revokes every connection of `subject`; see [`revoke`](Self::revoke).
+    /// Revokes every credential of `subject` issued at or before the
+    /// current second ([`Revocation::IssuedBefore`]): closes the live
+    /// connections they authenticated, and refuses them at the next
+    /// handshake for as long as the revocation is
+    /// [remembered](Self::remember_for); credentials issued later are
+    /// accepted. See [`revoke`](Self::revoke).
     ///
     /// # Errors
     ///
@@ -508,6 +716,41 @@ impl Revocations {
     /// `true` if no connection is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// An authenticator that refuses what a [`Revocations`] revokes; see
+/// [`Revocations::revocable`].
+#[derive(Clone)]
+pub struct Revocable<A> {
+    inner: A,
+    revocations: Revocations,
+}
+
+impl<A> fmt::Debug for Revocable<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revocable")
+            .field("revocations", &self.revocations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Authenticator> Authenticator for Revocable<A> {
+    async fn authenticate(
+        &self,
+        credential: &Credential,
+        request: &http::request::Parts,
+    ) -> Result<Identity, AuthError> {
+        let identity = self.inner.authenticate(credential, request).await?;
+        if !self.revocations.is_synced() {
+            return Err(AuthError::unavailable(
+                "the revocation bus is cut off: revocations may be missing",
+            ));
+        }
+        if self.revocations.is_revoked(&identity) {
+            return Err(AuthError::invalid("credential revoked"));
+        }
+        Ok(identity)
     }
 }
 
@@ -641,10 +884,84 @@ mod tests {
         assert!(registry.register(&later).is_revoked());
         registry.revoke_subject("bob").await.unwrap();
         assert!(registry.register(&bob_before).is_revoked());
-        // A subject may authenticate again after its revocation.
-        let bob_again = Identity::new("bob", AuthMethod::Jwt);
+        // A subject may authenticate again with a credential issued after
+        // the revoked second; one without an issue time stays refused.
+        let bob_again = Identity::builder("bob", AuthMethod::Jwt)
+            .issued_at(SystemTime::now() + Duration::from_secs(1))
+            .build();
         assert!(!registry.register(&bob_again).is_revoked());
         assert!(registry.is_revoked(&bob_before) && !registry.is_revoked(&bob_again));
+        assert!(registry.is_revoked(&Identity::new("bob", AuthMethod::Jwt)));
+    }
+
+    #[tokio::test]
+    async fn issued_before_is_by_the_second_and_expires_with_the_lifetime() {
+        let registry = Revocations::new().remember_for(Duration::from_secs(60));
+        let now = unix_secs(SystemTime::now());
+        let issued = |secs: u64| {
+            Identity::builder("carol", AuthMethod::Jwt)
+                .issued_at(UNIX_EPOCH + Duration::from_millis(secs * 1000 + 999))
+                .build()
+        };
+        registry
+            .revoke(Revocation::IssuedBefore {
+                subject: "carol".into(),
+                at: now - 10,
+            })
+            .await
+            .unwrap();
+        assert!(registry.is_revoked(&issued(now - 10)));
+        assert!(!registry.is_revoked(&issued(now - 9)));
+        // A later revocation widens the record.
+        registry.revoke_subject("carol").await.unwrap();
+        assert!(registry.is_revoked(&issued(now - 9)));
+        assert!(!registry.is_revoked(&issued(now + 2)));
+        // Nothing issued before a second long gone can still be valid.
+        let old = Revocations::new().remember_for(Duration::from_secs(60));
+        old.revoke(Revocation::IssuedBefore {
+            subject: "dave".into(),
+            at: now - 61,
+        })
+        .await
+        .unwrap();
+        assert!(!old.is_revoked(&Identity::new("dave", AuthMethod::Jwt)));
+        assert!(old.inner.state().records.order.is_empty());
+    }
+
+    #[tokio::test]
+    async fn revocable_refuses_at_the_handshake() {
+        let registry = Revocations::new();
+        let auth = registry.revocable(crate::authenticate_fn(|c, _| {
+            let token = c.expose_secret().to_owned();
+            async move {
+                Ok(Identity::builder("erin", AuthMethod::Jwt)
+                    .token_id(token)
+                    .issued_at(SystemTime::now() - Duration::from_secs(5))
+                    .build())
+            }
+        }));
+        let parts = http::Request::new(()).into_parts().0;
+        let one = Credential::new(crate::Carrier::Bearer, "one");
+        let two = Credential::new(crate::Carrier::Bearer, "two");
+        assert!(auth.authenticate(&one, &parts).await.is_ok());
+        registry.revoke_token("one").await.unwrap();
+        let refused = auth.authenticate(&one, &parts).await.unwrap_err();
+        assert!(matches!(refused, AuthError::Invalid(_)), "{refused:?}");
+        assert!(auth.authenticate(&two, &parts).await.is_ok());
+        registry.revoke_subject("erin").await.unwrap();
+        assert!(auth.authenticate(&two, &parts).await.is_err());
+        // Out of sync with the bus: unavailable, whatever the credential.
+        registry.inner.synced.store(false, Ordering::SeqCst);
+        let other = Revocations::new();
+        other.inner.synced.store(false, Ordering::SeqCst);
+        let refused = other
+            .revocable(crate::authenticate_fn(|_, _| async {
+                Ok(Identity::new("frank", AuthMethod::Jwt))
+            }))
+            .authenticate(&one, &parts)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, AuthError::Unavailable { .. }), "{refused:?}");
     }
 
     #[tokio::test]
@@ -678,5 +995,15 @@ mod tests {
         assert_eq!(json, r#"{"kind":"session","value":"abc"}"#);
         let back: Revocation = serde_json::from_str(&json).unwrap();
         assert_eq!(back, Revocation::Session("abc".into()));
+        let dated = Revocation::IssuedBefore {
+            subject: "a".into(),
+            at: 7,
+        };
+        let json = serde_json::to_string(&dated).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"issued_before","value":{"subject":"a","at":7}}"#
+        );
+        assert_eq!(serde_json::from_str::<Revocation>(&json).unwrap(), dated);
     }
 }
