@@ -7,6 +7,7 @@
 //! - [`authenticators`], [`jwt`], [`jwks`], [`sessions`], [`tower_sessions`]:
 //!   the authenticators;
 //! - [`after_handshake`], [`revocation_race`], [`graphql_ws`]: after the
+//!   upgrade; [`revocation_handshake`]: revocations refused at the next
 //!   upgrade;
 //! - [`security`]: the adversarial suite, one test per rule of `SECURITY.md`,
 //!   named after its rule;
@@ -40,6 +41,14 @@ mod jwks;
 mod jwt;
 mod logging;
 mod origin;
+#[cfg(all(
+    feature = "axum",
+    feature = "tungstenite",
+    feature = "redis",
+    feature = "jwt",
+    feature = "cache"
+))]
+mod revocation_handshake;
 #[cfg(all(feature = "axum", feature = "tungstenite", feature = "sessions"))]
 mod revocation_race;
 #[cfg(all(
