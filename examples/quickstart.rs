@@ -18,7 +18,8 @@
 //! Environment: `ADDR` (default `127.0.0.1:3000`); `JWT_SECRET` (HS256, at
 //! least 32 bytes; without it a development secret is used, with a warning);
 //! `MAX_CONNECTIONS` (default 10,000: connections served at once);
-//! `ADMIN_TOKEN` (enables `POST /admin/revoke`).
+//! `ADMIN_TOKEN` (enables `POST /admin/revoke`); `FAILED_AUTH_LIMIT`
+//! (default 100, `0` = off: failed upgrades per client address per minute).
 //!
 //! The behaviour below is a contract other test suites rely on; see the
 //! README's "Quickstart contract":
@@ -50,13 +51,18 @@
 //!   without `iat` too; sessions by creation time). 204; 401 with a wrong or
 //!   missing admin token; 400 without a subject; 404 when `ADMIN_TOKEN` is
 //!   not set.
+//! * At most `FAILED_AUTH_LIMIT` failed upgrades of `/ws` and `/ws/echo`
+//!   per client address (the TCP peer) per minute, counted from the first
+//!   failure; past it every upgrade from that address is 429 with
+//!   `Retry-After` (the seconds left of that minute), without checking its
+//!   credential. Successful upgrades never count.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Form, Request, State};
+use axum::extract::{ConnectInfo, Form, Request, State};
 use axum::body::Bytes;
 use axum::http::header::{AUTHORIZATION, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -70,6 +76,7 @@ use tower_ws_auth::{
     jwt::JwtAuthenticator,
     session::{MemorySessionStore, SessionAuthenticator, SessionCookie},
     socket::{FirstMessageAuth, Revocations, SessionGuard},
+    throttle::FailedAuthLimit,
 };
 
 /// The development secret used when `JWT_SECRET` is not set.
@@ -161,6 +168,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .subprotocol_token()
         .cookie(cookie.name(), origins.clone())?
         .query_param("token")?;
+    let layer = match failed_auth_limit()? {
+        Some(limit) => layer.failed_auth_limit(limit),
+        None => layer,
+    };
 
     let app = App {
         sessions,
@@ -207,12 +218,21 @@ async fn serve(
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
         let slot = slots.clone().acquire_owned().await?;
-        let Ok((stream, _peer)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             // Out of file descriptors, say: wait a little, keep serving.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        // The peer address, for the failed-authentication limit (what
+        // `axum::serve` with `into_make_service_with_connect_info` does).
+        let router = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(router);
         tokio::spawn(async move {
             let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             server
@@ -224,6 +244,18 @@ async fn serve(
             let _ = connection.await;
             drop(slot);
         });
+    }
+}
+
+/// `FAILED_AUTH_LIMIT` (default 100, `0` = off): failed upgrades per client
+/// address per minute.
+fn failed_auth_limit() -> Result<Option<FailedAuthLimit>, Box<dyn std::error::Error>> {
+    let limit: u32 = std::env::var("FAILED_AUTH_LIMIT")
+        .unwrap_or_else(|_| "100".into())
+        .parse()?;
+    match std::num::NonZeroU32::new(limit) {
+        Some(limit) => Ok(Some(FailedAuthLimit::new(limit, Duration::from_secs(60))?)),
+        None => Ok(None),
     }
 }
 

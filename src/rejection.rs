@@ -23,6 +23,7 @@ use crate::error::AuthError;
 /// | `OriginRefused` | 403 | none |
 /// | `CredentialTooLarge` | 431 | none |
 /// | `Unavailable` | 503 + `Retry-After` | none |
+/// | `Throttled` | 429 + `Retry-After` | none |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectionKind {
@@ -42,6 +43,10 @@ pub enum RejectionKind {
     CredentialTooLarge,
     /// The authenticator's backend could not answer.
     Unavailable,
+    /// Too many failed authentications from the client's address
+    /// ([`FailedAuthLimit`](crate::throttle::FailedAuthLimit)); the
+    /// authenticator did not run.
+    Throttled,
 }
 
 impl RejectionKind {
@@ -55,6 +60,7 @@ impl RejectionKind {
             }
             Self::CredentialTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -69,6 +75,7 @@ impl RejectionKind {
             Self::OriginRefused => "origin_refused",
             Self::CredentialTooLarge => "credential_too_large",
             Self::Unavailable => "unavailable",
+            Self::Throttled => "throttled",
         }
     }
 }
@@ -149,6 +156,17 @@ impl Rejection {
         }
     }
 
+    /// Too many failed authentications from this address; retry after
+    /// `retry_after`.
+    pub(crate) fn throttled(retry_after: Duration) -> Self {
+        let mut r = Self::new(
+            RejectionKind::Throttled,
+            "too many failed authentications from this address",
+        );
+        r.retry_after = retry_after;
+        r
+    }
+
     pub(crate) fn with_carrier(mut self, carrier: Option<Carrier>) -> Self {
         self.carrier = carrier;
         self
@@ -184,9 +202,13 @@ impl Rejection {
         self.scope.as_deref()
     }
 
-    /// The `Retry-After` delay, for `Unavailable`.
+    /// The `Retry-After` delay, for `Unavailable` and `Throttled`.
     pub fn retry_after(&self) -> Option<Duration> {
-        (self.kind == RejectionKind::Unavailable).then_some(self.retry_after)
+        matches!(
+            self.kind,
+            RejectionKind::Unavailable | RejectionKind::Throttled
+        )
+        .then_some(self.retry_after)
     }
 
     /// The `WWW-Authenticate` challenge (RFC 6750 section 3), if this kind
@@ -242,7 +264,7 @@ impl Rejection {
 
     /// The headers every answer to this rejection carries:
     /// `Cache-Control: no-store`, the challenge, and `Retry-After` in whole
-    /// seconds (rounded up, at least 1) for `Unavailable`.
+    /// seconds (rounded up, at least 1) for `Unavailable` and `Throttled`.
     fn insert_headers(&self, headers: &mut HeaderMap) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.www_authenticate() {
@@ -317,6 +339,7 @@ where
             | RejectionKind::OriginRefused => "Forbidden\n",
             RejectionKind::CredentialTooLarge => "Request Header Fields Too Large\n",
             RejectionKind::Unavailable => "Service Unavailable\n",
+            RejectionKind::Throttled => "Too Many Requests\n",
         };
         // The headers of `response_builder`, without a builder: no
         // fallible steps on this path.

@@ -659,3 +659,47 @@ async fn admin_revoke_refuses_the_subjects_credentials_at_the_next_handshake() {
         .unwrap();
     assert_eq!(next_text(&mut ws).await, welcome("bob"));
 }
+
+/// `FAILED_AUTH_LIMIT`: successful upgrades never count; after that many
+/// failed upgrades from the address within the minute, every upgrade from it
+/// (a valid credential too) is 429 with `Retry-After` of at most 60 s; `0`
+/// turns the limit off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_upgrades_are_throttled_per_client_address() {
+    let (_server, addr) = start_example(
+        "quickstart",
+        &[("JWT_SECRET", SECRET), ("FAILED_AUTH_LIMIT", "3")],
+    );
+    let good = format!("Bearer {}", token("alice", 600));
+    for _ in 0..5 {
+        let (mut ws, _) = connect(addr, "/ws", &[("authorization", &good)]).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, welcome("alice"));
+    }
+    for path in ["/ws", "/ws/echo", "/ws"] {
+        let refused = connect(addr, path, &[("authorization", "Bearer wrong")])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    for bearer in ["Bearer wrong", good.as_str()] {
+        let refused = connect(addr, "/ws", &[("authorization", bearer)])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        let after: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&after), "{after}");
+    }
+
+    let (_off, addr) = start_example(
+        "quickstart",
+        &[("JWT_SECRET", SECRET), ("FAILED_AUTH_LIMIT", "0")],
+    );
+    for _ in 0..5 {
+        let refused = connect(addr, "/ws", &[("authorization", "Bearer wrong")])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    }
+    let (mut ws, _) = connect(addr, "/ws", &[("authorization", &good)]).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, welcome("alice"));
+}

@@ -468,15 +468,20 @@ async fn follow_link(weak: Weak<Inner>, mut link: watch::Receiver<bool>) {
 /// revocation also reaches every other instance.
 ///
 /// A revocation also stays on record for
-/// [`remember_for`](Self::remember_for) (default 10 minutes): a connection
-/// registering afterwards with an identity it matches is revoked at once.
-/// So a socket whose credential was revoked at any time after it was
-/// checked is closed, even when the revocation came between the check
+/// [`remember_for`](Self::remember_for) (default 24 hours): a connection
+/// registering afterwards with an identity it matches is revoked at once,
+/// and [`revocable`](Self::revocable) refuses such an identity at the
+/// handshake. So a socket whose credential was revoked at any time after it
+/// was checked is closed, even when the revocation came between the check
 /// before the `101` and the registration after it. A session or token
 /// revocation matches every identity of that session or token; a subject
-/// revocation matches the identities authenticated
-/// ([`Identity::authenticated_at`]) before it, so the subject can log in
-/// again. Revocations from the bus are recorded when they arrive.
+/// revocation ([`Revocation::IssuedBefore`]) the subject's identities issued
+/// ([`Identity::issued_at`]) at or before its second, or of unknown issue
+/// time, so the subject can log in again with a credential issued later.
+/// Revocations from the bus are recorded when they arrive; with a bus that
+/// stores them (`RedisBus`, feature `redis`) the active ones are
+/// loaded at start and after every reconnection, and while the bus may be
+/// missing messages the registry is not [in sync](Self::is_synced).
 ///
 /// Cheap to clone. A revocation scans the live connections of this
 /// instance; an entry costs one `Arc` and one map slot, a record one map

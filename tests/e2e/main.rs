@@ -3,7 +3,7 @@
 //! features compile only with them; `cargo test --all-features` runs all.
 //!
 //! - [`carriers`], [`subprotocol`], [`origin`], [`service`], [`logging`],
-//!   [`hyper_server`]: the layer before the upgrade;
+//!   [`hyper_server`], [`throttling`]: the layer before the upgrade;
 //! - [`authenticators`], [`jwt`], [`jwks`], [`sessions`], [`tower_sessions`]:
 //!   the authenticators;
 //! - [`after_handshake`], [`revocation_race`], [`graphql_ws`]: after the
@@ -64,5 +64,6 @@ mod service;
 #[cfg(feature = "sessions")]
 mod sessions;
 mod subprotocol;
+mod throttling;
 #[cfg(feature = "tower-sessions")]
 mod tower_sessions;
