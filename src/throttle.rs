@@ -41,7 +41,7 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Extensions};
+use http::{Extensions, HeaderMap};
 
 use crate::error::ConfigError;
 use crate::rejection::RejectionKind;
@@ -257,7 +257,12 @@ impl FailedAuthLimit {
                 "the window must not be zero",
             ));
         }
-        Ok(Self::build(limit.get(), window, DEFAULT_CAPACITY, TrustedProxies::default()))
+        Ok(Self::build(
+            limit.get(),
+            window,
+            DEFAULT_CAPACITY,
+            TrustedProxies::default(),
+        ))
     }
 
     fn build(limit: u32, window: Duration, capacity: usize, proxies: TrustedProxies) -> Self {
@@ -281,7 +286,12 @@ impl FailedAuthLimit {
     #[must_use]
     pub fn max_addresses(self, addresses: NonZeroUsize) -> Self {
         let inner = &self.inner;
-        Self::build(inner.limit, inner.window, addresses.get(), inner.proxies.clone())
+        Self::build(
+            inner.limit,
+            inner.window,
+            addresses.get(),
+            inner.proxies.clone(),
+        )
     }
 
     /// Believes the forwarding header of these proxies; see
@@ -438,7 +448,9 @@ mod tests {
         headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.2".parse().unwrap());
         headers.insert(
             "forwarded",
-            r#"for=198.51.100.4;proto=https, for="[2001:db8::7]:4711""#.parse().unwrap(),
+            r#"for=198.51.100.4;proto=https, for="[2001:db8::7]:4711""#
+                .parse()
+                .unwrap(),
         );
         let proxy = ip("10.0.0.1");
         let none = TrustedProxies::default();

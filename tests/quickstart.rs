@@ -599,7 +599,10 @@ async fn admin_revoke_refuses_the_subjects_credentials_at_the_next_handshake() {
     assert_eq!(next_text(&mut bob_ws).await, welcome("bob"));
 
     for presented in [None, Some("Bearer wrong"), Some(admin)] {
-        let headers: Vec<(&str, &str)> = presented.map(|p| ("authorization", p)).into_iter().collect();
+        let headers: Vec<(&str, &str)> = presented
+            .map(|p| ("authorization", p))
+            .into_iter()
+            .collect();
         let (status, _) = post_with(addr, "/admin/revoke", "subject=alice", &headers).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{presented:?}");
     }
@@ -642,7 +645,11 @@ async fn admin_revoke_refuses_the_subjects_credentials_at_the_next_handshake() {
         ))
         .await
         .unwrap();
-    assert_eq!(close_code(&mut first).await, 4001, "a revoked first message");
+    assert_eq!(
+        close_code(&mut first).await,
+        4001,
+        "a revoked first message"
+    );
 
     // Issued after the revoked second: accepted.
     after_second(revoked_second).await;
@@ -672,7 +679,9 @@ async fn failed_upgrades_are_throttled_per_client_address() {
     );
     let good = format!("Bearer {}", token("alice", 600));
     for _ in 0..5 {
-        let (mut ws, _) = connect(addr, "/ws", &[("authorization", &good)]).await.unwrap();
+        let (mut ws, _) = connect(addr, "/ws", &[("authorization", &good)])
+            .await
+            .unwrap();
         assert_eq!(next_text(&mut ws).await, welcome("alice"));
     }
     for path in ["/ws", "/ws/echo", "/ws"] {
@@ -686,7 +695,11 @@ async fn failed_upgrades_are_throttled_per_client_address() {
             .await
             .unwrap_err();
         assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
-        let after: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        let after: u64 = refused.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((1..=60).contains(&after), "{after}");
     }
 
@@ -700,6 +713,8 @@ async fn failed_upgrades_are_throttled_per_client_address() {
             .unwrap_err();
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     }
-    let (mut ws, _) = connect(addr, "/ws", &[("authorization", &good)]).await.unwrap();
+    let (mut ws, _) = connect(addr, "/ws", &[("authorization", &good)])
+        .await
+        .unwrap();
     assert_eq!(next_text(&mut ws).await, welcome("alice"));
 }

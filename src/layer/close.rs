@@ -202,9 +202,7 @@ impl CloseRejections {
             | RejectionKind::Forbidden
             | RejectionKind::OriginRefused => self.codes.forbidden_code(),
             RejectionKind::CredentialTooLarge => self.codes.too_big_code(),
-            RejectionKind::Unavailable | RejectionKind::Throttled => {
-                self.codes.unavailable_code()
-            }
+            RejectionKind::Unavailable | RejectionKind::Throttled => self.codes.unavailable_code(),
         }
     }
 

@@ -132,7 +132,8 @@ impl<C: ClientLike + Sync> Init for C {
 
 /// Seconds since the Unix epoch, as a sorted-set score.
 fn score(at: SystemTime) -> f64 {
-    at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Subscribes (again) and waits until Redis has the subscription (the reply
@@ -245,11 +246,7 @@ impl RevocationBus for RedisBus {
                     .publish::<Value, _, _>(&self.channel, payload.as_str())
                     .await?;
                 self.publisher
-                    .zremrangebyscore::<Value, _, _, _>(
-                        &key,
-                        "-inf",
-                        score(SystemTime::now()),
-                    )
+                    .zremrangebyscore::<Value, _, _, _>(&key, "-inf", score(SystemTime::now()))
                     .await?;
                 Ok::<_, fred::error::Error>(())
             };
@@ -285,7 +282,9 @@ impl RevocationBus for RedisBus {
             let mut active = Vec::with_capacity(flat.len() / 2);
             for pair in flat.chunks_exact(2) {
                 let [member, score] = pair else { continue };
-                let Some(text) = member.as_str() else { continue };
+                let Some(text) = member.as_str() else {
+                    continue;
+                };
                 let Some(until) = score
                     .as_f64()
                     .and_then(|s| Duration::try_from_secs_f64(s).ok())

@@ -49,7 +49,9 @@ fn unix_secs(at: SystemTime) -> u64 {
 /// `true` if an identity of the subject is covered by "issued at or before
 /// `before`": issued that second or earlier, or with no issue time.
 fn issued_by(identity: &Identity, before: u64) -> bool {
-    identity.issued_at().is_none_or(|at| unix_secs(at) <= before)
+    identity
+        .issued_at()
+        .is_none_or(|at| unix_secs(at) <= before)
 }
 
 impl Revocation {
@@ -966,7 +968,10 @@ mod tests {
             .authenticate(&one, &parts)
             .await
             .unwrap_err();
-        assert!(matches!(refused, AuthError::Unavailable { .. }), "{refused:?}");
+        assert!(
+            matches!(refused, AuthError::Unavailable { .. }),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]

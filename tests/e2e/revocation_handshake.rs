@@ -193,8 +193,7 @@ impl Relay {
 /// once B is back it has caught up: alice's JWT is refused there, her live
 /// socket closes with 4003, and bob is accepted again.
 async fn a_revocation_made_while_an_instance_was_cut_off_holds_when_it_is_back(kind: Kind) {
-    let Some(redis) = RedisServer::start("a_revocation_made_while_an_instance_was_cut_off")
-    else {
+    let Some(redis) = RedisServer::start("a_revocation_made_while_an_instance_was_cut_off") else {
         return;
     };
     let relay = Relay::start(redis.port).await;
@@ -261,7 +260,11 @@ async fn a_cached_identity_is_refused_once_revoked(kind: Kind) {
     for _ in 0..2 {
         assert_eq!(upgrade(addr, &one).await.0, StatusCode::SWITCHING_PROTOCOLS);
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the second one was a cache hit");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the second one was a cache hit"
+    );
     revocations.revoke_token("token-one").await.unwrap();
     let (status, headers) = upgrade(addr, &one).await;
     assert_invalid_token(status, &headers, "a cached, revoked token");

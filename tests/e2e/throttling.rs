@@ -31,14 +31,16 @@ async fn serve(server: Server, calls: &Calls, limit: FailedAuthLimit) -> SocketA
     match server {
         Server::Axum => common::serve(common::app(layer)).await,
         Server::Hyper => {
-            let service = ServiceBuilder::new().layer(layer).service_fn(|_request| async {
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .status(StatusCode::SWITCHING_PROTOCOLS)
-                        .body(Full::<Bytes>::default())
-                        .unwrap(),
-                )
-            });
+            let service = ServiceBuilder::new()
+                .layer(layer)
+                .service_fn(|_request| async {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(StatusCode::SWITCHING_PROTOCOLS)
+                            .body(Full::<Bytes>::default())
+                            .unwrap(),
+                    )
+                });
             common::serve_hyper(service).await
         }
     }
@@ -78,10 +80,16 @@ async fn failures_past_the_limit_are_throttled_without_running_the_authenticator
     let calls = Calls::default();
     let addr = serve(server, &calls, limit(3, Duration::from_secs(2))).await;
     for _ in 0..5 {
-        assert_eq!(upgrade(addr, "alice-token", &[]).await.0, StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(
+            upgrade(addr, "alice-token", &[]).await.0,
+            StatusCode::SWITCHING_PROTOCOLS
+        );
     }
     for _ in 0..3 {
-        assert_eq!(upgrade(addr, "wrong", &[]).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            upgrade(addr, "wrong", &[]).await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let before = calls.get();
     for token in ["wrong", "alice-token"] {
@@ -96,8 +104,14 @@ async fn failures_past_the_limit_are_throttled_without_running_the_authenticator
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     // The window (2 s) has passed: a new one starts.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(upgrade(addr, "wrong", &[]).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(upgrade(addr, "alice-token", &[]).await.0, StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(
+        upgrade(addr, "wrong", &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        upgrade(addr, "alice-token", &[]).await.0,
+        StatusCode::SWITCHING_PROTOCOLS
+    );
 }
 
 /// Behind a trusted proxy (the loopback peer here), each forwarded client
@@ -110,7 +124,10 @@ async fn a_trusted_proxys_clients_are_counted_apart(server: Server) {
         let addr = serve(server, &calls, limit).await;
         let from = |client: &str| match header {
             ProxyHeader::XForwardedFor => ("x-forwarded-for", format!("{client}, 127.0.0.1")),
-            _ => ("forwarded", format!("for={client};proto=http, for=127.0.0.1")),
+            _ => (
+                "forwarded",
+                format!("for={client};proto=http, for=127.0.0.1"),
+            ),
         };
         let (name, first) = from("203.0.113.1");
         for _ in 0..2 {
@@ -121,7 +138,11 @@ async fn a_trusted_proxys_clients_are_counted_apart(server: Server) {
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{header:?}");
         let (_, second) = from("203.0.113.2");
         let status = upgrade(addr, "wrong", &[(name, &second)]).await.0;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{header:?}: another client");
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{header:?}: another client"
+        );
         let status = upgrade(addr, "alice-token", &[(name, &second)]).await.0;
         assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS, "{header:?}");
     }
@@ -134,12 +155,20 @@ async fn a_spoofed_forwarded_for_is_ignored(server: Server) {
     let calls = Calls::default();
     // A proxy is trusted, but not the loopback peer the client is.
     let proxies = TrustedProxies::new(["10.0.0.1".parse().unwrap()]);
-    let addr = serve(server, &calls, limit(2, Duration::from_secs(60)).trust_proxies(proxies)).await;
+    let addr = serve(
+        server,
+        &calls,
+        limit(2, Duration::from_secs(60)).trust_proxies(proxies),
+    )
+    .await;
     let mut statuses = Vec::new();
     for i in 0..4 {
         let spoofed = format!("198.51.100.{i}");
         let forwarded = format!("for={spoofed}");
-        let extra = [("x-forwarded-for", spoofed.as_str()), ("forwarded", forwarded.as_str())];
+        let extra = [
+            ("x-forwarded-for", spoofed.as_str()),
+            ("forwarded", forwarded.as_str()),
+        ];
         statuses.push(upgrade(addr, "wrong", &extra).await.0.as_u16());
     }
     assert_eq!(statuses, [401, 401, 429, 429]);
