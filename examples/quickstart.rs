@@ -19,7 +19,8 @@
 //! least 32 bytes; without it a development secret is used, with a warning);
 //! `MAX_CONNECTIONS` (default 10,000: connections served at once);
 //! `ADMIN_TOKEN` (enables `POST /admin/revoke`); `FAILED_AUTH_LIMIT`
-//! (default 100, `0` = off: failed upgrades per client address per minute).
+//! (default 100, `0` = off: failed upgrades per client address per minute);
+//! `MAX_SOCKETS_PER_SUBJECT` (default 8, `0` = no cap).
 //!
 //! The behaviour below is a contract other test suites rely on; see the
 //! README's "Quickstart contract":
@@ -56,6 +57,11 @@
 //!   failure; past it every upgrade from that address is 429 with
 //!   `Retry-After` (the seconds left of that minute), without checking its
 //!   credential. Successful upgrades never count.
+//! * At most `MAX_SOCKETS_PER_SUBJECT` live sockets per subject (those of
+//!   `/ws`, `/ws/echo` and `/ws/first-message` count together): the next
+//!   upgrade of `/ws` or `/ws/echo` is 429 with `Retry-After: 5` (on
+//!   `/ws/first-message` the socket closes with 1013); a slot frees when
+//!   one of the subject's sockets ends.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -153,7 +159,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ])
         .boxed();
     // Revoked credentials are refused at the handshake too (`/admin/revoke`).
-    let revocations = Revocations::new();
+    let revocations = revocations()?;
     let auth = revocations.revocable(jwt.clone().or(by_session.for_carriers([Carrier::Cookie])));
 
     // The cookie is accepted from this server's own origin only; so are
@@ -245,6 +251,18 @@ async fn serve(
             drop(slot);
         });
     }
+}
+
+/// The registry of live sockets, with the cap `MAX_SOCKETS_PER_SUBJECT`
+/// (default 8, `0` = no cap).
+fn revocations() -> Result<Revocations, Box<dyn std::error::Error>> {
+    let max: usize = std::env::var("MAX_SOCKETS_PER_SUBJECT")
+        .unwrap_or_else(|_| "8".into())
+        .parse()?;
+    Ok(match std::num::NonZeroUsize::new(max) {
+        Some(max) => Revocations::new().max_connections_per_subject(max),
+        None => Revocations::new(),
+    })
 }
 
 /// `FAILED_AUTH_LIMIT` (default 100, `0` = off): failed upgrades per client

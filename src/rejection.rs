@@ -24,6 +24,7 @@ use crate::error::AuthError;
 /// | `CredentialTooLarge` | 431 | none |
 /// | `Unavailable` | 503 + `Retry-After` | none |
 /// | `Throttled` | 429 + `Retry-After` | none |
+/// | `TooManyConnections` | 429 + `Retry-After` | none |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectionKind {
@@ -47,6 +48,9 @@ pub enum RejectionKind {
     /// ([`FailedAuthLimit`](crate::throttle::FailedAuthLimit)); the
     /// authenticator did not run.
     Throttled,
+    /// The subject holds as many live sockets as it may
+    /// ([`AuthError::TooManyConnections`]).
+    TooManyConnections,
 }
 
 impl RejectionKind {
@@ -60,7 +64,7 @@ impl RejectionKind {
             }
             Self::CredentialTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            Self::Throttled | Self::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -76,6 +80,7 @@ impl RejectionKind {
             Self::CredentialTooLarge => "credential_too_large",
             Self::Unavailable => "unavailable",
             Self::Throttled => "throttled",
+            Self::TooManyConnections => "too_many_connections",
         }
     }
 }
@@ -153,6 +158,14 @@ impl Rejection {
                 }
                 r
             }
+            AuthError::TooManyConnections { retry_after } => {
+                let mut r = Self::new(
+                    RejectionKind::TooManyConnections,
+                    "the subject is at its cap of live connections",
+                );
+                r.retry_after = *retry_after;
+                r
+            }
         }
     }
 
@@ -202,11 +215,14 @@ impl Rejection {
         self.scope.as_deref()
     }
 
-    /// The `Retry-After` delay, for `Unavailable` and `Throttled`.
+    /// The `Retry-After` delay, for `Unavailable`, `Throttled` and
+    /// `TooManyConnections`.
     pub fn retry_after(&self) -> Option<Duration> {
         matches!(
             self.kind,
-            RejectionKind::Unavailable | RejectionKind::Throttled
+            RejectionKind::Unavailable
+                | RejectionKind::Throttled
+                | RejectionKind::TooManyConnections
         )
         .then_some(self.retry_after)
     }
@@ -264,7 +280,8 @@ impl Rejection {
 
     /// The headers every answer to this rejection carries:
     /// `Cache-Control: no-store`, the challenge, and `Retry-After` in whole
-    /// seconds (rounded up, at least 1) for `Unavailable` and `Throttled`.
+    /// seconds (rounded up, at least 1) for `Unavailable`, `Throttled` and
+    /// `TooManyConnections`.
     fn insert_headers(&self, headers: &mut HeaderMap) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.www_authenticate() {
@@ -339,7 +356,7 @@ where
             | RejectionKind::OriginRefused => "Forbidden\n",
             RejectionKind::CredentialTooLarge => "Request Header Fields Too Large\n",
             RejectionKind::Unavailable => "Service Unavailable\n",
-            RejectionKind::Throttled => "Too Many Requests\n",
+            RejectionKind::Throttled | RejectionKind::TooManyConnections => "Too Many Requests\n",
         };
         // The headers of `response_builder`, without a builder: no
         // fallible steps on this path.
@@ -395,6 +412,7 @@ mod tests {
             AuthError::Forbidden("x".into()),
             AuthError::unavailable("x").with_retry_after(Duration::from_millis(1500)),
             AuthError::NotApplicable,
+            AuthError::too_many_connections(Duration::from_secs(5)),
         ];
         let mut rejections: Vec<Rejection> =
             errors.iter().map(Rejection::from_auth_error).collect();
@@ -402,6 +420,7 @@ mod tests {
             RejectionKind::MissingCredential,
             RejectionKind::OriginRefused,
             RejectionKind::CredentialTooLarge,
+            RejectionKind::Throttled,
         ] {
             rejections.push(Rejection::new(kind, "x"));
         }
@@ -438,6 +457,8 @@ mod tests {
             (RejectionKind::OriginRefused, "origin_refused"),
             (RejectionKind::CredentialTooLarge, "credential_too_large"),
             (RejectionKind::Unavailable, "unavailable"),
+            (RejectionKind::Throttled, "throttled"),
+            (RejectionKind::TooManyConnections, "too_many_connections"),
         ] {
             assert_eq!(kind.as_str(), name);
         }

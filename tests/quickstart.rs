@@ -718,3 +718,71 @@ async fn failed_upgrades_are_throttled_per_client_address() {
         .unwrap();
     assert_eq!(next_text(&mut ws).await, welcome("alice"));
 }
+
+/// `MAX_SOCKETS_PER_SUBJECT`: the subject's next upgrade past the cap is 429
+/// with `Retry-After`, other subjects are not affected, and a slot frees
+/// when one of the subject's sockets ends; the default is 8, `0` is no cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_sockets_are_capped_per_subject() {
+    let alice = format!("Bearer {}", token("alice", 600));
+    let bob = format!("Bearer {}", token("bob", 600));
+    for (cap, max) in [(Some("2"), 2), (None, 8)] {
+        let mut env = vec![("JWT_SECRET", SECRET)];
+        if let Some(cap) = cap {
+            env.push(("MAX_SOCKETS_PER_SUBJECT", cap));
+        }
+        let (_server, addr) = start_example("quickstart", &env);
+        let mut held = Vec::new();
+        for i in 0..max {
+            let path = if i % 2 == 0 { "/ws" } else { "/ws/echo" };
+            let (ws, _) = connect(addr, path, &[("authorization", &alice)])
+                .await
+                .unwrap();
+            held.push(ws);
+        }
+        for path in ["/ws", "/ws/echo"] {
+            let refused = connect(addr, path, &[("authorization", &alice)])
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused.status,
+                StatusCode::TOO_MANY_REQUESTS,
+                "{cap:?} {path}"
+            );
+            assert_eq!(refused.headers["retry-after"], "5");
+        }
+        let (mut ws, _) = connect(addr, "/ws", &[("authorization", &bob)])
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut ws).await, welcome("bob"));
+        // One of alice's sockets ends: its slot frees.
+        let mut first = held.remove(0);
+        first.close(None).await.unwrap();
+        while let Some(Ok(_)) = first.next().await {}
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match connect(addr, "/ws", &[("authorization", &alice)]).await {
+                Ok((mut ws, _)) => {
+                    assert_eq!(next_text(&mut ws).await, welcome("alice"));
+                    break;
+                }
+                Err(refused) => assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS),
+            }
+            assert!(Instant::now() < deadline, "the slot never freed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (_server, addr) = start_example(
+        "quickstart",
+        &[("JWT_SECRET", SECRET), ("MAX_SOCKETS_PER_SUBJECT", "0")],
+    );
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(
+            connect(addr, "/ws", &[("authorization", &alice)])
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+}

@@ -207,7 +207,100 @@ impl Signal {
 
 struct Entry {
     identity: Identity,
+    /// The subject it counts under for the cap (the identity's at
+    /// registration).
+    subject: Box<str>,
     signal: Arc<Signal>,
+}
+
+/// How long a slot reserved at the handshake waits for its socket to
+/// register.
+const RESERVATION: Duration = Duration::from_secs(10);
+/// The `Retry-After` of a refusal at the cap.
+const CAP_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// At most this many reservations are pending at once.
+const MAX_RESERVATIONS: usize = 65_536;
+
+/// A subject's live connections and the slots reserved for it (their
+/// deadlines, oldest first).
+#[derive(Default)]
+struct Slots {
+    live: usize,
+    reserved: VecDeque<Instant>,
+}
+
+/// The per-subject cap of live connections: counts, and reservations made
+/// at the handshake for sockets not registered yet.
+struct Cap {
+    max: Option<NonZeroUsize>,
+    subjects: HashMap<Box<str>, Slots>,
+    /// Every pending reservation, in order, to expire them.
+    reservations: VecDeque<(Box<str>, Instant)>,
+}
+
+impl Cap {
+    fn slots(&mut self, subject: &str) -> &mut Slots {
+        self.subjects.entry(subject.into()).or_default()
+    }
+
+    fn forget_if_idle(&mut self, subject: &str) {
+        if self
+            .subjects
+            .get(subject)
+            .is_some_and(|s| s.live == 0 && s.reserved.is_empty())
+        {
+            self.subjects.remove(subject);
+        }
+    }
+
+    /// Drops reservations whose socket never came, and the oldest pending
+    /// one early when `MAX_RESERVATIONS` are pending.
+    fn expire(&mut self, now: Instant) {
+        while let Some((subject, deadline)) = self.reservations.front() {
+            if *deadline > now && self.reservations.len() < MAX_RESERVATIONS {
+                break;
+            }
+            let (subject, deadline) = (subject.clone(), *deadline);
+            self.reservations.pop_front();
+            if let Some(slots) = self.subjects.get_mut(&subject) {
+                // This reservation, if a registration did not use it yet.
+                if let Some(at) = slots.reserved.iter().position(|d| *d == deadline) {
+                    slots.reserved.remove(at);
+                }
+            }
+            self.forget_if_idle(&subject);
+        }
+    }
+
+    /// Reserves a slot for `subject`; `false` at the cap.
+    fn reserve(&mut self, subject: &str, now: Instant) -> bool {
+        let Some(max) = self.max else { return true };
+        self.expire(now);
+        let slots = self.slots(subject);
+        if slots.live + slots.reserved.len() >= max.get() {
+            self.forget_if_idle(subject);
+            return false;
+        }
+        let deadline = now + RESERVATION;
+        slots.reserved.push_back(deadline);
+        self.reservations.push_back((subject.into(), deadline));
+        true
+    }
+
+    /// A socket of `subject` registers: it takes its reservation, if any.
+    fn register(&mut self, subject: &str, now: Instant) {
+        self.expire(now);
+        let slots = self.slots(subject);
+        slots.reserved.pop_front();
+        slots.live += 1;
+    }
+
+    fn unregister(&mut self, subject: &str) {
+        if let Some(slots) = self.subjects.get_mut(subject) {
+            slots.live = slots.live.saturating_sub(1);
+        }
+        self.forget_if_idle(subject);
+    }
 }
 
 /// How long revocation records are kept by default: the longest lifetime
@@ -361,6 +454,7 @@ impl Records {
 struct State {
     entries: HashMap<u64, Entry>,
     records: Records,
+    cap: Cap,
 }
 
 struct Inner {
@@ -377,6 +471,11 @@ impl Inner {
             state: Mutex::new(State {
                 entries: HashMap::new(),
                 records: Records::new(),
+                cap: Cap {
+                    max: None,
+                    subjects: HashMap::new(),
+                    reservations: VecDeque::new(),
+                },
             }),
             next: AtomicU64::new(0),
             bus,
@@ -593,6 +692,30 @@ impl Revocations {
         self.inner.state().records.matches(identity, Instant::now())
     }
 
+    /// At most `max` live connections per subject on this instance: past
+    /// it, [`revocable`](Self::revocable) refuses the subject's upgrades
+    /// with `429` and `Retry-After: 5`
+    /// ([`AuthError::TooManyConnections`]) until one of its sockets ends.
+    ///
+    /// The count is of the connections registered here (every socket a
+    /// [`SessionGuard`](crate::socket::SessionGuard) with this registry
+    /// guards) plus the slots reserved by upgrades `revocable` accepted
+    /// whose socket has not registered yet (a reservation lapses after 10
+    /// seconds; at most 65,536 are pending, past which the oldest lapses
+    /// early). So use it where every upgrade it accepts becomes a guarded
+    /// socket. The cap is per instance: behind a load balancer a subject
+    /// may hold `max` sockets on each instance.
+    ///
+    /// A cap low enough to matter for abuse can lock out honest users with
+    /// many tabs, devices or reconnecting clients (a closed socket frees
+    /// its slot at once, but a dead TCP connection only when the server
+    /// notices): leave room.
+    #[must_use]
+    pub fn max_connections_per_subject(self, max: NonZeroUsize) -> Self {
+        self.inner.state().cap.max = Some(max);
+        self
+    }
+
     /// `false` while the bus may be missing revocations: from the moment
     /// its link drops (a Redis outage, say) until it is back and the active
     /// revocations are loaded again. Always `true` without a bus or with a
@@ -607,7 +730,9 @@ impl Revocations {
     /// and while the registry [is not in sync](Self::is_synced) with its
     /// bus every upgrade is refused as unavailable (`503` with
     /// `Retry-After: 1`): a revocation made meanwhile could be missed, and
-    /// the registry fails closed rather than open.
+    /// the registry fails closed rather than open. With
+    /// [`max_connections_per_subject`](Self::max_connections_per_subject),
+    /// it also enforces that cap (`429`).
     ///
     /// Wrap it *outside* [`Cached`](crate::Cached): a cached identity is then
     /// checked on every use and never returned once revoked.
@@ -644,13 +769,16 @@ impl Revocations {
             revoked: AtomicBool::new(false),
         });
         let mut state = self.inner.state();
-        if state.records.matches(identity, Instant::now()) {
+        let now = Instant::now();
+        if state.records.matches(identity, now) {
             signal.revoke();
         }
+        state.cap.register(identity.subject(), now);
         state.entries.insert(
             id,
             Entry {
                 identity: identity.clone(),
+                subject: identity.subject().into(),
                 signal: signal.clone(),
             },
         );
@@ -757,6 +885,13 @@ impl<A: Authenticator> Authenticator for Revocable<A> {
         if self.revocations.is_revoked(&identity) {
             return Err(AuthError::invalid("credential revoked"));
         }
+        let reserved = {
+            let mut state = self.revocations.inner.state();
+            state.cap.reserve(identity.subject(), Instant::now())
+        };
+        if !reserved {
+            return Err(AuthError::too_many_connections(CAP_RETRY_AFTER));
+        }
         Ok(identity)
     }
 }
@@ -819,7 +954,10 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(registry) = self.registry.upgrade() {
-            registry.state().entries.remove(&self.id);
+            let mut state = registry.state();
+            if let Some(entry) = state.entries.remove(&self.id) {
+                state.cap.unregister(&entry.subject);
+            }
         }
     }
 }
@@ -997,6 +1135,40 @@ mod tests {
         assert!(!registry.register(&ids[2]).is_revoked());
         registry.revoke_token("t9").await.unwrap();
         assert_eq!(registry.inner.state().records.order.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_cap_counts_live_and_reserved_slots() {
+        let registry = Revocations::new().max_connections_per_subject(2.try_into().unwrap());
+        let auth = registry.revocable(crate::authenticate_fn(|c, _| {
+            let subject = c.expose_secret().to_owned();
+            async move { Ok(Identity::new(subject, AuthMethod::Jwt)) }
+        }));
+        let parts = http::Request::new(()).into_parts().0;
+        let gail = Credential::new(crate::Carrier::Bearer, "gail");
+        let hank = Credential::new(crate::Carrier::Bearer, "hank");
+        let at_cap = |r: Result<Identity, AuthError>| matches!(r, Err(AuthError::TooManyConnections { retry_after }) if retry_after == CAP_RETRY_AFTER);
+        // Two upgrades reserve the two slots; the third is refused.
+        assert!(auth.authenticate(&gail, &parts).await.is_ok());
+        assert!(auth.authenticate(&gail, &parts).await.is_ok());
+        assert!(at_cap(auth.authenticate(&gail, &parts).await));
+        assert!(auth.authenticate(&hank, &parts).await.is_ok());
+        // Their sockets register in the reserved slots.
+        let one = registry.register(&Identity::new("gail", AuthMethod::Jwt));
+        let two = registry.register(&Identity::new("gail", AuthMethod::Jwt));
+        assert!(at_cap(auth.authenticate(&gail, &parts).await));
+        drop(one);
+        assert!(auth.authenticate(&gail, &parts).await.is_ok());
+        assert!(at_cap(auth.authenticate(&gail, &parts).await));
+        drop(two);
+        // A reservation whose socket never comes lapses.
+        {
+            let mut state = registry.inner.state();
+            let later = Instant::now() + RESERVATION + Duration::from_millis(1);
+            state.cap.expire(later);
+            assert!(state.cap.subjects.is_empty(), "idle subjects are forgotten");
+            assert!(state.cap.reservations.is_empty());
+        }
     }
 
     #[test]

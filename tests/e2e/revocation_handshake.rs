@@ -272,6 +272,36 @@ async fn a_cached_identity_is_refused_once_revoked(kind: Kind) {
     assert_eq!(upgrade(addr, &two).await.0, StatusCode::SWITCHING_PROTOCOLS);
 }
 
+/// `max_connections_per_subject(2)`: alice's third upgrade is 429 with
+/// `Retry-After: 5` (the first two sockets stay open), bob is not
+/// affected, and once one of alice's sockets has ended (a client close,
+/// answered) her next upgrade is accepted.
+async fn live_sockets_are_capped_per_subject(kind: Kind) {
+    let revocations = Revocations::new().max_connections_per_subject(2.try_into().unwrap());
+    let addr = revocable_instance(kind, &revocations).await;
+    let alice = jwt("alice", unix_now() - 5, None);
+    let mut first = open_with(addr, &alice).await;
+    let mut second = open_with(addr, &alice).await;
+    let (status, headers) = upgrade(addr, &alice).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers[http::header::RETRY_AFTER], "5");
+    drop(open_with(addr, &jwt("bob", unix_now() - 5, None)).await);
+    send(&mut second, "still open").await;
+    assert_eq!(next_text(&mut second).await, "still open");
+
+    first.close(None).await.unwrap();
+    while let Some(Ok(_)) = futures_util::StreamExt::next(&mut first).await {}
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match upgrade(addr, &alice).await.0 {
+            StatusCode::SWITCHING_PROTOCOLS => break,
+            status => assert_eq!(status, StatusCode::TOO_MANY_REQUESTS),
+        }
+        assert!(Instant::now() < deadline, "the slot never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 macro_rules! for_both_adapters {
     ($($name:ident),* $(,)?) => {
         mod axum_adapter {
@@ -287,4 +317,5 @@ for_both_adapters!(
     a_revocation_on_one_instance_is_refused_at_the_handshake_of_another,
     a_revocation_made_while_an_instance_was_cut_off_holds_when_it_is_back,
     a_cached_identity_is_refused_once_revoked,
+    live_sockets_are_capped_per_subject,
 );
