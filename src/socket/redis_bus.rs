@@ -5,10 +5,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fred::clients::SubscriberClient;
-use fred::prelude::{ClientLike, EventInterface, PubsubInterface, SortedSetsInterface};
+use fred::prelude::{
+    ClientLike, EventInterface, KeysInterface, LuaInterface, PubsubInterface, SortedSetsInterface,
+};
 use fred::types::config::{Config, ReconnectPolicy};
 use fred::types::sorted_sets::Ordering;
-use fred::types::{Builder, Value};
+use fred::types::{Builder, SetOptions, Value};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::revocation::{BusError, Revocation, RevocationBus};
@@ -23,6 +25,20 @@ const ACTIVE_SUFFIX: &str = ":active";
 const MAX_ACTIVE: i64 = 65_536;
 /// How often the subscription's connection is checked (PING).
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// The sorted sets of a subject's connection leases: the channel's name,
+/// this, and the subject.
+const CAP_INFIX: &str = ":cap:";
+/// Takes a lease if fewer than `max` unexpired ones are held: KEYS[1] the
+/// subject's leases; ARGV now (ms), max, until (ms), lease, TTL (ms).
+const ACQUIRE: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 1
+end
+return 0
+";
 
 /// A [`RevocationBus`] over Redis pub/sub (with the fred client): every
 /// instance connected to the same Redis (and channel) sees every
@@ -46,6 +62,13 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// refuses every upgrade with `503` (fail closed). Live sockets stay open
 /// meanwhile; a revocation missed while cut off closes them once the
 /// instance has caught up.
+///
+/// With [`Revocations::max_connections_per_subject`](super::Revocations::max_connections_per_subject),
+/// the cap holds across instances: each live socket holds a lease in
+/// `<channel>:cap:<subject>` (a sorted set by expiry, checked and added to
+/// by one Lua script), renewed by its instance and given back when it ends;
+/// the leases of an instance that died lapse after
+/// [`lease_ttl`](super::Revocations::lease_ttl).
 ///
 /// ```no_run
 /// use tower_ws_auth::socket::Revocations;
@@ -109,6 +132,24 @@ impl RedisBus {
         format!("{}{ACTIVE_SUFFIX}", self.channel)
     }
 
+    /// The sorted set of `subject`'s connection leases.
+    fn cap_key(&self, subject: &str) -> String {
+        format!("{}{CAP_INFIX}{subject}", self.channel)
+    }
+
+    /// Runs `work` within the bus's timeout.
+    async fn timed<T>(
+        &self,
+        what: &'static str,
+        work: impl std::future::Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, BusError> {
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(BusError::new(error)),
+            Err(_) => Err(BusError::new(what)),
+        }
+    }
+
     /// Uses `channel` instead of `tower-ws-auth:revocations` (to keep several
     /// applications on one Redis apart); the active revocations are kept in
     /// `<channel>:active`.
@@ -134,6 +175,12 @@ impl<C: ClientLike + Sync> Init for C {
 fn score(at: SystemTime) -> f64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Milliseconds since the Unix epoch.
+fn millis(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Subscribes (again) and waits until Redis has the subscription (the reply
@@ -305,6 +352,97 @@ impl RevocationBus for RedisBus {
 
     fn link(&self) -> Option<watch::Receiver<bool>> {
         Some(self.link.subscribe())
+    }
+
+    fn shares_leases(&self) -> bool {
+        true
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        subject: &'a str,
+        lease: &'a str,
+        max: usize,
+        until: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, BusError>> {
+        Box::pin(async move {
+            let now = SystemTime::now();
+            let ttl = until.duration_since(now).unwrap_or_default();
+            let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+            let max = i64::try_from(max).unwrap_or(i64::MAX);
+            let args: Vec<Value> = vec![
+                millis(now).into(),
+                max.into(),
+                millis(until).into(),
+                lease.into(),
+                ttl.into(),
+            ];
+            let taken: i64 = self
+                .timed(
+                    "timed out taking a connection lease",
+                    self.publisher.eval(ACQUIRE, self.cap_key(subject), args),
+                )
+                .await?;
+            Ok(taken == 1)
+        })
+    }
+
+    fn release_lease<'a>(
+        &'a self,
+        subject: &'a str,
+        lease: &'a str,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            self.timed(
+                "timed out giving a connection lease back",
+                self.publisher.zrem::<Value, _, _>(self.cap_key(subject), lease),
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn renew_leases<'a>(
+        &'a self,
+        leases: &'a [(String, String)],
+        until: SystemTime,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            let ttl = until
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+            let until = millis(until) as f64;
+            let pipeline = self.publisher.pipeline();
+            let mut subjects = std::collections::HashSet::new();
+            for (subject, lease) in leases {
+                let key = self.cap_key(subject);
+                // Only leases still there: one that lapsed is not taken again.
+                let _: Value = pipeline
+                    .zadd(
+                        &key,
+                        Some(SetOptions::XX),
+                        None,
+                        false,
+                        false,
+                        (until, lease.as_str()),
+                    )
+                    .await
+                    .map_err(BusError::new)?;
+                if subjects.insert(subject.as_str()) {
+                    let _: Value = pipeline
+                        .pexpire(&key, ttl, None)
+                        .await
+                        .map_err(BusError::new)?;
+                }
+            }
+            self.timed(
+                "timed out renewing the connection leases",
+                pipeline.all::<Value>(),
+            )
+            .await
+            .map(drop)
+        })
     }
 
     fn subscribe(&self) -> BoxFuture<'_, Result<mpsc::Receiver<Revocation>, BusError>> {

@@ -133,6 +133,47 @@ pub trait RevocationBus: Send + Sync + 'static {
     fn link(&self) -> Option<watch::Receiver<bool>> {
         None
     }
+
+    /// `true` if the bus keeps leases for a per-subject cap shared by every
+    /// instance ([`acquire_lease`](Self::acquire_lease) and the two below);
+    /// by default `false`, and the cap is per instance.
+    fn shares_leases(&self) -> bool {
+        false
+    }
+
+    /// Takes the lease `lease` on one of the `max` live connections of
+    /// `subject` across instances, if fewer than `max` unexpired leases are
+    /// held; it ends at `until` unless renewed. `Ok(false)` at the cap.
+    fn acquire_lease<'a>(
+        &'a self,
+        subject: &'a str,
+        lease: &'a str,
+        max: usize,
+        until: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, BusError>> {
+        let _ = (subject, lease, max, until);
+        Box::pin(std::future::ready(Ok(true)))
+    }
+
+    /// Gives the lease back (its connection ended).
+    fn release_lease<'a>(
+        &'a self,
+        subject: &'a str,
+        lease: &'a str,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        let _ = (subject, lease);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Extends the `(subject, lease)` leases of this instance to `until`.
+    fn renew_leases<'a>(
+        &'a self,
+        leases: &'a [(String, String)],
+        until: SystemTime,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        let _ = (leases, until);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// An in-process [`RevocationBus`]: registries in one process that share a
@@ -221,18 +262,27 @@ const CAP_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// At most this many reservations are pending at once.
 const MAX_RESERVATIONS: usize = 65_536;
 
-/// A subject's live connections and the slots reserved for it (their
-/// deadlines, oldest first).
+/// A subject's live connections, the slots reserved for it (their
+/// deadlines, oldest first), and the leases this instance holds for them on
+/// a bus that shares the cap (one per live or reserved slot).
 #[derive(Default)]
 struct Slots {
     live: usize,
     reserved: VecDeque<Instant>,
+    leases: Vec<Box<str>>,
 }
+
+/// A lease to give back: subject and lease id.
+type Lease = (Box<str>, Box<str>);
+
+/// How long a lease on a shared cap lasts without renewal, by default.
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// The per-subject cap of live connections: counts, and reservations made
 /// at the handshake for sockets not registered yet.
 struct Cap {
     max: Option<NonZeroUsize>,
+    lease_ttl: Duration,
     subjects: HashMap<Box<str>, Slots>,
     /// Every pending reservation, in order, to expire them.
     reservations: VecDeque<(Box<str>, Instant)>,
@@ -247,7 +297,7 @@ impl Cap {
         if self
             .subjects
             .get(subject)
-            .is_some_and(|s| s.live == 0 && s.reserved.is_empty())
+            .is_some_and(|s| s.live == 0 && s.reserved.is_empty() && s.leases.is_empty())
         {
             self.subjects.remove(subject);
         }
@@ -255,7 +305,10 @@ impl Cap {
 
     /// Drops reservations whose socket never came, and the oldest pending
     /// one early when `MAX_RESERVATIONS` are pending.
-    fn expire(&mut self, now: Instant) {
+    /// Drops reservations whose socket never came, and the oldest pending
+    /// one early when `MAX_RESERVATIONS` are pending; their leases go into
+    /// `released`.
+    fn expire(&mut self, now: Instant, released: &mut Vec<Lease>) {
         while let Some((subject, deadline)) = self.reservations.front() {
             if *deadline > now && self.reservations.len() < MAX_RESERVATIONS {
                 break;
@@ -266,40 +319,79 @@ impl Cap {
                 // This reservation, if a registration did not use it yet.
                 if let Some(at) = slots.reserved.iter().position(|d| *d == deadline) {
                     slots.reserved.remove(at);
+                    if let Some(lease) = slots.leases.pop() {
+                        released.push((subject.clone(), lease));
+                    }
                 }
             }
             self.forget_if_idle(&subject);
         }
     }
 
-    /// Reserves a slot for `subject`; `false` at the cap.
-    fn reserve(&mut self, subject: &str, now: Instant) -> bool {
+    /// `true` if `subject` has a free slot here.
+    fn has_room(&mut self, subject: &str, now: Instant, released: &mut Vec<Lease>) -> bool {
         let Some(max) = self.max else { return true };
-        self.expire(now);
-        let slots = self.slots(subject);
-        if slots.live + slots.reserved.len() >= max.get() {
-            self.forget_if_idle(subject);
+        self.expire(now, released);
+        self.subjects
+            .get(subject)
+            .is_none_or(|s| s.live + s.reserved.len() < max.get())
+    }
+
+    /// Reserves a slot for `subject` (holding `lease` for it, on a shared
+    /// cap); `false` at the cap.
+    fn reserve(
+        &mut self,
+        subject: &str,
+        now: Instant,
+        lease: Option<Box<str>>,
+        released: &mut Vec<Lease>,
+    ) -> bool {
+        if self.max.is_none() {
+            return true;
+        }
+        if !self.has_room(subject, now, released) {
             return false;
         }
+        let slots = self.slots(subject);
         let deadline = now + RESERVATION;
         slots.reserved.push_back(deadline);
+        slots.leases.extend(lease);
         self.reservations.push_back((subject.into(), deadline));
         true
     }
 
     /// A socket of `subject` registers: it takes its reservation, if any.
-    fn register(&mut self, subject: &str, now: Instant) {
-        self.expire(now);
+    fn register(&mut self, subject: &str, now: Instant, released: &mut Vec<Lease>) {
+        self.expire(now, released);
         let slots = self.slots(subject);
         slots.reserved.pop_front();
         slots.live += 1;
     }
 
-    fn unregister(&mut self, subject: &str) {
+    fn unregister(&mut self, subject: &str, released: &mut Vec<Lease>) {
         if let Some(slots) = self.subjects.get_mut(subject) {
             slots.live = slots.live.saturating_sub(1);
+            // More leases than slots: give one back.
+            if slots.leases.len() > slots.live + slots.reserved.len()
+                && let Some(lease) = slots.leases.pop()
+            {
+                released.push((subject.into(), lease));
+            }
         }
         self.forget_if_idle(subject);
+    }
+
+    /// Every lease this instance holds.
+    fn leases(&self) -> Vec<(String, String)> {
+        self.subjects
+            .iter()
+            .flat_map(|(subject, slots)| {
+                slots
+                    .leases
+                    .iter()
+                    .map(|lease| (subject.to_string(), lease.to_string()))
+            })
+            .collect()
     }
 }
 
@@ -463,6 +555,8 @@ struct Inner {
     bus: Option<Arc<dyn RevocationBus>>,
     /// `false` while the bus may have missed revocations.
     synced: AtomicBool,
+    /// This registry's lease ids: a prefix unique to it, and a counter.
+    lease_prefix: String,
 }
 
 impl Inner {
@@ -473,6 +567,7 @@ impl Inner {
                 records: Records::new(),
                 cap: Cap {
                     max: None,
+                    lease_ttl: DEFAULT_LEASE_TTL,
                     subjects: HashMap::new(),
                     reservations: VecDeque::new(),
                 },
@@ -480,6 +575,29 @@ impl Inner {
             next: AtomicU64::new(0),
             bus,
             synced: AtomicBool::new(true),
+            lease_prefix: lease_prefix(),
+        }
+    }
+
+    fn new_lease(&self) -> Box<str> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{}:{n}", self.lease_prefix).into()
+    }
+
+    /// Gives `leases` back to the bus, in the background (a lease that
+    /// cannot be given back lapses when it is no longer renewed).
+    fn release(&self, leases: Vec<Lease>) {
+        let Some(bus) = self.bus.clone().filter(|_| !leases.is_empty()) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for (subject, lease) in leases {
+                    if let Err(error) = bus.release_lease(&subject, &lease).await {
+                        tracing::debug!(target: "tower_ws_auth", %error, "a lease could not be given back: it lapses");
+                    }
+                }
+            });
         }
     }
 
@@ -525,6 +643,45 @@ impl Inner {
                 tracing::warn!(target: "tower_ws_auth", %error, "could not load the active revocations");
                 false
             }
+        }
+    }
+}
+
+/// A prefix for lease ids unique to one registry: the process, the time and
+/// a process-wide counter.
+fn lease_prefix() -> String {
+    static REGISTRIES: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = REGISTRIES.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{nanos:x}-{n}", std::process::id())
+}
+
+/// Renews this registry's leases every third of their lifetime, while it
+/// lives.
+async fn renew_leases(weak: Weak<Inner>) {
+    let mut renewed = Instant::now();
+    loop {
+        let Some(ttl) = weak.upgrade().map(|inner| inner.state().cap.lease_ttl) else {
+            return;
+        };
+        // Checked at least every second: the lifetime may change.
+        tokio::time::sleep((ttl / 3).min(Duration::from_secs(1))).await;
+        if renewed.elapsed() < ttl / 3 {
+            continue;
+        }
+        renewed = Instant::now();
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(bus) = inner.bus.clone() else { return };
+        let leases = inner.state().cap.leases();
+        drop(inner);
+        if leases.is_empty() {
+            continue;
+        }
+        let until = SystemTime::now() + ttl;
+        if let Err(error) = bus.renew_leases(&leases, until).await {
+            tracing::warn!(target: "tower_ws_auth", %error, "could not renew the connection leases");
         }
     }
 }
@@ -658,6 +815,9 @@ impl Revocations {
             link.mark_changed();
             tokio::spawn(follow_link(Arc::downgrade(&inner), link));
         }
+        if bus.shares_leases() {
+            tokio::spawn(renew_leases(Arc::downgrade(&inner)));
+        }
         Ok(Self { inner })
     }
 
@@ -703,8 +863,16 @@ impl Revocations {
     /// whose socket has not registered yet (a reservation lapses after 10
     /// seconds; at most 65,536 are pending, past which the oldest lapses
     /// early). So use it where every upgrade it accepts becomes a guarded
-    /// socket. The cap is per instance: behind a load balancer a subject
-    /// may hold `max` sockets on each instance.
+    /// socket.
+    ///
+    /// Without a bus, or with one that does not share the cap
+    /// ([`LocalBus`]), the cap is per instance. With a bus that does
+    /// (`RedisBus`, feature `redis`), it holds across every instance: each
+    /// accepted upgrade also takes a lease in Redis (refused at the cap),
+    /// given back when its socket ends and renewed while it lives, so the
+    /// slots of an instance that dies free themselves after
+    /// [`lease_ttl`](Self::lease_ttl). While Redis cannot be reached, the
+    /// upgrades are refused with `503`.
     ///
     /// A cap low enough to matter for abuse can lock out honest users with
     /// many tabs, devices or reconnecting clients (a closed socket frees
@@ -714,6 +882,68 @@ impl Revocations {
     pub fn max_connections_per_subject(self, max: NonZeroUsize) -> Self {
         self.inner.state().cap.max = Some(max);
         self
+    }
+
+    /// How long a lease on a cap shared through the bus lasts unless its
+    /// instance renews it (default 30 seconds, at least 300 ms; renewed
+    /// every third of it): how long the slots of an instance that died stay
+    /// taken.
+    #[must_use]
+    pub fn lease_ttl(self, ttl: Duration) -> Self {
+        self.inner.state().cap.lease_ttl = ttl.max(Duration::from_millis(300));
+        self
+    }
+
+    /// Reserves a slot of `subject`'s cap for an accepted upgrade (here,
+    /// and on the bus when it shares the cap).
+    async fn reserve(&self, subject: &str) -> Result<(), AuthError> {
+        let inner = &self.inner;
+        let mut released = Vec::new();
+        let (max, ttl) = {
+            let mut state = inner.state();
+            let max = state.cap.max;
+            let room = state.cap.has_room(subject, Instant::now(), &mut released);
+            let ttl = state.cap.lease_ttl;
+            drop(state);
+            inner.release(std::mem::take(&mut released));
+            match max {
+                None => return Ok(()),
+                Some(_) if !room => return Err(AuthError::too_many_connections(CAP_RETRY_AFTER)),
+                Some(max) => (max, ttl),
+            }
+        };
+        let lease = match &inner.bus {
+            Some(bus) if bus.shares_leases() => {
+                let lease = inner.new_lease();
+                let until = SystemTime::now() + ttl;
+                match bus.acquire_lease(subject, &lease, max.get(), until).await {
+                    Ok(true) => Some(lease),
+                    Ok(false) => return Err(AuthError::too_many_connections(CAP_RETRY_AFTER)),
+                    Err(error) => {
+                        return Err(AuthError::backend(
+                            "the shared connection cap is unreachable",
+                            error,
+                        ));
+                    }
+                }
+            }
+            _ => None,
+        };
+        let reserved = inner.state().cap.reserve(
+            subject,
+            Instant::now(),
+            lease.clone(),
+            &mut released,
+        );
+        if !reserved && let Some(lease) = lease {
+            released.push((subject.into(), lease));
+        }
+        inner.release(released);
+        if reserved {
+            Ok(())
+        } else {
+            Err(AuthError::too_many_connections(CAP_RETRY_AFTER))
+        }
     }
 
     /// `false` while the bus may be missing revocations: from the moment
@@ -773,7 +1003,8 @@ impl Revocations {
         if state.records.matches(identity, now) {
             signal.revoke();
         }
-        state.cap.register(identity.subject(), now);
+        let mut released = Vec::new();
+        state.cap.register(identity.subject(), now, &mut released);
         state.entries.insert(
             id,
             Entry {
@@ -783,6 +1014,7 @@ impl Revocations {
             },
         );
         drop(state);
+        self.inner.release(released);
         Registration {
             id,
             registry: Arc::downgrade(&self.inner),
@@ -885,13 +1117,7 @@ impl<A: Authenticator> Authenticator for Revocable<A> {
         if self.revocations.is_revoked(&identity) {
             return Err(AuthError::invalid("credential revoked"));
         }
-        let reserved = {
-            let mut state = self.revocations.inner.state();
-            state.cap.reserve(identity.subject(), Instant::now())
-        };
-        if !reserved {
-            return Err(AuthError::too_many_connections(CAP_RETRY_AFTER));
-        }
+        self.revocations.reserve(identity.subject()).await?;
         Ok(identity)
     }
 }
@@ -955,9 +1181,12 @@ impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(registry) = self.registry.upgrade() {
             let mut state = registry.state();
+            let mut released = Vec::new();
             if let Some(entry) = state.entries.remove(&self.id) {
-                state.cap.unregister(&entry.subject);
+                state.cap.unregister(&entry.subject, &mut released);
             }
+            drop(state);
+            registry.release(released);
         }
     }
 }
@@ -1165,7 +1394,7 @@ mod tests {
         {
             let mut state = registry.inner.state();
             let later = Instant::now() + RESERVATION + Duration::from_millis(1);
-            state.cap.expire(later);
+            state.cap.expire(later, &mut Vec::new());
             assert!(state.cap.subjects.is_empty(), "idle subjects are forgotten");
             assert!(state.cap.reservations.is_empty());
         }

@@ -2,7 +2,9 @@
 //! credential is refused at the next upgrade on every instance sharing a
 //! real Redis, including one that was cut off from Redis when the
 //! revocation was made, and one that starts afterwards; a cached identity
-//! is refused once revoked. Each against an axum server and a hyper +
+//! is refused once revoked; the per-subject cap of live sockets, on one
+//! instance and across two sharing Redis, and the leases of an instance that
+//! died lapsing. Each against an axum server and a hyper +
 //! tokio-tungstenite server, with a real tokio-tungstenite client.
 
 use crate::common;
@@ -302,6 +304,73 @@ async fn live_sockets_are_capped_per_subject(kind: Kind) {
     }
 }
 
+/// Until `addr` accepts an upgrade with `token` (refused with 429 until
+/// then), within 10 s.
+async fn until_accepted(addr: SocketAddr, token: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match upgrade(addr, token).await.0 {
+            StatusCode::SWITCHING_PROTOCOLS => return,
+            status => assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{what}"),
+        }
+        assert!(Instant::now() < deadline, "{what}: never accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With `RedisBus`, a cap of 2 holds across two instances: one socket of
+/// alice on A and one on B, and her next upgrade is 429 on both; when her
+/// socket on B ends, A accepts her again.
+async fn the_cap_holds_across_instances(kind: Kind) {
+    let Some(redis) = Redis::get("the_cap_holds_across_instances") else {
+        return;
+    };
+    let channel = format!("cap:{}:{kind:?}", std::process::id());
+    let cap = 2.try_into().unwrap();
+    let a = bus(&redis.url(), &channel).await.max_connections_per_subject(cap);
+    let b = bus(&redis.url(), &channel).await.max_connections_per_subject(cap);
+    let a_addr = revocable_instance(kind, &a).await;
+    let b_addr = revocable_instance(kind, &b).await;
+    let alice = jwt("alice", unix_now() - 5, None);
+    let _on_a = open_with(a_addr, &alice).await;
+    let mut on_b = open_with(b_addr, &alice).await;
+    for (addr, case) in [(a_addr, "A"), (b_addr, "B")] {
+        let (status, headers) = upgrade(addr, &alice).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{case}");
+        assert_eq!(headers[http::header::RETRY_AFTER], "5");
+    }
+    drop(open_with(b_addr, &jwt("bob", unix_now() - 5, None)).await);
+    on_b.close(None).await.unwrap();
+    while let Some(Ok(_)) = futures_util::StreamExt::next(&mut on_b).await {}
+    until_accepted(a_addr, &alice, "a slot freed on B").await;
+}
+
+/// An instance that dies (here: cut off from Redis for good, so it can
+/// neither renew nor give back its leases) frees its slots once its leases
+/// lapse (`lease_ttl`, 1 s here): the other instance accepts the subject
+/// again.
+async fn a_dead_instance_releases_its_leases(kind: Kind) {
+    let Some(redis) = RedisServer::start("a_dead_instance_releases_its_leases") else {
+        return;
+    };
+    let relay = Relay::start(redis.port).await;
+    let cap = 2.try_into().unwrap();
+    let a = bus(&relay.url(), "dead")
+        .await
+        .max_connections_per_subject(cap)
+        .lease_ttl(Duration::from_secs(1));
+    let b = bus(&redis.url(), "dead").await.max_connections_per_subject(cap);
+    let a_addr = revocable_instance(kind, &a).await;
+    let b_addr = revocable_instance(kind, &b).await;
+    let alice = jwt("alice", unix_now() - 5, None);
+    let _held = [open_with(a_addr, &alice).await, open_with(a_addr, &alice).await];
+    // Longer than the lease: A renews them meanwhile.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(upgrade(b_addr, &alice).await.0, StatusCode::TOO_MANY_REQUESTS);
+    relay.cut.send_replace(true);
+    until_accepted(b_addr, &alice, "A's leases lapsed").await;
+}
+
 macro_rules! for_both_adapters {
     ($($name:ident),* $(,)?) => {
         mod axum_adapter {
@@ -318,4 +387,6 @@ for_both_adapters!(
     a_revocation_made_while_an_instance_was_cut_off_holds_when_it_is_back,
     a_cached_identity_is_refused_once_revoked,
     live_sockets_are_capped_per_subject,
+    the_cap_holds_across_instances,
+    a_dead_instance_releases_its_leases,
 );
