@@ -395,7 +395,8 @@ impl RevocationBus for RedisBus {
         Box::pin(async move {
             self.timed(
                 "timed out giving a connection lease back",
-                self.publisher.zrem::<Value, _, _>(self.cap_key(subject), lease),
+                self.publisher
+                    .zrem::<Value, _, _>(self.cap_key(subject), lease),
             )
             .await
             .map(drop)
@@ -408,9 +409,7 @@ impl RevocationBus for RedisBus {
         until: SystemTime,
     ) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
-            let ttl = until
-                .duration_since(SystemTime::now())
-                .unwrap_or_default();
+            let ttl = until.duration_since(SystemTime::now()).unwrap_or_default();
             let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
             let until = millis(until) as f64;
             let pipeline = self.publisher.pipeline();

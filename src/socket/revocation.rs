@@ -929,12 +929,11 @@ impl Revocations {
             }
             _ => None,
         };
-        let reserved = inner.state().cap.reserve(
-            subject,
-            Instant::now(),
-            lease.clone(),
-            &mut released,
-        );
+        let reserved =
+            inner
+                .state()
+                .cap
+                .reserve(subject, Instant::now(), lease.clone(), &mut released);
         if !reserved && let Some(lease) = lease {
             released.push((subject.into(), lease));
         }

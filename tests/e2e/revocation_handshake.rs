@@ -327,8 +327,12 @@ async fn the_cap_holds_across_instances(kind: Kind) {
     };
     let channel = format!("cap:{}:{kind:?}", std::process::id());
     let cap = 2.try_into().unwrap();
-    let a = bus(&redis.url(), &channel).await.max_connections_per_subject(cap);
-    let b = bus(&redis.url(), &channel).await.max_connections_per_subject(cap);
+    let a = bus(&redis.url(), &channel)
+        .await
+        .max_connections_per_subject(cap);
+    let b = bus(&redis.url(), &channel)
+        .await
+        .max_connections_per_subject(cap);
     let a_addr = revocable_instance(kind, &a).await;
     let b_addr = revocable_instance(kind, &b).await;
     let alice = jwt("alice", unix_now() - 5, None);
@@ -359,14 +363,22 @@ async fn a_dead_instance_releases_its_leases(kind: Kind) {
         .await
         .max_connections_per_subject(cap)
         .lease_ttl(Duration::from_secs(1));
-    let b = bus(&redis.url(), "dead").await.max_connections_per_subject(cap);
+    let b = bus(&redis.url(), "dead")
+        .await
+        .max_connections_per_subject(cap);
     let a_addr = revocable_instance(kind, &a).await;
     let b_addr = revocable_instance(kind, &b).await;
     let alice = jwt("alice", unix_now() - 5, None);
-    let _held = [open_with(a_addr, &alice).await, open_with(a_addr, &alice).await];
+    let _held = [
+        open_with(a_addr, &alice).await,
+        open_with(a_addr, &alice).await,
+    ];
     // Longer than the lease: A renews them meanwhile.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(upgrade(b_addr, &alice).await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        upgrade(b_addr, &alice).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     relay.cut.send_replace(true);
     until_accepted(b_addr, &alice, "A's leases lapsed").await;
 }
