@@ -789,11 +789,14 @@ impl Revocations {
 
     /// A registry that publishes its revocations on `bus` and applies those
     /// of every instance. Subscribes before returning, so revocations
-    /// published afterwards are not missed. Must run inside a tokio runtime.
+    /// published afterwards are not missed, then loads the revocations the
+    /// bus keeps ([`RevocationBus::active`]), so those made before are not
+    /// either. Must run inside a tokio runtime.
     ///
     /// # Errors
     ///
-    /// If the bus cannot subscribe.
+    /// If the bus cannot subscribe, or cannot list the revocations it keeps
+    /// (`RevocationBus::active`).
     pub async fn with_bus<B: RevocationBus>(bus: B) -> Result<Self, BusError> {
         let bus: Arc<dyn RevocationBus> = Arc::new(bus);
         let link = bus.link();
