@@ -686,23 +686,30 @@ async fn renew_leases(weak: Weak<Inner>) {
     }
 }
 
-/// Follows the bus's link: out of sync when it drops; once it is back, the
-/// active revocations are loaded again (retrying every 200 ms) before the
-/// registry is in sync.
+/// Follows the bus's link: any change of it (even one seen only once it is
+/// up again) may mean missed messages, so the registry is out of sync from
+/// then until the link is up and the active revocations are loaded again
+/// (retrying every 200 ms), with no change of the link meanwhile.
 async fn follow_link(weak: Weak<Inner>, mut link: watch::Receiver<bool>) {
+    // A drop between `link()` and now counts too.
+    let mut resync = link.has_changed().unwrap_or(false) || !*link.borrow();
     loop {
-        if link.changed().await.is_err() {
+        if !resync && link.changed().await.is_err() {
             return;
+        }
+        resync = false;
+        match weak.upgrade() {
+            Some(inner) => inner.synced.store(false, Ordering::SeqCst),
+            None => return,
         }
         loop {
             let Some(inner) = weak.upgrade() else { return };
             if !*link.borrow_and_update() {
-                inner.synced.store(false, Ordering::SeqCst);
                 tracing::warn!(target: "tower_ws_auth", "revocation bus cut off: upgrades are refused (503) until it is back");
                 break;
             }
             let Some(bus) = inner.bus.clone() else { return };
-            if inner.catch_up(&*bus).await && *link.borrow() {
+            if inner.catch_up(&*bus).await && !link.has_changed().unwrap_or(true) {
                 inner.synced.store(true, Ordering::SeqCst);
                 tracing::info!(target: "tower_ws_auth", "revocation bus back and caught up");
                 break;
@@ -813,9 +820,7 @@ impl Revocations {
                 tracing::debug!(target: "tower_ws_auth", closed, "revocation received from the bus");
             }
         });
-        if let Some(mut link) = link {
-            // A drop between `link()` and now counts too.
-            link.mark_changed();
+        if let Some(link) = link {
             tokio::spawn(follow_link(Arc::downgrade(&inner), link));
         }
         if bus.shares_leases() {
