@@ -50,6 +50,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tower::ServiceBuilder;
+use tower_ws_auth::throttle::{FailedAuthLimit, PeerAddr};
 use tower_ws_auth::{Identity, WsAuthLayer, jwt::JwtAuthenticator, socket::SessionGuard};
 
 /// DEMO ONLY: a published secret protects nothing. Set `JWT_SECRET`.
@@ -79,8 +80,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The layer in front of a plain `service_fn`: rejected upgrades get
     // their 401/400/403 here and never reach `handle`. The rejection bodies
     // are built with `From<Bytes>`, which `Full<Bytes>` implements.
+    // At most 100 failed upgrades per client address a minute (then 429),
+    // the address being the `PeerAddr` set below for each connection.
+    let limit = FailedAuthLimit::new(
+        std::num::NonZeroU32::new(100).unwrap_or(std::num::NonZeroU32::MIN),
+        Duration::from_secs(60),
+    )?;
     let service = ServiceBuilder::new()
-        .layer(WsAuthLayer::new(jwt).bearer_header().subprotocol_token())
+        .layer(
+            WsAuthLayer::new(jwt)
+                .bearer_header()
+                .subprotocol_token()
+                .failed_auth_limit(limit),
+        )
         .service_fn(move |request| handle(request, guard.clone()));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -123,7 +135,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
         };
-        let service = TowerToHyperService::new(service.clone());
+        // The peer address, for the failed-authentication limit.
+        let service = tower::ServiceExt::map_request(
+            service.clone(),
+            move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(PeerAddr(peer));
+                request
+            },
+        );
+        let service = TowerToHyperService::new(service);
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -17,7 +17,10 @@
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`); `JWT_SECRET` (HS256, at
 //! least 32 bytes; without it a development secret is used, with a warning);
-//! `MAX_CONNECTIONS` (default 10,000: connections served at once).
+//! `MAX_CONNECTIONS` (default 10,000: connections served at once);
+//! `ADMIN_TOKEN` (enables `POST /admin/revoke`); `FAILED_AUTH_LIMIT`
+//! (default 100, `0` = off: failed upgrades per client address per minute);
+//! `MAX_SOCKETS_PER_SUBJECT` (default 8, `0` = no cap).
 //!
 //! The behaviour below is a contract other test suites rely on; see the
 //! README's "Quickstart contract":
@@ -42,14 +45,32 @@
 //!   4008); then it behaves like `/ws`.
 //! * Served with a 10 s header-read timeout and at most `MAX_CONNECTIONS`
 //!   connections at once.
+//! * `POST /admin/revoke` with `Authorization: Bearer <ADMIN_TOKEN>` and the
+//!   form field `subject`: closes that subject's live sockets with 4003 and
+//!   refuses, at the next handshake (401 `invalid_token`), every credential
+//!   of that subject issued at or before that second (JWTs by `iat`, JWTs
+//!   without `iat` too; sessions by creation time). 204; 401 with a wrong or
+//!   missing admin token; 400 without a subject; 404 when `ADMIN_TOKEN` is
+//!   not set.
+//! * At most `FAILED_AUTH_LIMIT` failed upgrades of `/ws` and `/ws/echo`
+//!   per client address (the TCP peer) per minute, counted from the first
+//!   failure; past it every upgrade from that address is 429 with
+//!   `Retry-After` (the seconds left of that minute), without checking its
+//!   credential. Successful upgrades never count.
+//! * At most `MAX_SOCKETS_PER_SUBJECT` live sockets per subject (those of
+//!   `/ws`, `/ws/echo` and `/ws/first-message` count together): the next
+//!   upgrade of `/ws` or `/ws/echo` is 429 with `Retry-After: 5` (on
+//!   `/ws/first-message` the socket closes with 1013); a slot frees when
+//!   one of the subject's sockets ends.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Form, Request, State};
-use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::extract::{ConnectInfo, Form, Request, State};
+use axum::http::header::{AUTHORIZATION, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -61,6 +82,7 @@ use tower_ws_auth::{
     jwt::JwtAuthenticator,
     session::{MemorySessionStore, SessionAuthenticator, SessionCookie},
     socket::{FirstMessageAuth, Revocations, SessionGuard},
+    throttle::FailedAuthLimit,
 };
 
 /// The development secret used when `JWT_SECRET` is not set.
@@ -69,14 +91,23 @@ const DEV_SECRET: &str = "tower-ws-auth-quickstart-development-secret-change-me"
 /// The demo users: name and password.
 const USERS: [(&str, &str); 2] = [("alice", "alice-password"), ("bob", "bob-password")];
 
+/// A session's data: the user, and when the session was created (its
+/// credential's issue time, for revocations by "issued before").
+#[derive(Clone)]
+struct SessionUser {
+    name: String,
+    created: SystemTime,
+}
+
 #[derive(Clone)]
 struct App {
-    sessions: MemorySessionStore<String>,
+    sessions: MemorySessionStore<SessionUser>,
     cookie: SessionCookie,
     origins: OriginPolicy,
     revocations: Revocations,
     guard: SessionGuard,
     first_message: FirstMessageAuth<BoxAuthenticator, Welcome>,
+    admin_token: Option<String>,
 }
 
 #[tokio::main]
@@ -114,8 +145,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .secure(false)
         .max_age(ttl);
     let by_session =
-        SessionAuthenticator::new(sessions.clone(), cookie.clone(), |user: &String| {
-            Ok(Identity::builder(user.clone(), AuthMethod::Session))
+        SessionAuthenticator::new(sessions.clone(), cookie.clone(), |user: &SessionUser| {
+            Ok(Identity::builder(user.name.clone(), AuthMethod::Session).issued_at(user.created))
         });
 
     // Each carrier goes to its authenticator: cookies to the sessions, the rest to JWT.
@@ -127,7 +158,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Carrier::Message,
         ])
         .boxed();
-    let auth = jwt.clone().or(by_session.for_carriers([Carrier::Cookie]));
+    // Revoked credentials are refused at the handshake too (`/admin/revoke`).
+    let revocations = revocations()?;
+    let auth = revocations.revocable(jwt.clone().or(by_session.for_carriers([Carrier::Cookie])));
 
     // The cookie is accepted from this server's own origin only; so are
     // the login and logout forms.
@@ -141,15 +174,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .subprotocol_token()
         .cookie(cookie.name(), origins.clone())?
         .query_param("token")?;
+    let layer = match failed_auth_limit()? {
+        Some(limit) => layer.failed_auth_limit(limit),
+        None => layer,
+    };
 
-    let revocations = Revocations::new();
     let app = App {
         sessions,
         cookie,
         origins,
         revocations: revocations.clone(),
-        guard: SessionGuard::expiry_only().revocations(revocations),
-        first_message: FirstMessageAuth::new(jwt).messages(Welcome),
+        guard: SessionGuard::expiry_only().revocations(revocations.clone()),
+        first_message: FirstMessageAuth::new(revocations.revocable(jwt).boxed()).messages(Welcome),
+        admin_token: std::env::var("ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
     };
     let router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
@@ -158,6 +195,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/ws", any(ws).layer(layer.clone()))
         .route("/ws/echo", any(ws_echo).layer(layer))
         .route("/ws/first-message", any(ws_first_message))
+        .route("/admin/revoke", post(admin_revoke))
         .with_state(app);
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -186,12 +224,21 @@ async fn serve(
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
         let slot = slots.clone().acquire_owned().await?;
-        let Ok((stream, _peer)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             // Out of file descriptors, say: wait a little, keep serving.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        // The peer address, for the failed-authentication limit (what
+        // `axum::serve` with `into_make_service_with_connect_info` does).
+        let router = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(router);
         tokio::spawn(async move {
             let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             server
@@ -203,6 +250,30 @@ async fn serve(
             let _ = connection.await;
             drop(slot);
         });
+    }
+}
+
+/// The registry of live sockets, with the cap `MAX_SOCKETS_PER_SUBJECT`
+/// (default 8, `0` = no cap).
+fn revocations() -> Result<Revocations, Box<dyn std::error::Error>> {
+    let max: usize = std::env::var("MAX_SOCKETS_PER_SUBJECT")
+        .unwrap_or_else(|_| "8".into())
+        .parse()?;
+    Ok(match std::num::NonZeroUsize::new(max) {
+        Some(max) => Revocations::new().max_connections_per_subject(max),
+        None => Revocations::new(),
+    })
+}
+
+/// `FAILED_AUTH_LIMIT` (default 100, `0` = off): failed upgrades per client
+/// address per minute.
+fn failed_auth_limit() -> Result<Option<FailedAuthLimit>, Box<dyn std::error::Error>> {
+    let limit: u32 = std::env::var("FAILED_AUTH_LIMIT")
+        .unwrap_or_else(|_| "100".into())
+        .parse()?;
+    match std::num::NonZeroU32::new(limit) {
+        Some(limit) => Ok(Some(FailedAuthLimit::new(limit, Duration::from_secs(60))?)),
+        None => Ok(None),
     }
 }
 
@@ -278,7 +349,11 @@ async fn login(
         )
             .into_response();
     }
-    match app.sessions.create(form.username) {
+    let user = SessionUser {
+        name: form.username,
+        created: SystemTime::now(),
+    };
+    match app.sessions.create(user) {
         Ok(id) => redirect_home(Some(app.cookie.issue(&id))),
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
@@ -297,6 +372,42 @@ async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
             .await;
     }
     redirect_home(Some(app.cookie.clear()))
+}
+
+/// `POST /admin/revoke` (`Authorization: Bearer <ADMIN_TOKEN>`, form field
+/// `subject`): closes the subject's sockets (4003) and refuses its
+/// credentials issued at or before this second at the next handshake.
+async fn admin_revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    use subtle::ConstantTimeEq;
+    let Some(expected) = &app.admin_token else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+        )
+            .into_response();
+    }
+    let subject = form_urlencoded::parse(&body)
+        .find(|(name, _)| name == "subject")
+        .map(|(_, value)| value.into_owned())
+        .filter(|s| !s.is_empty());
+    let Some(subject) = subject else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    match app.revocations.revoke_subject(&subject).await {
+        Ok(closed) => {
+            tracing::info!(subject, closed, "revoked by /admin/revoke");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 fn redirect_home(cookie: Option<HeaderValue>) -> Response {

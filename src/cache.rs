@@ -204,8 +204,13 @@ impl HotSet {
 /// * The key covers the credential only: an authenticator whose answer
 ///   depends on other parts of the request (the peer address, say) should
 ///   not be cached.
-/// * A revoked credential stays valid here until its entry ends: keep the
-///   TTL short or call [`invalidate`](Self::invalidate).
+/// * Revocation: wrap the cache in `Revocations::revocable` (feature
+///   `socket`), outside it: every identity the cache returns is then checked
+///   against the revocation list, and a revoked one is refused (`401`) at
+///   once, on every instance sharing the list's bus. Without it, a revoked
+///   credential stays valid here until its entry ends (keep the TTL short
+///   or call [`invalidate`](Self::invalidate), which works per credential
+///   and per instance).
 /// * Recently used entries are also kept in a small table in front of the
 ///   cache (sixteen read-locked shards, at most 16,384 entries or the
 ///   capacity, whichever is smaller) with the same deadlines, so that a hit

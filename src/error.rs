@@ -64,6 +64,13 @@ pub enum AuthError {
         #[source]
         source: Option<Arc<dyn StdError + Send + Sync>>,
     },
+    /// A valid credential whose subject already holds as many live sockets
+    /// as it may (a per-subject cap): 429 with `Retry-After`.
+    #[error("too many live connections for this subject")]
+    TooManyConnections {
+        /// How long the client should wait; the `Retry-After` header.
+        retry_after: Duration,
+    },
 }
 
 impl AuthError {
@@ -96,6 +103,12 @@ impl AuthError {
             retry_after: None,
             source: None,
         }
+    }
+
+    /// The subject is at its cap of live connections (429, `Retry-After`
+    /// of `retry_after`).
+    pub fn too_many_connections(retry_after: Duration) -> Self {
+        Self::TooManyConnections { retry_after }
     }
 
     /// The backend failed with `source` (503). The error's `Display` is

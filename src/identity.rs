@@ -73,6 +73,7 @@ struct Inner {
     token_id: Option<Box<str>>,
     claims: Option<Claims>,
     authenticated_at: Instant,
+    issued_at: Option<SystemTime>,
 }
 
 struct Claims {
@@ -98,6 +99,7 @@ impl Identity {
                 token_id: None,
                 claims: None,
                 authenticated_at: Instant::now(),
+                issued_at: None,
             },
         }
     }
@@ -162,6 +164,17 @@ impl Identity {
         self.inner.authenticated_at
     }
 
+    /// When the credential behind this identity was issued (a JWT's `iat`,
+    /// a session's creation), if the authenticator knows. A revocation of
+    /// "every credential of this subject issued before T"
+    /// (`Revocations::revoke_subject`, feature `socket`) refuses the
+    /// credentials issued at or before T; an identity without an issue
+    /// time is judged by [`authenticated_at`](Self::authenticated_at)
+    /// instead (only the checks made before the revocation are refused).
+    pub fn issued_at(&self) -> Option<SystemTime> {
+        self.inner.issued_at
+    }
+
     /// The typed claims the authenticator attached, if they are a `T`.
     pub fn claims<T: Any>(&self) -> Option<&T> {
         self.inner
@@ -184,6 +197,7 @@ impl fmt::Debug for Identity {
                 &inner.session_id.as_ref().map(|_| "<redacted>"),
             )
             .field("token_id", &inner.token_id)
+            .field("issued_at", &inner.issued_at)
             .field("claims", &inner.claims.as_ref().map(|c| c.type_name))
             .finish()
     }
@@ -252,6 +266,12 @@ impl IdentityBuilder {
     /// Sets the credential's own identifier (a JWT's `jti`).
     pub fn token_id(mut self, id: impl Into<String>) -> Self {
         self.inner.token_id = Some(id.into().into_boxed_str());
+        self
+    }
+
+    /// Sets when the credential was issued; see [`Identity::issued_at`].
+    pub fn issued_at(mut self, at: SystemTime) -> Self {
+        self.inner.issued_at = Some(at);
         self
     }
 

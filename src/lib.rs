@@ -27,6 +27,7 @@ pub mod session;
 #[cfg(feature = "socket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "socket")))]
 pub mod socket;
+pub mod throttle;
 mod upgrade;
 
 pub use authenticator::{

@@ -23,6 +23,8 @@ use crate::error::AuthError;
 /// | `OriginRefused` | 403 | none |
 /// | `CredentialTooLarge` | 431 | none |
 /// | `Unavailable` | 503 + `Retry-After` | none |
+/// | `Throttled` | 429 + `Retry-After` | none |
+/// | `TooManyConnections` | 429 + `Retry-After` | none |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectionKind {
@@ -42,6 +44,13 @@ pub enum RejectionKind {
     CredentialTooLarge,
     /// The authenticator's backend could not answer.
     Unavailable,
+    /// Too many failed authentications from the client's address
+    /// ([`FailedAuthLimit`](crate::throttle::FailedAuthLimit)); the
+    /// authenticator did not run.
+    Throttled,
+    /// The subject holds as many live sockets as it may
+    /// ([`AuthError::TooManyConnections`]).
+    TooManyConnections,
 }
 
 impl RejectionKind {
@@ -55,6 +64,7 @@ impl RejectionKind {
             }
             Self::CredentialTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Throttled | Self::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -69,6 +79,8 @@ impl RejectionKind {
             Self::OriginRefused => "origin_refused",
             Self::CredentialTooLarge => "credential_too_large",
             Self::Unavailable => "unavailable",
+            Self::Throttled => "throttled",
+            Self::TooManyConnections => "too_many_connections",
         }
     }
 }
@@ -146,7 +158,26 @@ impl Rejection {
                 }
                 r
             }
+            AuthError::TooManyConnections { retry_after } => {
+                let mut r = Self::new(
+                    RejectionKind::TooManyConnections,
+                    "the subject is at its cap of live connections",
+                );
+                r.retry_after = *retry_after;
+                r
+            }
         }
+    }
+
+    /// Too many failed authentications from this address; retry after
+    /// `retry_after`.
+    pub(crate) fn throttled(retry_after: Duration) -> Self {
+        let mut r = Self::new(
+            RejectionKind::Throttled,
+            "too many failed authentications from this address",
+        );
+        r.retry_after = retry_after;
+        r
     }
 
     pub(crate) fn with_carrier(mut self, carrier: Option<Carrier>) -> Self {
@@ -184,9 +215,16 @@ impl Rejection {
         self.scope.as_deref()
     }
 
-    /// The `Retry-After` delay, for `Unavailable`.
+    /// The `Retry-After` delay, for `Unavailable`, `Throttled` and
+    /// `TooManyConnections`.
     pub fn retry_after(&self) -> Option<Duration> {
-        (self.kind == RejectionKind::Unavailable).then_some(self.retry_after)
+        matches!(
+            self.kind,
+            RejectionKind::Unavailable
+                | RejectionKind::Throttled
+                | RejectionKind::TooManyConnections
+        )
+        .then_some(self.retry_after)
     }
 
     /// The `WWW-Authenticate` challenge (RFC 6750 section 3), if this kind
@@ -242,7 +280,8 @@ impl Rejection {
 
     /// The headers every answer to this rejection carries:
     /// `Cache-Control: no-store`, the challenge, and `Retry-After` in whole
-    /// seconds (rounded up, at least 1) for `Unavailable`.
+    /// seconds (rounded up, at least 1) for `Unavailable`, `Throttled` and
+    /// `TooManyConnections`.
     fn insert_headers(&self, headers: &mut HeaderMap) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.www_authenticate() {
@@ -317,6 +356,7 @@ where
             | RejectionKind::OriginRefused => "Forbidden\n",
             RejectionKind::CredentialTooLarge => "Request Header Fields Too Large\n",
             RejectionKind::Unavailable => "Service Unavailable\n",
+            RejectionKind::Throttled | RejectionKind::TooManyConnections => "Too Many Requests\n",
         };
         // The headers of `response_builder`, without a builder: no
         // fallible steps on this path.
@@ -372,6 +412,7 @@ mod tests {
             AuthError::Forbidden("x".into()),
             AuthError::unavailable("x").with_retry_after(Duration::from_millis(1500)),
             AuthError::NotApplicable,
+            AuthError::too_many_connections(Duration::from_secs(5)),
         ];
         let mut rejections: Vec<Rejection> =
             errors.iter().map(Rejection::from_auth_error).collect();
@@ -379,6 +420,7 @@ mod tests {
             RejectionKind::MissingCredential,
             RejectionKind::OriginRefused,
             RejectionKind::CredentialTooLarge,
+            RejectionKind::Throttled,
         ] {
             rejections.push(Rejection::new(kind, "x"));
         }
@@ -415,6 +457,8 @@ mod tests {
             (RejectionKind::OriginRefused, "origin_refused"),
             (RejectionKind::CredentialTooLarge, "credential_too_large"),
             (RejectionKind::Unavailable, "unavailable"),
+            (RejectionKind::Throttled, "throttled"),
+            (RejectionKind::TooManyConnections, "too_many_connections"),
         ] {
             assert_eq!(kind.as_str(), name);
         }

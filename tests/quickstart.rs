@@ -46,6 +46,23 @@ async fn post(
     cookie: Option<&str>,
     origin: Option<&str>,
 ) -> (StatusCode, http::HeaderMap) {
+    let mut headers = Vec::new();
+    if let Some(cookie) = cookie {
+        headers.push(("cookie", cookie));
+    }
+    if let Some(origin) = origin {
+        headers.push(("origin", origin));
+    }
+    post_with(addr, path, form, &headers).await
+}
+
+/// A form POST with extra `headers`; returns status and headers.
+async fn post_with(
+    addr: SocketAddr,
+    path: &str,
+    form: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -54,11 +71,8 @@ async fn post(
     let mut request = http::Request::post(path)
         .header("host", addr.to_string())
         .header("content-type", "application/x-www-form-urlencoded");
-    if let Some(cookie) = cookie {
-        request = request.header("cookie", cookie);
-    }
-    if let Some(origin) = origin {
-        request = request.header("origin", origin);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let response = sender
         .send_request(
@@ -517,4 +531,258 @@ async fn slow_headers_are_cut_off_and_connections_are_capped() {
         .expect("served once a slot is free")
         .unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
+}
+
+/// An HS256 token for `subject` issued at `iat` (Unix seconds), valid ten
+/// minutes.
+fn token_issued_at(subject: &str, iat: u64) -> String {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let claims = serde_json::json!({ "sub": subject, "iat": iat, "exp": iat + 600 });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Waits until the wall clock is past the second `second`.
+async fn after_second(second: u64) {
+    while unix_now() <= second {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `POST /admin/revoke`: 404 without `ADMIN_TOKEN`; 401 with a wrong or
+/// missing admin token; 204, then the subject's live sockets (JWT and
+/// session) close with 4003 and its credentials issued at or before that
+/// second are refused at the next handshake (401 `invalid_token`, on `/ws`
+/// and `/ws/first-message`), while credentials issued later, and other
+/// subjects, are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_revoke_refuses_the_subjects_credentials_at_the_next_handshake() {
+    let (_plain, plain_addr) = start_example("quickstart", &[("JWT_SECRET", SECRET)]);
+    let (status, _) = post_with(
+        plain_addr,
+        "/admin/revoke",
+        "subject=alice",
+        &[("authorization", "Bearer anything")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no ADMIN_TOKEN: no endpoint");
+
+    let admin = "quickstart-admin-token";
+    let (_server, addr) = start_example(
+        "quickstart",
+        &[("JWT_SECRET", SECRET), ("ADMIN_TOKEN", admin)],
+    );
+    let origin = format!("http://{addr}");
+    let old = token_issued_at("alice", unix_now() - 5);
+    let no_iat = token("alice", 600);
+    let bob = token_issued_at("bob", unix_now() - 5);
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (mut by_jwt, _) = connect(addr, "/ws", &[("authorization", &bearer(&old))])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut by_jwt).await, welcome("alice"));
+    let (cookie, mut by_session) = login_and_connect(addr, "alice").await;
+    let (mut bob_ws, _) = connect(addr, "/ws", &[("authorization", &bearer(&bob))])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut bob_ws).await, welcome("bob"));
+
+    for presented in [None, Some("Bearer wrong"), Some(admin)] {
+        let headers: Vec<(&str, &str)> = presented
+            .map(|p| ("authorization", p))
+            .into_iter()
+            .collect();
+        let (status, _) = post_with(addr, "/admin/revoke", "subject=alice", &headers).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{presented:?}");
+    }
+    by_jwt.send(Message::text("still here")).await.unwrap();
+    assert_eq!(next_text(&mut by_jwt).await, "still here");
+
+    let (status, _) = post_with(
+        addr,
+        "/admin/revoke",
+        "subject=alice",
+        &[("authorization", &bearer(admin))],
+    )
+    .await;
+    let revoked_second = unix_now();
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(close_code(&mut by_jwt).await, 4003);
+    assert_eq!(close_code(&mut by_session).await, 4003);
+    bob_ws.send(Message::text("bob is fine")).await.unwrap();
+    assert_eq!(next_text(&mut bob_ws).await, "bob is fine");
+
+    // The same credentials at the next handshake: refused like any bad one.
+    for headers in [
+        vec![("authorization", bearer(&old))],
+        vec![("authorization", bearer(&no_iat))],
+        vec![("cookie", cookie.clone()), ("origin", origin.clone())],
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let refused = connect(addr, "/ws", &headers).await.unwrap_err();
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{headers:?}");
+        assert_eq!(
+            refused.challenge(),
+            Some(r#"Bearer error="invalid_token""#),
+            "{headers:?}"
+        );
+    }
+    let (mut first, _) = connect(addr, "/ws/first-message", &[]).await.unwrap();
+    first
+        .send(Message::text(
+            serde_json::json!({ "type": "auth", "token": old }).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        close_code(&mut first).await,
+        4001,
+        "a revoked first message"
+    );
+
+    // Issued after the revoked second: accepted.
+    after_second(revoked_second).await;
+    let fresh = token_issued_at("alice", unix_now());
+    let (mut ws, _) = connect(addr, "/ws", &[("authorization", &bearer(&fresh))])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, welcome("alice"));
+    let (_cookie, mut ws) = login_and_connect(addr, "alice").await;
+    ws.send(Message::text("new session")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "new session");
+    let (mut ws, _) = connect(addr, "/ws", &[("authorization", &bearer(&bob))])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, welcome("bob"));
+}
+
+/// `FAILED_AUTH_LIMIT`: successful upgrades never count; after that many
+/// failed upgrades from the address within the minute, every upgrade from it
+/// (a valid credential too) is 429 with `Retry-After` of at most 60 s; `0`
+/// turns the limit off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_upgrades_are_throttled_per_client_address() {
+    let (_server, addr) = start_example(
+        "quickstart",
+        &[("JWT_SECRET", SECRET), ("FAILED_AUTH_LIMIT", "3")],
+    );
+    let good = format!("Bearer {}", token("alice", 600));
+    for _ in 0..5 {
+        let (mut ws, _) = connect(addr, "/ws", &[("authorization", &good)])
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut ws).await, welcome("alice"));
+    }
+    for path in ["/ws", "/ws/echo", "/ws"] {
+        let refused = connect(addr, path, &[("authorization", "Bearer wrong")])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    for bearer in ["Bearer wrong", good.as_str()] {
+        let refused = connect(addr, "/ws", &[("authorization", bearer)])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        let after: u64 = refused.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&after), "{after}");
+    }
+
+    let (_off, addr) = start_example(
+        "quickstart",
+        &[("JWT_SECRET", SECRET), ("FAILED_AUTH_LIMIT", "0")],
+    );
+    for _ in 0..5 {
+        let refused = connect(addr, "/ws", &[("authorization", "Bearer wrong")])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    }
+    let (mut ws, _) = connect(addr, "/ws", &[("authorization", &good)])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, welcome("alice"));
+}
+
+/// `MAX_SOCKETS_PER_SUBJECT`: the subject's next upgrade past the cap is 429
+/// with `Retry-After`, other subjects are not affected, and a slot frees
+/// when one of the subject's sockets ends; the default is 8, `0` is no cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_sockets_are_capped_per_subject() {
+    let alice = format!("Bearer {}", token("alice", 600));
+    let bob = format!("Bearer {}", token("bob", 600));
+    for (cap, max) in [(Some("2"), 2), (None, 8)] {
+        let mut env = vec![("JWT_SECRET", SECRET)];
+        if let Some(cap) = cap {
+            env.push(("MAX_SOCKETS_PER_SUBJECT", cap));
+        }
+        let (_server, addr) = start_example("quickstart", &env);
+        let mut held = Vec::new();
+        for i in 0..max {
+            let path = if i % 2 == 0 { "/ws" } else { "/ws/echo" };
+            let (ws, _) = connect(addr, path, &[("authorization", &alice)])
+                .await
+                .unwrap();
+            held.push(ws);
+        }
+        for path in ["/ws", "/ws/echo"] {
+            let refused = connect(addr, path, &[("authorization", &alice)])
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused.status,
+                StatusCode::TOO_MANY_REQUESTS,
+                "{cap:?} {path}"
+            );
+            assert_eq!(refused.headers["retry-after"], "5");
+        }
+        let (mut ws, _) = connect(addr, "/ws", &[("authorization", &bob)])
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut ws).await, welcome("bob"));
+        // One of alice's sockets ends: its slot frees.
+        let mut first = held.remove(0);
+        first.close(None).await.unwrap();
+        while let Some(Ok(_)) = first.next().await {}
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match connect(addr, "/ws", &[("authorization", &alice)]).await {
+                Ok((mut ws, _)) => {
+                    assert_eq!(next_text(&mut ws).await, welcome("alice"));
+                    break;
+                }
+                Err(refused) => assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS),
+            }
+            assert!(Instant::now() < deadline, "the slot never freed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (_server, addr) = start_example(
+        "quickstart",
+        &[("JWT_SECRET", SECRET), ("MAX_SOCKETS_PER_SUBJECT", "0")],
+    );
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(
+            connect(addr, "/ws", &[("authorization", &alice)])
+                .await
+                .unwrap()
+                .0,
+        );
+    }
 }

@@ -543,7 +543,7 @@ where
         };
         let exp = date(names.exp, "exp is not a NumericDate")?;
         date(names.nbf, "nbf is not a NumericDate")?;
-        date(names.iat, "iat is not a NumericDate")?;
+        let iat = date(names.iat, "iat is not a NumericDate")?;
         match exp {
             None if config.require_exp => return Err(AuthError::invalid("exp missing")),
             Some(exp) if config.validate_exp => {
@@ -614,6 +614,12 @@ where
         }
         if let Some(jti) = jti {
             builder = builder.token_id(jti);
+        }
+        if let Some(at) = iat
+            .filter(|i| *i >= 0.0)
+            .and_then(|i| UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(i).ok()?))
+        {
+            builder = builder.issued_at(at);
         }
         Ok(builder.build())
     }

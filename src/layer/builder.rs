@@ -257,6 +257,19 @@ impl<A, H> WsAuthLayer<A, H> {
         self
     }
 
+    /// Throttles failed authentications per client address: past the
+    /// limit, upgrades from that address are refused with `429` and
+    /// `Retry-After` ([`RejectionKind::Throttled`](crate::RejectionKind::Throttled))
+    /// without running the authenticator. The client address is the peer's
+    /// (axum's `ConnectInfo<SocketAddr>`, or a
+    /// [`PeerAddr`](crate::throttle::PeerAddr) extension), or what a
+    /// trusted proxy forwarded; see [`throttle`](crate::throttle). Clones
+    /// of the layer (and of the limit) share one table.
+    pub fn failed_auth_limit(mut self, limit: crate::throttle::FailedAuthLimit) -> Self {
+        self.config_mut().throttle = Some(limit);
+        self
+    }
+
     /// Adds `realm="..."` to `WWW-Authenticate` challenges.
     ///
     /// # Errors

@@ -75,7 +75,7 @@ const MAX_FRAME: usize = 4096;
 /// | `InvalidRequest` | [`malformed_code`](CloseCodes::malformed_code) (4001) | 4400 |
 /// | `InsufficientScope`, `Forbidden`, `OriginRefused` | [`forbidden_code`](CloseCodes::forbidden_code) (4003) | 4403 |
 /// | `CredentialTooLarge` | [`too_big_code`](CloseCodes::too_big_code) (1009) | 1009 |
-/// | `Unavailable` | [`unavailable_code`](CloseCodes::unavailable_code) (1013) | 1013 |
+/// | `Unavailable`, `Throttled`, `TooManyConnections` | [`unavailable_code`](CloseCodes::unavailable_code) (1013) | 1013 |
 ///
 /// # The connection
 ///
@@ -202,7 +202,9 @@ impl CloseRejections {
             | RejectionKind::Forbidden
             | RejectionKind::OriginRefused => self.codes.forbidden_code(),
             RejectionKind::CredentialTooLarge => self.codes.too_big_code(),
-            RejectionKind::Unavailable => self.codes.unavailable_code(),
+            RejectionKind::Unavailable
+            | RejectionKind::Throttled
+            | RejectionKind::TooManyConnections => self.codes.unavailable_code(),
         }
     }
 

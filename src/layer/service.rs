@@ -2,6 +2,7 @@
 //! decided.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -16,6 +17,7 @@ use crate::authenticator::Authenticator;
 use crate::credential::{Carrier, Credential};
 use crate::error::AuthError;
 use crate::rejection::{DefaultRejectionHandler, Rejection, RejectionHandler, RejectionKind};
+use crate::throttle::{FailedAuthLimit, counts};
 
 /// What every clone of a [`WsAuth`] shares.
 struct Shared<A, H> {
@@ -96,6 +98,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
+        let client = Client::of(&self.shared.config, &request);
         let candidate = match self.shared.config.check(&request) {
             Outcome::PassThrough => {
                 request.extensions_mut().insert(PassedThrough);
@@ -103,19 +106,24 @@ where
             }
             Outcome::Reject(rejection, upgrade) => {
                 let (mut parts, _) = request.into_parts();
-                let response = self.shared.reject(*rejection, &mut parts, upgrade, None);
+                let rejection = client.judge(*rejection);
+                let response = self.shared.reject(rejection, &mut parts, upgrade, None);
                 return ResponseFuture::rejected(response);
             }
             Outcome::Authenticate(candidate) => candidate,
         };
         let (mut parts, body) = request.into_parts();
         let (credential, upgrade) = (candidate.credential, candidate.upgrade);
-        if let Err((error, carrier)) = candidate.traces.remove_from(&mut parts) {
-            let rejection = *carrier_rejection(error, Some(carrier));
+        if let Some(rejection) = client.refused() {
             let response = self.shared.reject(rejection, &mut parts, upgrade, None);
             return ResponseFuture::rejected(response);
         }
-        let auth = Shared::authenticate(self.shared.clone(), credential, parts, upgrade);
+        if let Err((error, carrier)) = candidate.traces.remove_from(&mut parts) {
+            let rejection = client.judge(*carrier_rejection(error, Some(carrier)));
+            let response = self.shared.reject(rejection, &mut parts, upgrade, None);
+            return ResponseFuture::rejected(response);
+        }
+        let auth = Shared::authenticate(self.shared.clone(), credential, parts, upgrade, client);
         // Call the service that was polled ready, once authenticated; leave
         // a fresh clone behind for the next request.
         let clone = self.inner.clone();
@@ -135,6 +143,7 @@ impl<A: Authenticator, H> Shared<A, H> {
         credential: Credential,
         parts: Parts,
         upgrade: Upgrade,
+        client: Client,
     ) -> AuthFuture<ResB>
     where
         H: RejectionHandler<ResB>,
@@ -161,10 +170,44 @@ impl<A: Authenticator, H> Shared<A, H> {
                 Err(error) => {
                     let rejection = Rejection::from_auth_error(&error)
                         .with_carrier(Some(credential.carrier().clone()));
+                    let rejection = client.judge(rejection);
                     Err(this.reject(rejection, &mut parts, upgrade, Some(&error)))
                 }
             }
         })
+    }
+}
+
+/// The client address of an upgrade, when the layer throttles failed
+/// authentications and the address is known.
+struct Client(Option<(FailedAuthLimit, IpAddr)>);
+
+impl Client {
+    fn of<B>(config: &Config, request: &Request<B>) -> Self {
+        Self(config.throttle.as_ref().and_then(|limit| {
+            let address = limit.client_addr(request.headers(), request.extensions())?;
+            Some((limit.clone(), address))
+        }))
+    }
+
+    /// The `429` for an address over its limit.
+    fn refused(&self) -> Option<Rejection> {
+        let (limit, address) = self.0.as_ref()?;
+        limit.blocked(*address).map(Rejection::throttled)
+    }
+
+    /// The answer to a refusal: `429` for an address over its limit,
+    /// else `rejection`, counted as a failure if it is one.
+    fn judge(&self, rejection: Rejection) -> Rejection {
+        if let Some(throttled) = self.refused() {
+            return throttled;
+        }
+        if let Some((limit, address)) = &self.0
+            && counts(rejection.kind())
+        {
+            limit.record_failure(*address);
+        }
+        rejection
     }
 }
 

@@ -408,7 +408,9 @@ pub(crate) fn rejection_close(codes: &CloseCodes, error: &AuthError) -> (u16, &'
             (codes.forbidden_code(), "forbidden")
         }
         AuthError::Malformed(_) => (codes.malformed_code(), "malformed credential"),
-        AuthError::Unavailable { .. } => (codes.unavailable_code(), "try again later"),
+        AuthError::Unavailable { .. } | AuthError::TooManyConnections { .. } => {
+            (codes.unavailable_code(), "try again later")
+        }
         _ => (codes.unauthorized_code(), "unauthorized"),
     }
 }

@@ -44,7 +44,9 @@ pub use guard::{EndReason, GuardedSocket, NoRefresh, SessionGuard};
 pub use messages::{AuthMessages, GraphqlWsDeferredAck, GraphqlWsMessages, JsonMessages, Parsed};
 #[cfg(feature = "redis")]
 pub use redis_bus::RedisBus;
-pub use revocation::{BusError, LocalBus, Registration, Revocation, RevocationBus, Revocations};
+pub use revocation::{
+    BusError, LocalBus, Registration, Revocable, Revocation, RevocationBus, Revocations,
+};
 pub use split::{GuardedReceiver, GuardedSender};
 
 /// What a received message is, seen through an [`AuthSocket`].

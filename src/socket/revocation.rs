@@ -6,13 +6,15 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::task::AtomicWaker;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::authenticator::BoxFuture;
+use crate::authenticator::{Authenticator, BoxFuture};
+use crate::credential::Credential;
+use crate::error::AuthError;
 use crate::identity::Identity;
 
 /// What to revoke.
@@ -26,6 +28,30 @@ pub enum Revocation {
     Session(String),
     /// Every connection authenticated by this token ([`Identity::token_id`]).
     Token(String),
+    /// Every credential of `subject` issued at or before `at` (seconds since
+    /// the Unix epoch): identities whose [`Identity::issued_at`] is at most
+    /// that second, and identities with no issue time at all (nothing shows
+    /// they are newer). [`Revocations::revoke_subject`] publishes this with
+    /// the current second.
+    IssuedBefore {
+        /// The subject.
+        subject: String,
+        /// The last second (Unix time) of the credentials revoked.
+        at: u64,
+    },
+}
+
+/// Seconds since the Unix epoch (0 before it).
+fn unix_secs(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `true` if an identity of the subject is covered by "issued at or before
+/// `before`": issued that second or earlier, or with no issue time.
+fn issued_by(identity: &Identity, before: u64) -> bool {
+    identity
+        .issued_at()
+        .is_none_or(|at| unix_secs(at) <= before)
 }
 
 impl Revocation {
@@ -35,6 +61,20 @@ impl Revocation {
             Self::Subject(subject) => identity.subject() == subject,
             Self::Session(session) => identity.session_id() == Some(session.as_str()),
             Self::Token(token) => identity.token_id() == Some(token.as_str()),
+            Self::IssuedBefore { subject, at } => {
+                identity.subject() == subject && issued_by(identity, *at)
+            }
+        }
+    }
+
+    /// `Subject` as `IssuedBefore` the second of `now`; others unchanged.
+    fn dated(self, now: SystemTime) -> Self {
+        match self {
+            Self::Subject(subject) => Self::IssuedBefore {
+                subject,
+                at: unix_secs(now),
+            },
+            other => other,
         }
     }
 }
@@ -64,6 +104,76 @@ pub trait RevocationBus: Send + Sync + 'static {
     /// Starts receiving revocations; the channel closes when the bus shuts
     /// down.
     fn subscribe(&self) -> BoxFuture<'_, Result<mpsc::Receiver<Revocation>, BusError>>;
+
+    /// Sends `revocation`, which stays in force until `until`, to every
+    /// instance; a bus that stores the active revocations (for
+    /// [`active`](Self::active)) keeps it until then. By default, the same
+    /// as [`publish`](Self::publish).
+    fn publish_until<'a>(
+        &'a self,
+        revocation: &'a Revocation,
+        until: SystemTime,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        let _ = until;
+        self.publish(revocation)
+    }
+
+    /// The revocations still in force, with the instant each ends, for a bus
+    /// that stores them (so that an instance that starts, or comes back
+    /// after missing messages, catches up); by default none.
+    fn active(&self) -> BoxFuture<'_, Result<Vec<(Revocation, SystemTime)>, BusError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    /// The state of the bus's link, for a bus that can lose messages while
+    /// cut off: `false` from the moment messages may be missed, `true` again
+    /// once the subscription is back in place (after which
+    /// [`active`](Self::active) is read again). `None` (the default): the
+    /// bus never misses messages.
+    fn link(&self) -> Option<watch::Receiver<bool>> {
+        None
+    }
+
+    /// `true` if the bus keeps leases for a per-subject cap shared by every
+    /// instance ([`acquire_lease`](Self::acquire_lease) and the two below);
+    /// by default `false`, and the cap is per instance.
+    fn shares_leases(&self) -> bool {
+        false
+    }
+
+    /// Takes the lease `lease` on one of the `max` live connections of
+    /// `subject` across instances, if fewer than `max` unexpired leases are
+    /// held; it ends at `until` unless renewed. `Ok(false)` at the cap.
+    fn acquire_lease<'a>(
+        &'a self,
+        subject: &'a str,
+        lease: &'a str,
+        max: usize,
+        until: SystemTime,
+    ) -> BoxFuture<'a, Result<bool, BusError>> {
+        let _ = (subject, lease, max, until);
+        Box::pin(std::future::ready(Ok(true)))
+    }
+
+    /// Gives the lease back (its connection ended).
+    fn release_lease<'a>(
+        &'a self,
+        subject: &'a str,
+        lease: &'a str,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        let _ = (subject, lease);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Extends the `(subject, lease)` leases of this instance to `until`.
+    fn renew_leases<'a>(
+        &'a self,
+        leases: &'a [(String, String)],
+        until: SystemTime,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        let _ = (leases, until);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// An in-process [`RevocationBus`]: registries in one process that share a
@@ -138,11 +248,156 @@ impl Signal {
 
 struct Entry {
     identity: Identity,
+    /// The subject it counts under for the cap (the identity's at
+    /// registration).
+    subject: Box<str>,
     signal: Arc<Signal>,
 }
 
-/// How long revocation records are kept by default.
-const DEFAULT_RETENTION: Duration = Duration::from_secs(10 * 60);
+/// How long a slot reserved at the handshake waits for its socket to
+/// register.
+const RESERVATION: Duration = Duration::from_secs(10);
+/// The `Retry-After` of a refusal at the cap.
+const CAP_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// At most this many reservations are pending at once.
+const MAX_RESERVATIONS: usize = 65_536;
+
+/// A subject's live connections, the slots reserved for it (their
+/// deadlines, oldest first), and the leases this instance holds for them on
+/// a bus that shares the cap (one per live or reserved slot).
+#[derive(Default)]
+struct Slots {
+    live: usize,
+    reserved: VecDeque<Instant>,
+    leases: Vec<Box<str>>,
+}
+
+/// A lease to give back: subject and lease id.
+type Lease = (Box<str>, Box<str>);
+
+/// How long a lease on a shared cap lasts without renewal, by default.
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// The per-subject cap of live connections: counts, and reservations made
+/// at the handshake for sockets not registered yet.
+struct Cap {
+    max: Option<NonZeroUsize>,
+    lease_ttl: Duration,
+    subjects: HashMap<Box<str>, Slots>,
+    /// Every pending reservation, in order, to expire them.
+    reservations: VecDeque<(Box<str>, Instant)>,
+}
+
+impl Cap {
+    fn slots(&mut self, subject: &str) -> &mut Slots {
+        self.subjects.entry(subject.into()).or_default()
+    }
+
+    fn forget_if_idle(&mut self, subject: &str) {
+        if self
+            .subjects
+            .get(subject)
+            .is_some_and(|s| s.live == 0 && s.reserved.is_empty() && s.leases.is_empty())
+        {
+            self.subjects.remove(subject);
+        }
+    }
+
+    /// Drops reservations whose socket never came, and the oldest pending
+    /// one early when `MAX_RESERVATIONS` are pending.
+    /// Drops reservations whose socket never came, and the oldest pending
+    /// one early when `MAX_RESERVATIONS` are pending; their leases go into
+    /// `released`.
+    fn expire(&mut self, now: Instant, released: &mut Vec<Lease>) {
+        while let Some((subject, deadline)) = self.reservations.front() {
+            if *deadline > now && self.reservations.len() < MAX_RESERVATIONS {
+                break;
+            }
+            let (subject, deadline) = (subject.clone(), *deadline);
+            self.reservations.pop_front();
+            if let Some(slots) = self.subjects.get_mut(&subject) {
+                // This reservation, if a registration did not use it yet.
+                if let Some(at) = slots.reserved.iter().position(|d| *d == deadline) {
+                    slots.reserved.remove(at);
+                    if let Some(lease) = slots.leases.pop() {
+                        released.push((subject.clone(), lease));
+                    }
+                }
+            }
+            self.forget_if_idle(&subject);
+        }
+    }
+
+    /// `true` if `subject` has a free slot here.
+    fn has_room(&mut self, subject: &str, now: Instant, released: &mut Vec<Lease>) -> bool {
+        let Some(max) = self.max else { return true };
+        self.expire(now, released);
+        self.subjects
+            .get(subject)
+            .is_none_or(|s| s.live + s.reserved.len() < max.get())
+    }
+
+    /// Reserves a slot for `subject` (holding `lease` for it, on a shared
+    /// cap); `false` at the cap.
+    fn reserve(
+        &mut self,
+        subject: &str,
+        now: Instant,
+        lease: Option<Box<str>>,
+        released: &mut Vec<Lease>,
+    ) -> bool {
+        if self.max.is_none() {
+            return true;
+        }
+        if !self.has_room(subject, now, released) {
+            return false;
+        }
+        let slots = self.slots(subject);
+        let deadline = now + RESERVATION;
+        slots.reserved.push_back(deadline);
+        slots.leases.extend(lease);
+        self.reservations.push_back((subject.into(), deadline));
+        true
+    }
+
+    /// A socket of `subject` registers: it takes its reservation, if any.
+    fn register(&mut self, subject: &str, now: Instant, released: &mut Vec<Lease>) {
+        self.expire(now, released);
+        let slots = self.slots(subject);
+        slots.reserved.pop_front();
+        slots.live += 1;
+    }
+
+    fn unregister(&mut self, subject: &str, released: &mut Vec<Lease>) {
+        if let Some(slots) = self.subjects.get_mut(subject) {
+            slots.live = slots.live.saturating_sub(1);
+            // More leases than slots: give one back.
+            if slots.leases.len() > slots.live + slots.reserved.len()
+                && let Some(lease) = slots.leases.pop()
+            {
+                released.push((subject.into(), lease));
+            }
+        }
+        self.forget_if_idle(subject);
+    }
+
+    /// Every lease this instance holds.
+    fn leases(&self) -> Vec<(String, String)> {
+        self.subjects
+            .iter()
+            .flat_map(|(subject, slots)| {
+                slots
+                    .leases
+                    .iter()
+                    .map(|lease| (subject.to_string(), lease.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// How long revocation records are kept by default: the longest lifetime
+/// the JWT authenticator accepts by default.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 /// How many revocation records are kept at most by default.
 const DEFAULT_MAX_RECORDS: usize = 65_536;
 
@@ -154,10 +409,11 @@ enum Key {
     Token,
 }
 
-/// When a key was revoked, and until when the record is kept.
+/// Until when a record is kept and, for a subject, the last second
+/// (Unix time) of the credentials it revokes.
 #[derive(Debug, Clone, Copy)]
 struct Revoked {
-    at: Instant,
+    before: u64,
     until: Instant,
 }
 
@@ -218,30 +474,55 @@ impl Records {
         }
     }
 
-    fn insert(&mut self, revocation: &Revocation, now: Instant) {
+    /// When a record of `revocation` ends (wall clock): `retention` after
+    /// the second it names ("issued before"), else `retention` from `now`.
+    fn end_of(&self, revocation: &Revocation, now: SystemTime) -> SystemTime {
+        let from = match revocation {
+            Revocation::IssuedBefore { at, .. } => UNIX_EPOCH + Duration::from_secs(*at + 1),
+            _ => now,
+        };
+        from.checked_add(self.retention)
+            .unwrap_or_else(|| crate::identity::deadline(self.retention))
+    }
+
+    /// Keeps `revocation` (already [`dated`](Revocation::dated)) until the
+    /// wall-clock instant `until`.
+    fn insert(&mut self, revocation: &Revocation, until: SystemTime, now: Instant) {
         self.expire(now);
-        if self.max == 0 {
+        let left = until
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        if self.max == 0 || left.is_zero() {
             return;
         }
+        let until = now.checked_add(left).unwrap_or(now + self.retention);
+        let (key, value, before) = match revocation {
+            Revocation::Subject(v) => (Key::Subject, v, unix_secs(SystemTime::now())),
+            Revocation::Session(v) => (Key::Session, v, 0),
+            Revocation::Token(v) => (Key::Token, v, 0),
+            Revocation::IssuedBefore { subject, at } => (Key::Subject, subject, *at),
+        };
+        let value: Box<str> = value.as_str().into();
+        let record = match self.map(key).get(&value) {
+            // A second revocation of the same key: the wider of the two.
+            Some(old) if old.until > now => Revoked {
+                before: before.max(old.before),
+                until: until.max(old.until),
+            },
+            _ => Revoked { before, until },
+        };
         while self.order.len() >= self.max {
             tracing::warn!(target: "tower_ws_auth", "revocation records full: the oldest is forgotten early");
             self.pop();
         }
-        let (key, value) = match revocation {
-            Revocation::Subject(v) => (Key::Subject, v),
-            Revocation::Session(v) => (Key::Session, v),
-            Revocation::Token(v) => (Key::Token, v),
-        };
-        let until = now + self.retention;
-        let value: Box<str> = value.as_str().into();
-        self.map(key)
-            .insert(value.clone(), Revoked { at: now, until });
-        self.order.push_back((key, value, until));
+        self.map(key).insert(value.clone(), record);
+        self.order.push_back((key, value, record.until));
     }
 
     /// `true` if a kept record revokes `identity`: its session or its token
     /// (they name one credential, which cannot become valid again), or its
-    /// subject, revoked at or after the identity was authenticated.
+    /// subject, for a credential issued at or before the revoked second (or
+    /// of unknown issue time).
     fn matches(&self, identity: &Identity, now: Instant) -> bool {
         let live = |r: &&Revoked| r.until > now;
         identity
@@ -258,19 +539,24 @@ impl Records {
                 .subjects
                 .get(identity.subject())
                 .filter(live)
-                .is_some_and(|r| r.at >= identity.authenticated_at())
+                .is_some_and(|r| issued_by(identity, r.before))
     }
 }
 
 struct State {
     entries: HashMap<u64, Entry>,
     records: Records,
+    cap: Cap,
 }
 
 struct Inner {
     state: Mutex<State>,
     next: AtomicU64,
     bus: Option<Arc<dyn RevocationBus>>,
+    /// `false` while the bus may have missed revocations.
+    synced: AtomicBool,
+    /// This registry's lease ids: a prefix unique to it, and a counter.
+    lease_prefix: String,
 }
 
 impl Inner {
@@ -279,9 +565,39 @@ impl Inner {
             state: Mutex::new(State {
                 entries: HashMap::new(),
                 records: Records::new(),
+                cap: Cap {
+                    max: None,
+                    lease_ttl: DEFAULT_LEASE_TTL,
+                    subjects: HashMap::new(),
+                    reservations: VecDeque::new(),
+                },
             }),
             next: AtomicU64::new(0),
             bus,
+            synced: AtomicBool::new(true),
+            lease_prefix: lease_prefix(),
+        }
+    }
+
+    fn new_lease(&self) -> Box<str> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{}:{n}", self.lease_prefix).into()
+    }
+
+    /// Gives `leases` back to the bus, in the background (a lease that
+    /// cannot be given back lapses when it is no longer renewed).
+    fn release(&self, leases: Vec<Lease>) {
+        let Some(bus) = self.bus.clone().filter(|_| !leases.is_empty()) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for (subject, lease) in leases {
+                    if let Err(error) = bus.release_lease(&subject, &lease).await {
+                        tracing::debug!(target: "tower_ws_auth", %error, "a lease could not be given back: it lapses");
+                    }
+                }
+            });
         }
     }
 
@@ -297,9 +613,10 @@ impl Inner {
     /// under one lock with [`Revocations::register`]: a connection either is
     /// registered (and signalled here) or registers later (and meets the
     /// record).
-    fn apply(&self, revocation: &Revocation) -> usize {
+    fn apply(&self, revocation: &Revocation, until: Option<SystemTime>) -> usize {
         let mut state = self.state();
-        state.records.insert(revocation, Instant::now());
+        let until = until.unwrap_or_else(|| state.records.end_of(revocation, SystemTime::now()));
+        state.records.insert(revocation, until, Instant::now());
         let mut closed = 0;
         for entry in state.entries.values() {
             if revocation.matches(&entry.identity) {
@@ -308,6 +625,98 @@ impl Inner {
             }
         }
         closed
+    }
+
+    /// Applies the revocations the bus keeps (catching up); `false` if the
+    /// bus could not list them.
+    async fn catch_up(&self, bus: &dyn RevocationBus) -> bool {
+        match bus.active().await {
+            Ok(active) => {
+                let count = active.len();
+                for (revocation, until) in active {
+                    self.apply(&revocation.dated(SystemTime::now()), Some(until));
+                }
+                tracing::debug!(target: "tower_ws_auth", count, "revocations loaded from the bus");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(target: "tower_ws_auth", %error, "could not load the active revocations");
+                false
+            }
+        }
+    }
+}
+
+/// A prefix for lease ids unique to one registry: the process, the time and
+/// a process-wide counter.
+fn lease_prefix() -> String {
+    static REGISTRIES: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = REGISTRIES.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{nanos:x}-{n}", std::process::id())
+}
+
+/// Renews this registry's leases every third of their lifetime, while it
+/// lives.
+async fn renew_leases(weak: Weak<Inner>) {
+    let mut renewed = Instant::now();
+    loop {
+        let Some(ttl) = weak.upgrade().map(|inner| inner.state().cap.lease_ttl) else {
+            return;
+        };
+        // Checked at least every second: the lifetime may change.
+        tokio::time::sleep((ttl / 3).min(Duration::from_secs(1))).await;
+        if renewed.elapsed() < ttl / 3 {
+            continue;
+        }
+        renewed = Instant::now();
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(bus) = inner.bus.clone() else { return };
+        let leases = inner.state().cap.leases();
+        drop(inner);
+        if leases.is_empty() {
+            continue;
+        }
+        let until = SystemTime::now() + ttl;
+        if let Err(error) = bus.renew_leases(&leases, until).await {
+            tracing::warn!(target: "tower_ws_auth", %error, "could not renew the connection leases");
+        }
+    }
+}
+
+/// Follows the bus's link: any change of it (even one seen only once it is
+/// up again) may mean missed messages, so the registry is out of sync from
+/// then until the link is up and the active revocations are loaded again
+/// (retrying every 200 ms), with no change of the link meanwhile.
+async fn follow_link(weak: Weak<Inner>, mut link: watch::Receiver<bool>) {
+    // A drop between `link()` and now counts too.
+    let mut resync = link.has_changed().unwrap_or(false) || !*link.borrow();
+    loop {
+        if !resync && link.changed().await.is_err() {
+            return;
+        }
+        resync = false;
+        match weak.upgrade() {
+            Some(inner) => inner.synced.store(false, Ordering::SeqCst),
+            None => return,
+        }
+        loop {
+            let Some(inner) = weak.upgrade() else { return };
+            if !*link.borrow_and_update() {
+                tracing::warn!(target: "tower_ws_auth", "revocation bus cut off: upgrades are refused (503) until it is back");
+                break;
+            }
+            let Some(bus) = inner.bus.clone() else { return };
+            if inner.catch_up(&*bus).await && !link.has_changed().unwrap_or(true) {
+                inner.synced.store(true, Ordering::SeqCst);
+                tracing::info!(target: "tower_ws_auth", "revocation bus back and caught up");
+                break;
+            }
+            drop(inner);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
@@ -324,15 +733,20 @@ impl Inner {
 /// revocation also reaches every other instance.
 ///
 /// A revocation also stays on record for
-/// [`remember_for`](Self::remember_for) (default 10 minutes): a connection
-/// registering afterwards with an identity it matches is revoked at once.
-/// So a socket whose credential was revoked at any time after it was
-/// checked is closed, even when the revocation came between the check
+/// [`remember_for`](Self::remember_for) (default 24 hours): a connection
+/// registering afterwards with an identity it matches is revoked at once,
+/// and [`revocable`](Self::revocable) refuses such an identity at the
+/// handshake. So a socket whose credential was revoked at any time after it
+/// was checked is closed, even when the revocation came between the check
 /// before the `101` and the registration after it. A session or token
 /// revocation matches every identity of that session or token; a subject
-/// revocation matches the identities authenticated
-/// ([`Identity::authenticated_at`]) before it, so the subject can log in
-/// again. Revocations from the bus are recorded when they arrive.
+/// revocation ([`Revocation::IssuedBefore`]) the subject's identities issued
+/// ([`Identity::issued_at`]) at or before its second, or of unknown issue
+/// time, so the subject can log in again with a credential issued later.
+/// Revocations from the bus are recorded when they arrive; with a bus that
+/// stores them (`RedisBus`, feature `redis`) the active ones are
+/// loaded at start and after every reconnection, and while the bus may be
+/// missing messages the registry is not [in sync](Self::is_synced).
 ///
 /// Cheap to clone. A revocation scans the live connections of this
 /// instance; an entry costs one `Arc` and one map slot, a record one map
@@ -382,31 +796,49 @@ impl Revocations {
 
     /// A registry that publishes its revocations on `bus` and applies those
     /// of every instance. Subscribes before returning, so revocations
-    /// published afterwards are not missed. Must run inside a tokio runtime.
+    /// published afterwards are not missed, then loads the revocations the
+    /// bus keeps ([`RevocationBus::active`]), so those made before are not
+    /// either. Must run inside a tokio runtime.
     ///
     /// # Errors
     ///
-    /// If the bus cannot subscribe.
+    /// If the bus cannot subscribe, or cannot list the revocations it keeps
+    /// (`RevocationBus::active`).
     pub async fn with_bus<B: RevocationBus>(bus: B) -> Result<Self, BusError> {
         let bus: Arc<dyn RevocationBus> = Arc::new(bus);
+        let link = bus.link();
         let mut incoming = bus.subscribe().await?;
-        let inner = Arc::new(Inner::new(Some(bus)));
+        let inner = Arc::new(Inner::new(Some(bus.clone())));
+        if !inner.catch_up(&*bus).await {
+            return Err(BusError::new("could not load the active revocations"));
+        }
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         tokio::spawn(async move {
             while let Some(revocation) = incoming.recv().await {
                 let Some(inner) = weak.upgrade() else { return };
-                let closed = inner.apply(&revocation);
+                let closed = inner.apply(&revocation.dated(SystemTime::now()), None);
                 tracing::debug!(target: "tower_ws_auth", closed, "revocation received from the bus");
             }
         });
+        if let Some(link) = link {
+            tokio::spawn(follow_link(Arc::downgrade(&inner), link));
+        }
+        if bus.shares_leases() {
+            tokio::spawn(renew_leases(Arc::downgrade(&inner)));
+        }
         Ok(Self { inner })
     }
 
-    /// How long a revocation is remembered (default 10 minutes): a
-    /// connection that registers within that time with an identity the
-    /// revocation matches is revoked at once. This closes the race between
-    /// checking a credential (before the `101`) and registering its socket
-    /// (after it): a logout published in between is not missed.
+    /// How long a revocation is remembered (default 24 hours, the longest
+    /// lifetime [`JwtAuthenticator`](crate::jwt) accepts by default): set it
+    /// to the longest lifetime of your credentials. While remembered, a
+    /// revocation refuses the credentials it matches at the handshake
+    /// (through [`revocable`](Self::revocable)) and revokes at once a
+    /// connection that registers with an identity it matches (which closes
+    /// the race between checking a credential before the `101` and
+    /// registering its socket after it). An "issued before T" revocation is
+    /// remembered until this long after T; a session or token revocation
+    /// this long after it was made: by then nothing it matches is valid.
     #[must_use]
     pub fn remember_for(self, retention: Duration) -> Self {
         self.inner.state().records.retention = retention;
@@ -422,10 +854,147 @@ impl Revocations {
     }
 
     /// `true` if a remembered revocation matches `identity`: its session,
-    /// its token, or its subject revoked at or after
-    /// [`Identity::authenticated_at`].
+    /// its token, or its subject revoked for credentials issued at or after
+    /// [`Identity::issued_at`] (or an identity without an issue time).
     pub fn is_revoked(&self, identity: &Identity) -> bool {
         self.inner.state().records.matches(identity, Instant::now())
+    }
+
+    /// At most `max` live connections per subject on this instance: past
+    /// it, [`revocable`](Self::revocable) refuses the subject's upgrades
+    /// with `429` and `Retry-After: 5`
+    /// ([`AuthError::TooManyConnections`]) until one of its sockets ends.
+    ///
+    /// The count is of the connections registered here (every socket a
+    /// [`SessionGuard`](crate::socket::SessionGuard) with this registry
+    /// guards) plus the slots reserved by upgrades `revocable` accepted
+    /// whose socket has not registered yet (a reservation lapses after 10
+    /// seconds; at most 65,536 are pending, past which the oldest lapses
+    /// early). So use it where every upgrade it accepts becomes a guarded
+    /// socket.
+    ///
+    /// Without a bus, or with one that does not share the cap
+    /// ([`LocalBus`]), the cap is per instance. With a bus that does
+    /// (`RedisBus`, feature `redis`), it holds across every instance: each
+    /// accepted upgrade also takes a lease in Redis (refused at the cap),
+    /// given back when its socket ends and renewed while it lives, so the
+    /// slots of an instance that dies free themselves after
+    /// [`lease_ttl`](Self::lease_ttl). While Redis cannot be reached, the
+    /// upgrades are refused with `503`.
+    ///
+    /// A cap low enough to matter for abuse can lock out honest users with
+    /// many tabs, devices or reconnecting clients (a closed socket frees
+    /// its slot at once, but a dead TCP connection only when the server
+    /// notices): leave room.
+    #[must_use]
+    pub fn max_connections_per_subject(self, max: NonZeroUsize) -> Self {
+        self.inner.state().cap.max = Some(max);
+        self
+    }
+
+    /// How long a lease on a cap shared through the bus lasts unless its
+    /// instance renews it (default 30 seconds, at least 300 ms; renewed
+    /// every third of it): how long the slots of an instance that died stay
+    /// taken.
+    #[must_use]
+    pub fn lease_ttl(self, ttl: Duration) -> Self {
+        self.inner.state().cap.lease_ttl = ttl.max(Duration::from_millis(300));
+        self
+    }
+
+    /// Reserves a slot of `subject`'s cap for an accepted upgrade (here,
+    /// and on the bus when it shares the cap).
+    async fn reserve(&self, subject: &str) -> Result<(), AuthError> {
+        let inner = &self.inner;
+        let mut released = Vec::new();
+        let (max, ttl) = {
+            let mut state = inner.state();
+            let max = state.cap.max;
+            let room = state.cap.has_room(subject, Instant::now(), &mut released);
+            let ttl = state.cap.lease_ttl;
+            drop(state);
+            inner.release(std::mem::take(&mut released));
+            match max {
+                None => return Ok(()),
+                Some(_) if !room => return Err(AuthError::too_many_connections(CAP_RETRY_AFTER)),
+                Some(max) => (max, ttl),
+            }
+        };
+        let lease = match &inner.bus {
+            Some(bus) if bus.shares_leases() => {
+                let lease = inner.new_lease();
+                let until = SystemTime::now() + ttl;
+                match bus.acquire_lease(subject, &lease, max.get(), until).await {
+                    Ok(true) => Some(lease),
+                    Ok(false) => return Err(AuthError::too_many_connections(CAP_RETRY_AFTER)),
+                    Err(error) => {
+                        return Err(AuthError::backend(
+                            "the shared connection cap is unreachable",
+                            error,
+                        ));
+                    }
+                }
+            }
+            _ => None,
+        };
+        let reserved =
+            inner
+                .state()
+                .cap
+                .reserve(subject, Instant::now(), lease.clone(), &mut released);
+        if !reserved && let Some(lease) = lease {
+            released.push((subject.into(), lease));
+        }
+        inner.release(released);
+        if reserved {
+            Ok(())
+        } else {
+            Err(AuthError::too_many_connections(CAP_RETRY_AFTER))
+        }
+    }
+
+    /// `false` while the bus may be missing revocations: from the moment
+    /// its link drops (a Redis outage, say) until it is back and the active
+    /// revocations are loaded again. Always `true` without a bus or with a
+    /// bus that never misses messages ([`LocalBus`]).
+    pub fn is_synced(&self) -> bool {
+        self.inner.synced.load(Ordering::SeqCst)
+    }
+
+    /// Wraps `authenticator` so that the handshake refuses what this
+    /// registry revokes: a credential a remembered revocation matches is
+    /// refused as invalid (`401 invalid_token`, like any bad credential),
+    /// and while the registry [is not in sync](Self::is_synced) with its
+    /// bus every upgrade is refused as unavailable (`503` with
+    /// `Retry-After: 1`): a revocation made meanwhile could be missed, and
+    /// the registry fails closed rather than open. With
+    /// [`max_connections_per_subject`](Self::max_connections_per_subject),
+    /// it also enforces that cap (`429`).
+    ///
+    /// Wrap it *outside* [`Cached`](crate::Cached): a cached identity is then
+    /// checked on every use and never returned once revoked.
+    ///
+    /// ```
+    /// use tower_ws_auth::{authenticate_fn, AuthMethod, Authenticator, Credential, Identity};
+    /// use tower_ws_auth::socket::Revocations;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let revocations = Revocations::new();
+    /// let auth = revocations.revocable(authenticate_fn(|_, _| async {
+    ///     Ok(Identity::new("alice", AuthMethod::Custom("demo")))
+    /// }));
+    /// let parts = http::Request::new(()).into_parts().0;
+    /// let credential = Credential::new(tower_ws_auth::Carrier::Bearer, "t");
+    /// assert!(auth.authenticate(&credential, &parts).await.is_ok());
+    /// revocations.revoke_subject("alice").await.unwrap();
+    /// assert!(auth.authenticate(&credential, &parts).await.is_err());
+    /// # }
+    /// ```
+    pub fn revocable<A: Authenticator>(&self, authenticator: A) -> Revocable<A> {
+        Revocable {
+            inner: authenticator,
+            revocations: self.clone(),
+        }
     }
 
     /// Registers a live connection of `identity`; keep the
@@ -437,17 +1006,22 @@ impl Revocations {
             revoked: AtomicBool::new(false),
         });
         let mut state = self.inner.state();
-        if state.records.matches(identity, Instant::now()) {
+        let now = Instant::now();
+        if state.records.matches(identity, now) {
             signal.revoke();
         }
+        let mut released = Vec::new();
+        state.cap.register(identity.subject(), now, &mut released);
         state.entries.insert(
             id,
             Entry {
                 identity: identity.clone(),
+                subject: identity.subject().into(),
                 signal: signal.clone(),
             },
         );
         drop(state);
+        self.inner.release(released);
         Registration {
             id,
             registry: Arc::downgrade(&self.inner),
@@ -463,14 +1037,22 @@ impl Revocations {
     /// If the bus could not publish; this instance's connections are
     /// revoked all the same.
     pub async fn revoke(&self, revocation: Revocation) -> Result<usize, BusError> {
-        let closed = self.inner.apply(&revocation);
+        let now = SystemTime::now();
+        let revocation = revocation.dated(now);
+        let until = self.inner.state().records.end_of(&revocation, now);
+        let closed = self.inner.apply(&revocation, Some(until));
         if let Some(bus) = &self.inner.bus {
-            bus.publish(&revocation).await?;
+            bus.publish_until(&revocation, until).await?;
         }
         Ok(closed)
     }
 
-    /// Revokes every connection of `subject`; see [`revoke`](Self::revoke).
+    /// Revokes every credential of `subject` issued at or before the
+    /// current second ([`Revocation::IssuedBefore`]): closes the live
+    /// connections they authenticated, and refuses them at the next
+    /// handshake for as long as the revocation is
+    /// [remembered](Self::remember_for); credentials issued later are
+    /// accepted. See [`revoke`](Self::revoke).
     ///
     /// # Errors
     ///
@@ -508,6 +1090,42 @@ impl Revocations {
     /// `true` if no connection is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// An authenticator that refuses what a [`Revocations`] revokes; see
+/// [`Revocations::revocable`].
+#[derive(Clone)]
+pub struct Revocable<A> {
+    inner: A,
+    revocations: Revocations,
+}
+
+impl<A> fmt::Debug for Revocable<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revocable")
+            .field("revocations", &self.revocations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Authenticator> Authenticator for Revocable<A> {
+    async fn authenticate(
+        &self,
+        credential: &Credential,
+        request: &http::request::Parts,
+    ) -> Result<Identity, AuthError> {
+        let identity = self.inner.authenticate(credential, request).await?;
+        if !self.revocations.is_synced() {
+            return Err(AuthError::unavailable(
+                "the revocation bus is cut off: revocations may be missing",
+            ));
+        }
+        if self.revocations.is_revoked(&identity) {
+            return Err(AuthError::invalid("credential revoked"));
+        }
+        self.revocations.reserve(identity.subject()).await?;
+        Ok(identity)
     }
 }
 
@@ -569,7 +1187,13 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(registry) = self.registry.upgrade() {
-            registry.state().entries.remove(&self.id);
+            let mut state = registry.state();
+            let mut released = Vec::new();
+            if let Some(entry) = state.entries.remove(&self.id) {
+                state.cap.unregister(&entry.subject, &mut released);
+            }
+            drop(state);
+            registry.release(released);
         }
     }
 }
@@ -641,10 +1265,87 @@ mod tests {
         assert!(registry.register(&later).is_revoked());
         registry.revoke_subject("bob").await.unwrap();
         assert!(registry.register(&bob_before).is_revoked());
-        // A subject may authenticate again after its revocation.
-        let bob_again = Identity::new("bob", AuthMethod::Jwt);
+        // A subject may authenticate again with a credential issued after
+        // the revoked second; one without an issue time stays refused.
+        let bob_again = Identity::builder("bob", AuthMethod::Jwt)
+            .issued_at(SystemTime::now() + Duration::from_secs(1))
+            .build();
         assert!(!registry.register(&bob_again).is_revoked());
         assert!(registry.is_revoked(&bob_before) && !registry.is_revoked(&bob_again));
+        assert!(registry.is_revoked(&Identity::new("bob", AuthMethod::Jwt)));
+    }
+
+    #[tokio::test]
+    async fn issued_before_is_by_the_second_and_expires_with_the_lifetime() {
+        let registry = Revocations::new().remember_for(Duration::from_secs(60));
+        let now = unix_secs(SystemTime::now());
+        let issued = |secs: u64| {
+            Identity::builder("carol", AuthMethod::Jwt)
+                .issued_at(UNIX_EPOCH + Duration::from_millis(secs * 1000 + 999))
+                .build()
+        };
+        registry
+            .revoke(Revocation::IssuedBefore {
+                subject: "carol".into(),
+                at: now - 10,
+            })
+            .await
+            .unwrap();
+        assert!(registry.is_revoked(&issued(now - 10)));
+        assert!(!registry.is_revoked(&issued(now - 9)));
+        // A later revocation widens the record.
+        registry.revoke_subject("carol").await.unwrap();
+        assert!(registry.is_revoked(&issued(now - 9)));
+        assert!(!registry.is_revoked(&issued(now + 2)));
+        // Nothing issued before a second long gone can still be valid.
+        let old = Revocations::new().remember_for(Duration::from_secs(60));
+        old.revoke(Revocation::IssuedBefore {
+            subject: "dave".into(),
+            at: now - 61,
+        })
+        .await
+        .unwrap();
+        assert!(!old.is_revoked(&Identity::new("dave", AuthMethod::Jwt)));
+        assert!(old.inner.state().records.order.is_empty());
+    }
+
+    #[tokio::test]
+    async fn revocable_refuses_at_the_handshake() {
+        let registry = Revocations::new();
+        let auth = registry.revocable(crate::authenticate_fn(|c, _| {
+            let token = c.expose_secret().to_owned();
+            async move {
+                Ok(Identity::builder("erin", AuthMethod::Jwt)
+                    .token_id(token)
+                    .issued_at(SystemTime::now() - Duration::from_secs(5))
+                    .build())
+            }
+        }));
+        let parts = http::Request::new(()).into_parts().0;
+        let one = Credential::new(crate::Carrier::Bearer, "one");
+        let two = Credential::new(crate::Carrier::Bearer, "two");
+        assert!(auth.authenticate(&one, &parts).await.is_ok());
+        registry.revoke_token("one").await.unwrap();
+        let refused = auth.authenticate(&one, &parts).await.unwrap_err();
+        assert!(matches!(refused, AuthError::Invalid(_)), "{refused:?}");
+        assert!(auth.authenticate(&two, &parts).await.is_ok());
+        registry.revoke_subject("erin").await.unwrap();
+        assert!(auth.authenticate(&two, &parts).await.is_err());
+        // Out of sync with the bus: unavailable, whatever the credential.
+        registry.inner.synced.store(false, Ordering::SeqCst);
+        let other = Revocations::new();
+        other.inner.synced.store(false, Ordering::SeqCst);
+        let refused = other
+            .revocable(crate::authenticate_fn(|_, _| async {
+                Ok(Identity::new("frank", AuthMethod::Jwt))
+            }))
+            .authenticate(&one, &parts)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, AuthError::Unavailable { .. }),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]
@@ -672,11 +1373,55 @@ mod tests {
         assert_eq!(registry.inner.state().records.order.len(), 1);
     }
 
+    #[tokio::test]
+    async fn the_cap_counts_live_and_reserved_slots() {
+        let registry = Revocations::new().max_connections_per_subject(2.try_into().unwrap());
+        let auth = registry.revocable(crate::authenticate_fn(|c, _| {
+            let subject = c.expose_secret().to_owned();
+            async move { Ok(Identity::new(subject, AuthMethod::Jwt)) }
+        }));
+        let parts = http::Request::new(()).into_parts().0;
+        let gail = Credential::new(crate::Carrier::Bearer, "gail");
+        let hank = Credential::new(crate::Carrier::Bearer, "hank");
+        let at_cap = |r: Result<Identity, AuthError>| matches!(r, Err(AuthError::TooManyConnections { retry_after }) if retry_after == CAP_RETRY_AFTER);
+        // Two upgrades reserve the two slots; the third is refused.
+        assert!(auth.authenticate(&gail, &parts).await.is_ok());
+        assert!(auth.authenticate(&gail, &parts).await.is_ok());
+        assert!(at_cap(auth.authenticate(&gail, &parts).await));
+        assert!(auth.authenticate(&hank, &parts).await.is_ok());
+        // Their sockets register in the reserved slots.
+        let one = registry.register(&Identity::new("gail", AuthMethod::Jwt));
+        let two = registry.register(&Identity::new("gail", AuthMethod::Jwt));
+        assert!(at_cap(auth.authenticate(&gail, &parts).await));
+        drop(one);
+        assert!(auth.authenticate(&gail, &parts).await.is_ok());
+        assert!(at_cap(auth.authenticate(&gail, &parts).await));
+        drop(two);
+        // A reservation whose socket never comes lapses.
+        {
+            let mut state = registry.inner.state();
+            let later = Instant::now() + RESERVATION + Duration::from_millis(1);
+            state.cap.expire(later, &mut Vec::new());
+            assert!(state.cap.subjects.is_empty(), "idle subjects are forgotten");
+            assert!(state.cap.reservations.is_empty());
+        }
+    }
+
     #[test]
     fn wire_format() {
         let json = serde_json::to_string(&Revocation::Session("abc".into())).unwrap();
         assert_eq!(json, r#"{"kind":"session","value":"abc"}"#);
         let back: Revocation = serde_json::from_str(&json).unwrap();
         assert_eq!(back, Revocation::Session("abc".into()));
+        let dated = Revocation::IssuedBefore {
+            subject: "a".into(),
+            at: 7,
+        };
+        let json = serde_json::to_string(&dated).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"issued_before","value":{"subject":"a","at":7}}"#
+        );
+        assert_eq!(serde_json::from_str::<Revocation>(&json).unwrap(), dated);
     }
 }

@@ -357,7 +357,8 @@ pub const UPGRADE_HEADERS: [(&str, &str); 4] = [
 ];
 
 /// Serves a tower service with hyper's HTTP/1.1 server (no axum) on
-/// 127.0.0.1 with an ephemeral port, upgrades enabled.
+/// 127.0.0.1 with an ephemeral port, upgrades enabled; each request carries
+/// the peer's address as a `throttle::PeerAddr` extension.
 pub async fn serve_hyper<S, B>(service: S) -> SocketAddr
 where
     S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
@@ -374,8 +375,19 @@ where
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            let (stream, peer) = listener.accept().await.unwrap();
+            // The peer address, as a hyper server tells the layer (what
+            // axum's `ConnectInfo` does in `serve`).
+            let service = tower::ServiceExt::map_request(
+                service.clone(),
+                move |mut request: http::Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(tower_ws_auth::throttle::PeerAddr(peer));
+                    request
+                },
+            );
+            let service = hyper_util::service::TowerToHyperService::new(service);
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)

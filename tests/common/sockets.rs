@@ -73,6 +73,9 @@ pub struct App {
     /// for the peer's Close.
     pub plain: SessionGuard,
     pub revocations: Revocations,
+    /// The handshake's authenticator on the `/ws*` routes (default
+    /// [`boxed_auth`]).
+    pub handshake: tower_ws_auth::BoxAuthenticator,
     delivered: Arc<Mutex<Vec<String>>>,
 }
 
@@ -92,6 +95,7 @@ impl App {
                 .revocations(revocations.clone())
                 .close_timeout(Duration::from_secs(1)),
             revocations,
+            handshake: boxed_auth(),
             delivered: Arc::new(Mutex::new(Vec::new())),
         }
     }
@@ -99,6 +103,12 @@ impl App {
     /// The same app with another first-message authentication on `/first`.
     pub fn with_first(mut self, first: FirstMessageAuth<tower_ws_auth::BoxAuthenticator>) -> Self {
         self.first = first;
+        self
+    }
+
+    /// The same app with another authenticator on the `/ws*` handshakes.
+    pub fn with_handshake(mut self, handshake: tower_ws_auth::BoxAuthenticator) -> Self {
+        self.handshake = handshake;
         self
     }
 
@@ -287,7 +297,7 @@ async fn spawn_axum(app: App) -> SocketAddr {
         .route("/ws-split", any(guarded))
         .route("/ws-stream", any(guarded))
         .route("/ws-forward", any(guarded))
-        .route_layer(WsAuthLayer::new(boxed_auth()).bearer_header())
+        .route_layer(WsAuthLayer::new(app.handshake.clone()).bearer_header())
         .route("/first", any(first))
         .route("/first-gql", any(first))
         .with_state(app);
@@ -319,7 +329,7 @@ async fn spawn_hyper(app: App) -> SocketAddr {
 
     let guarded_app = app.clone();
     let guarded = tower::ServiceBuilder::new()
-        .layer(WsAuthLayer::new(boxed_auth()).bearer_header())
+        .layer(WsAuthLayer::new(app.handshake.clone()).bearer_header())
         .service_fn(move |mut request: Request<Incoming>| {
             let app = guarded_app.clone();
             async move {

@@ -3,10 +3,11 @@
 //! features compile only with them; `cargo test --all-features` runs all.
 //!
 //! - [`carriers`], [`subprotocol`], [`origin`], [`service`], [`logging`],
-//!   [`hyper_server`]: the layer before the upgrade;
+//!   [`hyper_server`], [`throttling`]: the layer before the upgrade;
 //! - [`authenticators`], [`jwt`], [`jwks`], [`sessions`], [`tower_sessions`]:
 //!   the authenticators;
 //! - [`after_handshake`], [`revocation_race`], [`graphql_ws`]: after the
+//!   upgrade; [`revocation_handshake`]: revocations refused at the next
 //!   upgrade;
 //! - [`security`]: the adversarial suite, one test per rule of `SECURITY.md`,
 //!   named after its rule;
@@ -40,6 +41,14 @@ mod jwks;
 mod jwt;
 mod logging;
 mod origin;
+#[cfg(all(
+    feature = "axum",
+    feature = "tungstenite",
+    feature = "redis",
+    feature = "jwt",
+    feature = "cache"
+))]
+mod revocation_handshake;
 #[cfg(all(feature = "axum", feature = "tungstenite", feature = "sessions"))]
 mod revocation_race;
 #[cfg(all(
@@ -55,5 +64,6 @@ mod service;
 #[cfg(feature = "sessions")]
 mod sessions;
 mod subprotocol;
+mod throttling;
 #[cfg(feature = "tower-sessions")]
 mod tower_sessions;
