@@ -27,6 +27,9 @@ pub mod session;
 #[cfg(feature = "socket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "socket")))]
 pub mod socket;
+#[cfg(feature = "tickets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tickets")))]
+pub mod ticket;
 mod upgrade;
 
 pub use authenticator::{
