@@ -4,8 +4,8 @@
 //!
 //! - [`carriers`], [`subprotocol`], [`origin`], [`service`], [`logging`],
 //!   [`hyper_server`]: the layer before the upgrade;
-//! - [`authenticators`], [`jwt`], [`jwks`], [`sessions`], [`tower_sessions`]:
-//!   the authenticators;
+//! - [`authenticators`], [`jwt`], [`jwks`], [`sessions`], [`tower_sessions`],
+//!   [`tickets`]: the authenticators;
 //! - [`after_handshake`], [`revocation_race`], [`graphql_ws`]: after the
 //!   upgrade;
 //! - [`security`]: the adversarial suite, one test per rule of `SECURITY.md`,
@@ -55,5 +55,12 @@ mod service;
 #[cfg(feature = "sessions")]
 mod sessions;
 mod subprotocol;
+#[cfg(all(
+    feature = "tickets",
+    feature = "axum",
+    feature = "redis",
+    feature = "sessions"
+))]
+mod tickets;
 #[cfg(feature = "tower-sessions")]
 mod tower_sessions;
