@@ -278,10 +278,14 @@ async fn quickstart_in_headless_chromium() {
         .await
         .unwrap();
     wait_text(client, "log", |t| t.contains("< hello over a ticket")).await;
+    let logs = server.output();
     assert!(
-        !server.output().contains("wst_"),
-        "a ticket reached the server's logs"
+        logs.lines().any(|l| l.contains("outcome=\"accepted\"")
+            && l.contains("carrier=\"query\"")
+            && l.contains("subject=\"alice\"")),
+        "the upgrade should have been authenticated by the ticket (query carrier):\n{logs}"
     );
+    assert!(!logs.contains("wst_"), "a ticket reached the server's logs");
 
     // 3. A page from another origin (another port of the same host, so the
     // browser does attach alice's cookie) cannot open a socket with it.
