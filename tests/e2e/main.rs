@@ -5,7 +5,7 @@
 //! - [`carriers`], [`subprotocol`], [`origin`], [`service`], [`logging`],
 //!   [`hyper_server`]: the layer before the upgrade;
 //! - [`authenticators`], [`jwt`], [`jwks`], [`sessions`], [`tower_sessions`],
-//!   [`tickets`]: the authenticators;
+//!   [`tickets`], [`oidc`] (a real OpenID provider): the authenticators;
 //! - [`after_handshake`], [`revocation_race`], [`graphql_ws`]: after the
 //!   upgrade;
 //! - [`security`]: the adversarial suite, one test per rule of `SECURITY.md`,
@@ -39,6 +39,8 @@ mod hyper_server;
 mod jwks;
 mod jwt;
 mod logging;
+#[cfg(all(feature = "axum", feature = "jwks"))]
+mod oidc;
 mod origin;
 #[cfg(all(feature = "axum", feature = "tungstenite", feature = "sessions"))]
 mod revocation_race;
