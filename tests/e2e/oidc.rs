@@ -23,6 +23,8 @@ use crate::jwt_common::{accepted, invalid, serve};
 const JWT_RESOURCE: &str = "urn:tower-ws-auth:jwt";
 const OTHER_RESOURCE: &str = "urn:tower-ws-auth:other";
 const OPAQUE_RESOURCE: &str = "urn:tower-ws-auth:opaque";
+#[cfg(feature = "introspection")]
+const OTHER_OPAQUE_RESOURCE: &str = "urn:tower-ws-auth:other-opaque";
 
 /// Node.js and the provider script, or `None` (after a SKIPPED line)
 /// outside CI.
@@ -215,4 +217,102 @@ async fn remote_jwks_with_a_real_openid_provider() {
     provider.stop();
     assert_eq!(accepted(server.addr, &second).await.subject, "ws-client");
     assert_eq!(accepted(server.addr, &first).await.subject, "ws-client");
+}
+
+/// Opaque tokens through [`Introspection`] against the provider's RFC 7662
+/// endpoint: both client authentication methods, discovery of the
+/// endpoint, the audience and issuer checks, revocation within the
+/// documented cache bound, and 503 for a provider that is down, refuses
+/// our credentials or answers garbage.
+#[cfg(feature = "introspection")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_with_a_real_openid_provider() {
+    use tower_ws_auth::introspection::{ClientAuth, Introspection};
+
+    use crate::jwt_common::key_server::unavailable;
+
+    let Some(mut provider) = Provider::start("introspection") else {
+        return;
+    };
+    let issuer = provider.issuer();
+    // `client_secret_basic`, the endpoint from discovery, audience and
+    // issuer checked; positive answers cached for at most one second.
+    let by_basic = serve(
+        Introspection::discover(&issuer, "ws-client", "ws-client-secret")
+            .audience([OPAQUE_RESOURCE])
+            .issuer(issuer.clone())
+            .max_cache(Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    // `client_secret_post` as another client, the endpoint configured, no
+    // audience check.
+    let by_post = serve(
+        Introspection::builder(
+            &format!("{issuer}/token/introspection"),
+            "ws-server",
+            "ws-server-secret",
+        )
+        .client_auth(ClientAuth::ClientSecretPost)
+        .max_cache(Duration::from_secs(1))
+        .build()
+        .unwrap(),
+    )
+    .await;
+
+    let opaque = provider.token(OPAQUE_RESOURCE).await;
+    for server in [&by_basic, &by_post] {
+        let seen = accepted(server.addr, &opaque).await;
+        assert_eq!(seen.subject, "ws-client", "client credentials: the client_id");
+        assert_eq!(seen.scopes, ["chat:read", "chat:write"]);
+        assert_eq!(seen.method, "introspection");
+        assert!(seen.expires_at.is_some(), "exp carried over");
+    }
+    // A token for another audience: refused where the audience is checked.
+    let other = provider.token(OTHER_OPAQUE_RESOURCE).await;
+    invalid(by_basic.addr, &other).await;
+    assert_eq!(accepted(by_post.addr, &other).await.subject, "ws-client");
+    // An unknown token: inactive.
+    invalid(by_basic.addr, "not-a-token-the-provider-issued").await;
+    invalid(by_post.addr, "not-a-token-the-provider-issued").await;
+
+    // Revoked at the provider: refused once the positive cache (1 s) has
+    // run out, on both servers.
+    let form = format!("token={opaque}");
+    let (status, body) = post_form(
+        provider.addr(),
+        "/token/revocation",
+        &form,
+        Some(("ws-client", "ws-client-secret")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    invalid(by_basic.addr, &opaque).await;
+    invalid(by_post.addr, &opaque).await;
+
+    // Our own credentials refused by the provider, or an endpoint that
+    // answers garbage: 503, not 401.
+    let wrong_secret = serve(
+        Introspection::builder(&format!("{issuer}/token/introspection"), "ws-server", "wrong")
+            .client_auth(ClientAuth::ClientSecretPost)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let fresh = provider.token(OPAQUE_RESOURCE).await;
+    unavailable(wrong_secret.addr, &fresh).await;
+    let garbage = serve(
+        Introspection::builder(&format!("{issuer}/jwks"), "ws-client", "ws-client-secret")
+            .build()
+            .unwrap(),
+    )
+    .await;
+    unavailable(garbage.addr, &fresh).await;
+
+    // The provider stopped: an uncached token is 503.
+    provider.stop();
+    unavailable(by_basic.addr, &fresh).await;
+    unavailable(by_post.addr, &fresh).await;
 }

@@ -6,9 +6,12 @@
 // NODE_ENV=production, and loopback only) with:
 // - one confidential client, `ws-client` / `ws-client-secret`, for the
 //   client-credentials grant (client_secret_basic or client_secret_post);
-// - two resources (RFC 8707 resource indicators): `urn:tower-ws-auth:jwt`
-//   gets JWT access tokens (RFC 9068, RS256, `aud` the resource) and
-//   `urn:tower-ws-auth:opaque` opaque ones; scopes `chat:read chat:write`;
+// - resources (RFC 8707 resource indicators), each its own `aud`:
+//   `urn:tower-ws-auth:jwt` and `urn:tower-ws-auth:other` get JWT access
+//   tokens (RFC 9068, RS256), `urn:tower-ws-auth:opaque` and
+//   `urn:tower-ws-auth:other-opaque` opaque ones (only opaque tokens are
+//   introspectable here: oidc-provider answers `active: false` for its JWT
+//   access tokens); scopes `chat:read chat:write`;
 // - introspection (RFC 7662) and revocation (RFC 7009) enabled.
 //
 // Signing keys live in <keys.json> (private JWKs, the first one signs).
@@ -39,6 +42,7 @@ const resources = {
   'urn:tower-ws-auth:jwt': 'jwt',
   'urn:tower-ws-auth:opaque': 'opaque',
   'urn:tower-ws-auth:other': 'jwt',
+  'urn:tower-ws-auth:other-opaque': 'opaque',
 };
 
 const provider = new Provider(issuer, {
