@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+#[cfg(feature = "introspection")]
+use http::HeaderValue;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, USER_AGENT};
 #[cfg(feature = "introspection")]
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-#[cfg(feature = "introspection")]
-use http::HeaderValue;
 use http::{HeaderMap, Request, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper_rustls::HttpsConnector;

@@ -85,6 +85,9 @@ enum Endpoint {
 
 type Key = [u8; 32];
 
+/// The shared answer of one in-flight introspection.
+type Flight = Arc<OnceCell<Result<Answer, AuthError>>>;
+
 /// A cached answer: the identity, or a refusal.
 #[derive(Clone)]
 enum Answer {
@@ -104,7 +107,10 @@ struct Inner {
     capacity: usize,
     fetcher: Fetcher,
     cache: Mutex<HashMap<Key, (Answer, Instant)>>,
-    inflight: Mutex<HashMap<Key, Arc<OnceCell<Result<Answer, AuthError>>>>>,
+    /// One cell per token being introspected: the first handshake runs
+    /// the request, the others wait for its answer. Entries are removed
+    /// when answered, so the map holds at most one per concurrent lookup.
+    inflight: Mutex<HashMap<Key, Flight>>,
 }
 
 /// An [`Authenticator`] checking tokens with OAuth 2.0 token introspection
@@ -172,7 +178,11 @@ impl Introspection {
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
     ) -> IntrospectionBuilder {
-        IntrospectionBuilder::new(parse_url(endpoint).map(Endpoint::Fixed), client_id, client_secret)
+        IntrospectionBuilder::new(
+            parse_url(endpoint).map(Endpoint::Fixed),
+            client_id,
+            client_secret,
+        )
     }
 
     /// Introspects at the `introspection_endpoint` of the authorization
@@ -431,7 +441,11 @@ impl Inner {
         let mut form = format!("token={}&token_type_hint=access_token", encode(token));
         let authorization = match self.auth {
             ClientAuth::ClientSecretBasic => {
-                let pair = format!("{}:{}", encode(&self.client_id), encode(&self.client_secret));
+                let pair = format!(
+                    "{}:{}",
+                    encode(&self.client_id),
+                    encode(&self.client_secret)
+                );
                 let value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(pair)))
                     .map_err(|_| AuthError::unavailable("unusable client credentials"))?;
                 Some(value)
@@ -459,7 +473,9 @@ impl Inner {
             return Answer::Inactive("token not active");
         }
         let now = SystemTime::now();
-        let expires_at = response.exp.map(|exp| UNIX_EPOCH + Duration::from_secs(exp));
+        let expires_at = response
+            .exp
+            .map(|exp| UNIX_EPOCH + Duration::from_secs(exp));
         if expires_at.is_some_and(|at| at <= now) {
             return Answer::Inactive("token expired");
         }

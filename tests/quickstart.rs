@@ -613,17 +613,31 @@ async fn ticket_contract() {
     let form = "username=alice&password=alice-password";
     let (status, headers) = post(addr, "/login", form, None, Some(&own_origin)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let cookie = headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     for origin in [None, Some("http://evil.example")] {
         let mut headers = vec![("cookie", cookie.as_str())];
         headers.extend(origin.map(|o| ("origin", o)));
-        assert_eq!(mint(addr, &headers).await.0, StatusCode::FORBIDDEN, "{origin:?}");
+        assert_eq!(
+            mint(addr, &headers).await.0,
+            StatusCode::FORBIDDEN,
+            "{origin:?}"
+        );
     }
     let t = ticket(addr, &[("cookie", &cookie), ("origin", &own_origin)]).await;
     // Redeemed from another origin: 403, and the ticket is not spent.
-    let refused = connect(addr, &format!("/ws?ticket={t}"), &[("origin", "http://evil.example")])
-        .await
-        .unwrap_err();
+    let refused = connect(
+        addr,
+        &format!("/ws?ticket={t}"),
+        &[("origin", "http://evil.example")],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     // A ticket goes before the cookie: bob's ticket beside alice's cookie is bob.
     let for_bob = ticket(addr, &[("authorization", &bearer)]).await;
@@ -657,7 +671,11 @@ async fn ticket_contract() {
 
     // The identity's expiry carries over: a ticket minted with a JWT that
     // expires in two seconds closes with 4002.
-    let t = ticket(addr, &[("authorization", &format!("Bearer {}", token("carol", 2)))]).await;
+    let t = ticket(
+        addr,
+        &[("authorization", &format!("Bearer {}", token("carol", 2)))],
+    )
+    .await;
     let (mut ws, _) = connect(addr, &format!("/ws?ticket={t}"), &[])
         .await
         .unwrap();

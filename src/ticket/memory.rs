@@ -1,7 +1,7 @@
 //! The in-memory ticket store: one lock around a capped table.
 
-use std::collections::hash_map::{Entry, HashMap};
 use std::collections::VecDeque;
+use std::collections::hash_map::{Entry, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -134,7 +134,9 @@ mod tests {
         let store = MemoryStore::new(NonZeroUsize::new(3).unwrap());
         let id = Identity::new("a", AuthMethod::Jwt);
         for n in 0..=200u8 {
-            store.insert(key(n), id.clone(), Duration::from_secs(60)).unwrap();
+            store
+                .insert(key(n), id.clone(), Duration::from_secs(60))
+                .unwrap();
             assert!(store.take(&key(n)).is_some());
             assert!(store.take(&key(n)).is_none(), "single use");
             assert!(store.sizes().1 <= 6);

@@ -174,10 +174,16 @@ impl Tickets {
     /// than [`MAX_TTL`].
     pub fn ttl(mut self, ttl: Duration) -> Result<Self, ConfigError> {
         if ttl < Duration::from_secs(1) {
-            return Err(ConfigError::setting("ticket ttl", "shorter than one second"));
+            return Err(ConfigError::setting(
+                "ticket ttl",
+                "shorter than one second",
+            ));
         }
         if ttl > MAX_TTL {
-            return Err(ConfigError::setting("ticket ttl", "longer than 300 seconds"));
+            return Err(ConfigError::setting(
+                "ticket ttl",
+                "longer than 300 seconds",
+            ));
         }
         self.ttl = ttl;
         Ok(self)
@@ -247,7 +253,8 @@ impl Tickets {
     fn check_origin(&self, headers: &http::HeaderMap, required: bool) -> Result<(), AuthError> {
         match &self.origins {
             Some(policy)
-                if (required || headers.contains_key(ORIGIN)) && !policy.allows_headers(headers) =>
+                if (required || headers.contains_key(ORIGIN))
+                    && !policy.allows_headers(headers) =>
             {
                 Err(AuthError::forbidden("origin not allowed for tickets"))
             }
@@ -284,9 +291,9 @@ impl Authenticator for Tickets {
         }
         self.check_origin(&request.headers, false)?;
         match self.redeem(secret).await? {
-            Some(identity) if identity.is_expired_at(SystemTime::now()) => Err(
-                AuthError::invalid("the identity the ticket was minted for has expired"),
-            ),
+            Some(identity) if identity.is_expired_at(SystemTime::now()) => Err(AuthError::invalid(
+                "the identity the ticket was minted for has expired",
+            )),
             Some(identity) => Ok(identity),
             None => Err(AuthError::invalid("unknown, used or expired ticket")),
         }

@@ -33,9 +33,7 @@ fn node_and_provider() -> Option<(PathBuf, PathBuf)> {
     let node = std::env::var_os("TOWER_WS_AUTH_NODE")
         .map(PathBuf::from)
         .or_else(|| Some(PathBuf::from("/usr/bin/node")).filter(|p| p.exists()));
-    let installed = dir
-        .join("node_modules/oidc-provider/package.json")
-        .exists();
+    let installed = dir.join("node_modules/oidc-provider/package.json").exists();
     match node {
         Some(node) if installed => Some((node, dir.join("provider.mjs"))),
         _ => {
@@ -116,7 +114,8 @@ impl Provider {
     /// An access token for `resource` from the token endpoint
     /// (client-credentials grant, `client_secret_basic`).
     async fn token(&self, resource: &str) -> String {
-        let form = format!("grant_type=client_credentials&resource={resource}&scope=chat:read+chat:write");
+        let form =
+            format!("grant_type=client_credentials&resource={resource}&scope=chat:read+chat:write");
         let (status, body) = post_form(
             self.addr(),
             "/token",
@@ -190,13 +189,17 @@ async fn remote_jwks_with_a_real_openid_provider() {
         .refetch_interval(Duration::from_millis(100))
         .build()
         .unwrap();
-    let server = serve(JwtAuthenticator::from_remote_jwks(jwks.clone()).audience([JWT_RESOURCE])).await;
+    let server =
+        serve(JwtAuthenticator::from_remote_jwks(jwks.clone()).audience([JWT_RESOURCE])).await;
 
     // A JWT access token (RFC 9068) for the resource: 101, the client's
     // identity with the granted scopes.
     let first = provider.token(JWT_RESOURCE).await;
     let seen = accepted(server.addr, &first).await;
-    assert_eq!(seen.subject, "ws-client", "client credentials: sub is the client");
+    assert_eq!(
+        seen.subject, "ws-client",
+        "client credentials: sub is the client"
+    );
     assert_eq!(seen.scopes, ["chat:read", "chat:write"]);
     assert_eq!(jwks.issuer(), Some(issuer.as_str()));
     // A JWT for another audience, and an opaque token: 401.
@@ -208,7 +211,11 @@ async fn remote_jwks_with_a_real_openid_provider() {
     // still works while the old key is published.
     provider.rotate();
     let second = provider.token(JWT_RESOURCE).await;
-    assert_ne!(kid(&first), kid(&second), "the provider signs with the new key");
+    assert_ne!(
+        kid(&first),
+        kid(&second),
+        "the provider signs with the new key"
+    );
     assert_eq!(accepted(server.addr, &second).await.subject, "ws-client");
     assert_eq!(accepted(server.addr, &first).await.subject, "ws-client");
     assert_eq!(jwks.key_count(), 2);
@@ -264,7 +271,10 @@ async fn introspection_with_a_real_openid_provider() {
     let opaque = provider.token(OPAQUE_RESOURCE).await;
     for server in [&by_basic, &by_post] {
         let seen = accepted(server.addr, &opaque).await;
-        assert_eq!(seen.subject, "ws-client", "client credentials: the client_id");
+        assert_eq!(
+            seen.subject, "ws-client",
+            "client credentials: the client_id"
+        );
         assert_eq!(seen.scopes, ["chat:read", "chat:write"]);
         assert_eq!(seen.method, "introspection");
         assert!(seen.expires_at.is_some(), "exp carried over");
@@ -295,10 +305,14 @@ async fn introspection_with_a_real_openid_provider() {
     // Our own credentials refused by the provider, or an endpoint that
     // answers garbage: 503, not 401.
     let wrong_secret = serve(
-        Introspection::builder(&format!("{issuer}/token/introspection"), "ws-server", "wrong")
-            .client_auth(ClientAuth::ClientSecretPost)
-            .build()
-            .unwrap(),
+        Introspection::builder(
+            &format!("{issuer}/token/introspection"),
+            "ws-server",
+            "wrong",
+        )
+        .client_auth(ClientAuth::ClientSecretPost)
+        .build()
+        .unwrap(),
     )
     .await;
     let fresh = provider.token(OPAQUE_RESOURCE).await;

@@ -97,9 +97,15 @@ fn assert_invalid_token(refused: &common::Refused) {
 async fn redeem_as_alice(addr: std::net::SocketAddr, ticket: &str) {
     let (_ws, report, _) = connect_ok(addr, &format!("/ws?a=1&ticket={ticket}&b=2"), &[]).await;
     assert_eq!(report["subject"], "alice");
-    assert_eq!(report["scopes"], serde_json::json!(["chat:read", "chat:write"]));
+    assert_eq!(
+        report["scopes"],
+        serde_json::json!(["chat:read", "chat:write"])
+    );
     assert_eq!(report["session_id"], "sess-1");
-    assert_eq!(report["query"], "a=1&b=2", "the ticket is removed from the URI");
+    assert_eq!(
+        report["query"], "a=1&b=2",
+        "the ticket is removed from the URI"
+    );
 }
 
 #[tokio::test]
@@ -110,7 +116,11 @@ async fn memory_tickets_are_single_use_from_the_query_or_the_subprotocol() {
 
     let ticket = mint(addr).await;
     redeem_as_alice(addr, &ticket).await;
-    assert_invalid_token(&connect(addr, &format!("/ws?ticket={ticket}"), &[]).await.unwrap_err());
+    assert_invalid_token(
+        &connect(addr, &format!("/ws?ticket={ticket}"), &[])
+            .await
+            .unwrap_err(),
+    );
 
     // Beside the `token` parameter: the ticket wins, both are removed.
     let ticket = mint(addr).await;
@@ -135,7 +145,11 @@ async fn memory_tickets_are_single_use_from_the_query_or_the_subprotocol() {
     // authenticator refuses it.
     let ticket = mint(addr).await;
     let bearer = format!("Bearer {ticket}");
-    assert_invalid_token(&connect(addr, "/ws", &[("authorization", &bearer)]).await.unwrap_err());
+    assert_invalid_token(
+        &connect(addr, "/ws", &[("authorization", &bearer)])
+            .await
+            .unwrap_err(),
+    );
     // ... and that did not spend it.
     redeem_as_alice(addr, &ticket).await;
 
@@ -196,12 +210,17 @@ async fn redis_tickets_minted_on_one_instance_are_redeemed_once_on_any() {
     redeem_as_alice(two, &ticket).await;
     let gone: Option<String> = inspect.get(redis_key(&ticket)).await.unwrap();
     assert!(gone.is_none(), "GETDEL removed it");
-    assert_invalid_token(&connect(one, &format!("/ws?ticket={ticket}"), &[]).await.unwrap_err());
+    assert_invalid_token(
+        &connect(one, &format!("/ws?ticket={ticket}"), &[])
+            .await
+            .unwrap_err(),
+    );
 
     // Concurrent handshakes on both instances: exactly one wins.
     let ticket = mint(two).await;
     let path = format!("/ws?ticket={ticket}");
-    let outcomes = join_all((0..8).map(|i| connect(if i % 2 == 0 { one } else { two }, &path, &[]))).await;
+    let outcomes =
+        join_all((0..8).map(|i| connect(if i % 2 == 0 { one } else { two }, &path, &[]))).await;
     assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
 
     // The identity's expiry is carried: a ticket for an identity that
@@ -232,7 +251,11 @@ async fn redis_expires_unredeemed_tickets() {
     let ticket = mint(addr).await;
     // Redis's own PX expiry (documented: the key lives `ttl`).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_invalid_token(&connect(addr, &format!("/ws?ticket={ticket}"), &[]).await.unwrap_err());
+    assert_invalid_token(
+        &connect(addr, &format!("/ws?ticket={ticket}"), &[])
+            .await
+            .unwrap_err(),
+    );
 }
 
 #[tokio::test]
@@ -247,6 +270,12 @@ async fn redis_down_is_503_not_401() {
     let (status, headers, _) = post(addr, &[("authorization", "Bearer alice-token")]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(headers.contains_key("retry-after"));
-    let refused = connect(addr, &format!("/ws?ticket={ticket}"), &[]).await.unwrap_err();
-    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{refused:?}");
+    let refused = connect(addr, &format!("/ws?ticket={ticket}"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{refused:?}"
+    );
 }
