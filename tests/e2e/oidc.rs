@@ -111,6 +111,16 @@ impl Provider {
         self.run(true);
     }
 
+    /// How many introspection requests the provider has received.
+    fn introspections(&self) -> usize {
+        self.proc.as_ref().map_or(0, |proc| {
+            proc.output()
+                .lines()
+                .filter(|l| l.trim() == "introspection request")
+                .count()
+        })
+    }
+
     /// An access token for `resource` from the token endpoint
     /// (client-credentials grant, `client_secret_basic`).
     async fn token(&self, resource: &str) -> String {
@@ -279,6 +289,31 @@ async fn introspection_with_a_real_openid_provider() {
         assert_eq!(seen.method, "introspection");
         assert!(seen.expires_at.is_some(), "exp carried over");
     }
+    // Single flight: sixteen concurrent handshakes with one uncached token
+    // make one request to the provider.
+    let shared = serve(
+        Introspection::builder(
+            &format!("{issuer}/token/introspection"),
+            "ws-server",
+            "ws-server-secret",
+        )
+        .client_auth(ClientAuth::ClientSecretPost)
+        .build()
+        .unwrap(),
+    )
+    .await;
+    let burst = provider.token(OPAQUE_RESOURCE).await;
+    let before = provider.introspections();
+    let seen = futures_util::future::join_all((0..16).map(|_| accepted(shared.addr, &burst))).await;
+    assert!(seen.iter().all(|s| s.subject == "ws-client"));
+    // The provider's output is read by another thread: let it catch up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        provider.introspections() - before,
+        1,
+        "one request for sixteen handshakes"
+    );
+
     // A token for another audience: refused where the audience is checked.
     let other = provider.token(OTHER_OPAQUE_RESOURCE).await;
     invalid(by_basic.addr, &other).await;

@@ -18,7 +18,8 @@
 // Key rotation is a restart with `rotate`: a new RSA key is generated and
 // put first, the old ones stay published in the JWKS, as a provider keeps
 // a retired key until the tokens it signed have expired. Without the file,
-// one key is generated. The line `listening <issuer>` says it is ready.
+// one key is generated. The line `listening <issuer>` says it is ready;
+// each introspection request prints `introspection request`.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -90,6 +91,12 @@ const provider = new Provider(issuer, {
       },
     },
   },
+});
+
+// One line per introspection request: the tests count them (single flight).
+provider.use(async (ctx, next) => {
+  if (ctx.method === 'POST' && ctx.path === '/token/introspection') console.log('introspection request');
+  await next();
 });
 
 const server = createServer(provider.callback());
