@@ -580,3 +580,98 @@ impl Authenticator for Introspection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built(builder: IntrospectionBuilder) -> Introspection {
+        builder.build().unwrap()
+    }
+
+    fn response(json: serde_json::Value) -> Response {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn builder_checks() {
+        let ok = || Introspection::builder("https://as.example/introspect", "rs", "s3cr3t-value");
+        assert!(ok().build().is_ok());
+        assert!(
+            Introspection::builder("ftp://as.example/x", "rs", "s")
+                .build()
+                .is_err()
+        );
+        assert!(
+            Introspection::builder("https://u:p@as.example/x", "rs", "s")
+                .build()
+                .is_err()
+        );
+        assert!(
+            Introspection::builder("https://as.example/x", "", "s")
+                .build()
+                .is_err()
+        );
+        assert!(
+            Introspection::discover("not a url", "rs", "s")
+                .build()
+                .is_err()
+        );
+        assert!(
+            ok().timeouts(Duration::ZERO, Duration::from_secs(1))
+                .build()
+                .is_err()
+        );
+        assert!(
+            ok().negative_cache(Duration::from_secs(61))
+                .build()
+                .is_err()
+        );
+        let shown = format!("{:?}", built(ok()));
+        assert!(!shown.contains("s3cr3t-value"), "{shown}");
+    }
+
+    #[test]
+    fn answers_map_onto_identities() {
+        let plain = built(Introspection::builder("https://as.example/i", "rs", "s"));
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60;
+        let Answer::Active(id) = plain.inner.judge(response(serde_json::json!({
+            "active": true, "client_id": "svc", "scope": "a  b", "exp": exp, "jti": "j1"
+        }))) else {
+            panic!("inactive")
+        };
+        assert_eq!(id.subject(), "svc", "client_id without sub");
+        assert_eq!(id.scopes().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(id.token_id(), Some("j1"));
+        assert!(id.expires_at().is_some());
+        for refused in [
+            serde_json::json!({ "active": false, "sub": "x" }),
+            serde_json::json!({ "active": true }),
+            serde_json::json!({ "active": true, "sub": "x", "exp": 1 }),
+        ] {
+            assert!(matches!(
+                plain.inner.judge(response(refused)),
+                Answer::Inactive(_)
+            ));
+        }
+        let checked = built(
+            Introspection::builder("https://as.example/i", "rs", "s")
+                .audience(["ws"])
+                .issuer("https://as.example"),
+        );
+        let judge = |json| matches!(checked.inner.judge(response(json)), Answer::Active(_));
+        assert!(judge(serde_json::json!({
+            "active": true, "sub": "u", "aud": ["x", "ws"], "iss": "https://as.example"
+        })));
+        assert!(!judge(serde_json::json!({
+            "active": true, "sub": "u", "aud": "x", "iss": "https://as.example"
+        })));
+        assert!(!judge(
+            serde_json::json!({ "active": true, "sub": "u", "aud": "ws" })
+        ));
+    }
+}
