@@ -40,6 +40,13 @@
 //!   expires.
 //! * `GET /ws/echo`: the same authentication, no welcome, a pure echo of
 //!   text and binary messages.
+//! * `POST /ws-ticket`: authenticated by the `session` cookie (Origin must
+//!   be this server's own) or by `Authorization: Bearer <jwt>`; answers 200
+//!   `{"ticket":"<opaque>","expires_in":30}` with `Cache-Control: no-store`.
+//!   `GET /ws?ticket=<ticket>` (and `/ws/echo?ticket=`) then authenticates
+//!   once as that user (a ticket goes before the cookie): same welcome, echo
+//!   and expiry (4002 when the identity the ticket was minted for expires);
+//!   a second use, an unknown ticket or one older than 30 s is 401.
 //! * `GET /ws/first-message`: no credential on the upgrade; the first
 //!   message must be `{"type":"auth","token":"<jwt>"}` within 10 s (else
 //!   4008); then it behaves like `/ws`.
@@ -64,6 +71,7 @@
 //!   one of the subject's sockets ends.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -73,16 +81,18 @@ use axum::extract::{ConnectInfo, Form, Request, State};
 use axum::http::header::{AUTHORIZATION, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{MethodRouter, any, get, post};
 use jsonwebtoken::{EncodingKey, Header};
 use serde::Deserialize;
 use tower_ws_auth::socket::{AuthMessages, JsonMessages, Parsed};
 use tower_ws_auth::{
-    AuthMethod, Authenticator, BoxAuthenticator, Carrier, Identity, OriginPolicy, WsAuthLayer,
+    AuthMethod, Authenticator, BoxAuthenticator, Carrier, ConfigError, Identity, OriginPolicy,
+    WsAuthLayer,
     jwt::JwtAuthenticator,
     session::{MemorySessionStore, SessionAuthenticator, SessionCookie},
     socket::{FirstMessageAuth, Revocations, SessionGuard},
     throttle::FailedAuthLimit,
+    ticket::Tickets,
 };
 
 /// The development secret used when `JWT_SECRET` is not set.
@@ -158,9 +168,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Carrier::Message,
         ])
         .boxed();
-    // Revoked credentials are refused at the handshake too (`/admin/revoke`).
+    let auth = jwt
+        .clone()
+        .or(by_session.for_carriers([Carrier::Cookie]))
+        .boxed();
+    // Revoked credentials are refused at the handshake too (`/admin/revoke`),
+    // tickets included: a ticket carries the identity it was minted for.
     let revocations = revocations()?;
-    let auth = revocations.revocable(jwt.clone().or(by_session.for_carriers([Carrier::Cookie])));
 
     // The cookie is accepted from this server's own origin only; so are
     // the login and logout forms.
@@ -169,15 +183,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         origins.push(format!("http://localhost:{}", addr.port()));
     }
     let origins = OriginPolicy::from_origins(&origins)?;
-    let layer = WsAuthLayer::new(auth)
+    let tickets = tickets(&origins);
+    let layer = WsAuthLayer::new(revocations.revocable(tickets.clone().or(auth.clone())))
         .bearer_header()
         .subprotocol_token()
+        .query_param("ticket")?
         .cookie(cookie.name(), origins.clone())?
         .query_param("token")?;
     let layer = match failed_auth_limit()? {
         Some(limit) => layer.failed_auth_limit(limit),
         None => layer,
     };
+    let ws_ticket = ticket_route(&tickets, auth, cookie.name(), &origins)?;
 
     let app = App {
         sessions,
@@ -196,6 +213,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/ws/echo", any(ws_echo).layer(layer))
         .route("/ws/first-message", any(ws_first_message))
         .route("/admin/revoke", post(admin_revoke))
+        .route("/ws-ticket", ws_ticket)
         .with_state(app);
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -209,6 +227,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  first message: websocat ws://{addr}/ws/first-message");
     println!(r#"                then send {{"type":"auth","token":"{token}"}}"#);
     serve(listener, router, max_connections).await
+}
+
+/// At most this many unredeemed tickets at once (then `POST /ws-ticket` is 503).
+const TICKET_CAPACITY: NonZeroUsize = NonZeroUsize::new(10_000).unwrap();
+
+/// Connection tickets, valid once for 30 s, redeemed from this server's own
+/// origin only (or without an Origin: non-browser clients).
+fn tickets(origins: &OriginPolicy) -> Tickets {
+    Tickets::in_memory(TICKET_CAPACITY).origin_policy(origins.clone())
+}
+
+/// `POST /ws-ticket`: mints a ticket for the user of the session cookie or
+/// of the bearer JWT (the `/ws` authenticators, without tickets themselves).
+fn ticket_route(
+    tickets: &Tickets,
+    auth: BoxAuthenticator,
+    cookie: &str,
+    origins: &OriginPolicy,
+) -> Result<MethodRouter<App>, ConfigError> {
+    let layer = WsAuthLayer::new(auth)
+        .bearer_header()
+        .cookie(cookie, origins.clone())?
+        .protect_all_requests(true);
+    Ok(tickets.mint_route().layer(layer))
 }
 
 /// Serves `router` with the bounds the layer cannot set (`axum::serve` reads

@@ -1,6 +1,5 @@
 //! The crate's HTTP(S) client, for documents fetched from an identity
-//! provider (JWK Sets and OpenID Connect discovery today, token
-//! introspection next): hyper-util's client over rustls (aws-lc-rs), with
+//! provider (JWK Sets, OpenID Connect discovery, token introspection): hyper-util's client over rustls (aws-lc-rs), with
 //! a connect timeout, a total timeout and a body cap on every fetch.
 //! Redirects are not followed.
 
@@ -9,9 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+#[cfg(feature = "introspection")]
+use http::HeaderValue;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, USER_AGENT};
+#[cfg(feature = "introspection")]
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, Request, StatusCode, Uri};
-use http_body_util::{BodyExt as _, Empty, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -43,12 +46,13 @@ pub(crate) enum FetchError {
 pub(crate) struct Fetched {
     pub(crate) body: Bytes,
     /// `Cache-Control: max-age`, or zero for `no-cache` / `no-store`.
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) max_age: Option<Duration>,
 }
 
 #[derive(Clone)]
 pub(crate) struct Fetcher {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     total_timeout: Duration,
     max_body: usize,
 }
@@ -137,8 +141,39 @@ impl Fetcher {
                 USER_AGENT,
                 concat!("tower-ws-auth/", env!("CARGO_PKG_VERSION")),
             )
-            .body(Empty::new())
+            .body(Full::new(Bytes::new()))
             .map_err(|_| FetchError::Document("request could not be built"))?;
+        self.send(request).await
+    }
+
+    /// POSTs the `application/x-www-form-urlencoded` `form` to `uri`, with
+    /// `authorization` (HTTP Basic client authentication) if given; the
+    /// same rules as [`get`](Self::get). The form and the header may hold
+    /// secrets: neither reaches a [`FetchError`].
+    #[cfg(feature = "introspection")]
+    pub(crate) async fn post_form(
+        &self,
+        uri: &Uri,
+        form: String,
+        authorization: Option<HeaderValue>,
+    ) -> Result<Fetched, FetchError> {
+        let mut request = Request::post(uri.clone())
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                USER_AGENT,
+                concat!("tower-ws-auth/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|_| FetchError::Document("request could not be built"))?;
+        if let Some(mut value) = authorization {
+            value.set_sensitive(true);
+            request.headers_mut().insert(AUTHORIZATION, value);
+        }
+        self.send(request).await
+    }
+
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Fetched, FetchError> {
         let max_body = self.max_body;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {

@@ -12,9 +12,12 @@ mod credential;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
-#[cfg(feature = "jwks")]
+#[cfg(any(feature = "jwks", feature = "introspection"))]
 mod fetch;
 mod identity;
+#[cfg(feature = "introspection")]
+#[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
+pub mod introspection;
 #[cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))))]
 pub mod jwt;
@@ -28,6 +31,9 @@ pub mod session;
 #[cfg_attr(docsrs, doc(cfg(feature = "socket")))]
 pub mod socket;
 pub mod throttle;
+#[cfg(feature = "tickets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tickets")))]
+pub mod ticket;
 mod upgrade;
 
 pub use authenticator::{

@@ -244,6 +244,49 @@ async fn quickstart_in_headless_chromium() {
     let status = wait_text(client, "status", |t| t.starts_with("open (token")).await;
     assert_eq!(status, "open (token, protocol chat)");
 
+    // 2b. "Connect with a ticket": the page POSTs /ws-ticket with its
+    // cookie (alice; the token field emptied), then connects once with
+    // `?ticket=`.
+    client
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("connect-ticket"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = wait_text(client, "status", |t| t.starts_with("open (ticket")).await;
+    assert_eq!(status, "open (ticket, protocol chat)");
+    assert_eq!(
+        wait_text(client, "who", |t| t == "alice" || t.starts_with("x")).await,
+        "alice"
+    );
+    let message = client.find(Locator::Id("message")).await.unwrap();
+    message.clear().await.unwrap();
+    message.send_keys("hello over a ticket").await.unwrap();
+    client
+        .find(Locator::Id("send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(client, "log", |t| t.contains("< hello over a ticket")).await;
+    let logs = server.output();
+    assert!(
+        logs.lines().any(|l| l.contains("outcome=\"accepted\"")
+            && l.contains("carrier=\"query\"")
+            && l.contains("subject=\"alice\"")),
+        "the upgrade should have been authenticated by the ticket (query carrier):\n{logs}"
+    );
+    assert!(!logs.contains("wst_"), "a ticket reached the server's logs");
+
     // 3. A page from another origin (another port of the same host, so the
     // browser does attach alice's cookie) cannot open a socket with it.
     let foreign = serve_foreign_page(port).await;

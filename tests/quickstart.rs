@@ -786,3 +786,176 @@ async fn live_sockets_are_capped_per_subject() {
         );
     }
 }
+
+/// `POST /ws-ticket` with `headers`: status, headers and body.
+async fn mint(addr: SocketAddr, headers: &[(&str, &str)]) -> (StatusCode, http::HeaderMap, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut request = http::Request::post("/ws-ticket").header("host", addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender
+        .send_request(request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// A minted ticket, after checking the contract's answer.
+async fn ticket(addr: SocketAddr, headers: &[(&str, &str)]) -> String {
+    let (status, response, body) = mint(addr, headers).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(response["cache-control"], "no-store");
+    assert_eq!(response["content-type"], "application/json");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["expires_in"], 30, "{body}");
+    assert_eq!(json.as_object().unwrap().len(), 2, "{body}");
+    json["ticket"].as_str().unwrap().to_owned()
+}
+
+fn refused_401(refused: common::Refused) {
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        refused.challenge().unwrap().contains("invalid_token"),
+        "{refused:?}"
+    );
+}
+
+/// The ticket contract: minting by cookie (own Origin only) or bearer,
+/// one use, the identity's expiry and session carried over, the 30 s
+/// lifetime, and the ticket never in the server's logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_contract() {
+    let (server, addr) = start_example("quickstart", &[("JWT_SECRET", SECRET)]);
+    let own_origin = format!("http://{addr}");
+    let bob = token("bob", 600);
+    let bearer = format!("Bearer {bob}");
+
+    // A ticket older than 30 s is 401: minted first, tried last.
+    let old = ticket(addr, &[("authorization", &bearer)]).await;
+    let aged = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        connect(addr, &format!("/ws?ticket={old}"), &[]).await
+    });
+
+    // By bearer JWT: the socket is bob's, with the same welcome and echo.
+    let t = ticket(addr, &[("authorization", &bearer)]).await;
+    let (mut ws, _) = connect(addr, &format!("/ws?ticket={t}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, welcome("bob"));
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "hello");
+    // Once only.
+    refused_401(
+        connect(addr, &format!("/ws?ticket={t}"), &[])
+            .await
+            .unwrap_err(),
+    );
+    // An unknown ticket.
+    let unknown = format!("wst_{}", "A".repeat(43));
+    refused_401(
+        connect(addr, &format!("/ws?ticket={unknown}"), &[])
+            .await
+            .unwrap_err(),
+    );
+
+    // No credential, or a bad one: 401 from the layer.
+    assert_eq!(mint(addr, &[]).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        mint(addr, &[("authorization", "Bearer nope")]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // By session cookie: only with this server's own Origin.
+    let form = "username=alice&password=alice-password";
+    let (status, headers) = post(addr, "/login", form, None, Some(&own_origin)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for origin in [None, Some("http://evil.example")] {
+        let mut headers = vec![("cookie", cookie.as_str())];
+        headers.extend(origin.map(|o| ("origin", o)));
+        assert_eq!(
+            mint(addr, &headers).await.0,
+            StatusCode::FORBIDDEN,
+            "{origin:?}"
+        );
+    }
+    let t = ticket(addr, &[("cookie", &cookie), ("origin", &own_origin)]).await;
+    // Redeemed from another origin: 403, and the ticket is not spent.
+    let refused = connect(
+        addr,
+        &format!("/ws?ticket={t}"),
+        &[("origin", "http://evil.example")],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // A ticket goes before the cookie: bob's ticket beside alice's cookie is bob.
+    let for_bob = ticket(addr, &[("authorization", &bearer)]).await;
+    let (mut ws, _) = connect(
+        addr,
+        &format!("/ws/echo?ticket={for_bob}"),
+        &[("cookie", &cookie), ("origin", &own_origin)],
+    )
+    .await
+    .unwrap();
+    common::assert_echo(&mut ws, "via /ws/echo").await;
+    let (mut by_ticket, _) = connect(
+        addr,
+        &format!("/ws?ticket={t}"),
+        &[("cookie", "session=garbage"), ("origin", &own_origin)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(next_text(&mut by_ticket).await, welcome("alice"));
+
+    // Two handshakes with one ticket at once: exactly one wins.
+    let t = ticket(addr, &[("authorization", &bearer)]).await;
+    let path = format!("/ws?ticket={t}");
+    let (a, b) = tokio::join!(connect(addr, &path, &[]), connect(addr, &path, &[]));
+    assert_eq!(
+        usize::from(a.is_ok()) + usize::from(b.is_ok()),
+        1,
+        "one of two concurrent redemptions wins"
+    );
+    refused_401(a.err().or(b.err()).unwrap());
+
+    // The identity's expiry carries over: a ticket minted with a JWT that
+    // expires in two seconds closes with 4002.
+    let t = ticket(
+        addr,
+        &[("authorization", &format!("Bearer {}", token("carol", 2)))],
+    )
+    .await;
+    let (mut ws, _) = connect(addr, &format!("/ws?ticket={t}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, welcome("carol"));
+    assert_eq!(close_code(&mut ws).await, 4002);
+
+    // So does the session: logging out closes the ticket's socket with 4003.
+    let (status, _) = post(addr, "/logout", "", Some(&cookie), Some(&own_origin)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(close_code(&mut by_ticket).await, 4003);
+
+    refused_401(aged.await.unwrap().unwrap_err());
+    let logs = server.output();
+    assert!(!logs.contains("wst_"), "a ticket reached the logs:\n{logs}");
+}

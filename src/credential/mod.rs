@@ -197,8 +197,9 @@ pub(crate) struct Traces<'a> {
     /// entry (whichever carrier won): the request header is replaced by the
     /// list without it and the response must echo one of the others.
     protocols: Option<Box<ParsedProtocols>>,
-    /// The query parameter that carried a credential.
-    query_param: Option<&'a str>,
+    /// The query parameters that carried a credential (usually one; none
+    /// allocates nothing).
+    query_params: Vec<&'a str>,
 }
 
 impl Traces<'_> {
@@ -208,7 +209,7 @@ impl Traces<'_> {
         if let Some(protocols) = &self.protocols {
             protocols.strip_from(&mut parts.headers);
         }
-        if let Some(name) = self.query_param {
+        for name in &self.query_params {
             query::strip_from(&mut parts.uri, name).map_err(|e| (e, Carrier::Query))?;
         }
         Ok(())
@@ -281,7 +282,7 @@ pub(crate) fn extract<'a>(
                 let found = parse_query(uri.query(), name, limits)
                     .map_err(|e| (e, Some(Carrier::Query)))?;
                 if found.is_some() {
-                    out.traces.query_param = Some(name);
+                    out.traces.query_params.push(name);
                 }
                 found.map(|s| (Carrier::Query, Secret::from(s)))
             }

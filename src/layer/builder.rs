@@ -40,7 +40,8 @@ use crate::rejection::DefaultRejectionHandler;
 /// are tried in the order they were configured; the first one configured
 /// replaces that default (call [`bearer_header`](Self::bearer_header) to
 /// keep it), and configuring a carrier again (the same header name, for
-/// [`header`](Self::header)) replaces it in place.
+/// [`header`](Self::header); the same parameter name, for
+/// [`query_param`](Self::query_param)) replaces it in place.
 ///
 /// ```
 /// use axum::{Router, routing::get, extract::ws::WebSocketUpgrade, response::Response};
@@ -126,6 +127,7 @@ impl<A, H> WsAuthLayer<A, H> {
     fn add_source(mut self, source: Source) -> Self {
         let same_kind = |s: &Source| match (s, &source) {
             (Source::Header(a), Source::Header(b)) => a == b,
+            (Source::Query(a), Source::Query(b)) => a == b,
             _ => std::mem::discriminant(s) == std::mem::discriminant(&source),
         };
         let sources = self.sources_mut();
@@ -206,6 +208,11 @@ impl<A, H> WsAuthLayer<A, H> {
     /// land in access logs and browser history. The parameter is removed
     /// from the URI before the inner service sees the request, and the
     /// layer never logs query strings.
+    ///
+    /// Call it again with another name to read several parameters (say
+    /// `ticket` for connection tickets and `token`), in the order of the
+    /// calls among the other carriers; every one that holds a value is
+    /// removed from the URI.
     ///
     /// # Errors
     ///
@@ -370,6 +377,16 @@ mod tests {
             .and_then(|l| l.header(HeaderName::from_static("x-session-token")))
             .and_then(|l| l.header("X-Api-Key"));
         let layer = layer.unwrap();
+        assert_eq!(layer.config.sources.len(), 2, "the same name replaces");
+    }
+
+    #[test]
+    fn query_params_are_kept_by_name() {
+        let layer = layer()
+            .query_param("ticket")
+            .and_then(|l| l.query_param("token"))
+            .and_then(|l| l.query_param("ticket"))
+            .unwrap();
         assert_eq!(layer.config.sources.len(), 2, "the same name replaces");
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! - [`carriers`], [`subprotocol`], [`origin`], [`service`], [`logging`],
 //!   [`hyper_server`], [`throttling`]: the layer before the upgrade;
-//! - [`authenticators`], [`jwt`], [`jwks`], [`sessions`], [`tower_sessions`]:
-//!   the authenticators;
+//! - [`authenticators`], [`jwt`], [`jwks`], [`sessions`], [`tower_sessions`],
+//!   [`tickets`], [`oidc`] (a real OpenID provider): the authenticators;
 //! - [`after_handshake`], [`revocation_race`], [`graphql_ws`]: after the
 //!   upgrade; [`revocation_handshake`]: revocations refused at the next
 //!   upgrade;
@@ -40,6 +40,8 @@ mod hyper_server;
 mod jwks;
 mod jwt;
 mod logging;
+#[cfg(all(feature = "axum", feature = "jwks"))]
+mod oidc;
 mod origin;
 #[cfg(all(
     feature = "axum",
@@ -65,5 +67,12 @@ mod service;
 mod sessions;
 mod subprotocol;
 mod throttling;
+#[cfg(all(
+    feature = "tickets",
+    feature = "axum",
+    feature = "redis",
+    feature = "sessions"
+))]
+mod tickets;
 #[cfg(feature = "tower-sessions")]
 mod tower_sessions;
