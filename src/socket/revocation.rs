@@ -1595,6 +1595,83 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn close_oldest_replaces_the_first_registered_and_stops_counting_it() {
+        let registry = Revocations::new()
+            .max_connections_per_subject(2.try_into().unwrap())
+            .over_cap(OverCap::CloseOldest);
+        let auth = registry.revocable(crate::authenticate_fn(|_, _| async {
+            Ok(Identity::new("ivy", AuthMethod::Jwt))
+        }));
+        let parts = http::Request::new(()).into_parts().0;
+        let credential = Credential::new(crate::Carrier::Bearer, "t");
+        // Both slots reserved, no socket yet: nothing to close, refused.
+        assert!(auth.authenticate(&credential, &parts).await.is_ok());
+        assert!(auth.authenticate(&credential, &parts).await.is_ok());
+        let refused = auth.authenticate(&credential, &parts).await;
+        assert!(matches!(refused, Err(AuthError::TooManyConnections { .. })));
+        let one = registry.register(&Identity::new("ivy", AuthMethod::Jwt));
+        let two = registry.register(&Identity::new("ivy", AuthMethod::Jwt));
+        // At the cap: admitted, and the oldest is replaced.
+        assert!(auth.authenticate(&credential, &parts).await.is_ok());
+        assert!(one.is_revoked() && one.is_replaced());
+        assert!(!two.is_revoked());
+        let three = registry.register(&Identity::new("ivy", AuthMethod::Jwt));
+        // The replaced one no longer counts: the next replaces `two`.
+        assert!(auth.authenticate(&credential, &parts).await.is_ok());
+        assert!(two.is_replaced() && !three.is_revoked());
+        let four = registry.register(&Identity::new("ivy", AuthMethod::Jwt));
+        drop((one, two));
+        assert_eq!(registry.inner.state().cap.subjects["ivy"].live, 2);
+        // A revocation is not a replacement.
+        registry.revoke_subject("ivy").await.unwrap();
+        assert!(three.is_revoked() && !three.is_replaced());
+        drop((three, four));
+        assert!(registry.inner.state().cap.subjects.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_displaced_lease_replaces_a_socket_of_its_holder_only() {
+        let registry = Revocations::new().max_connections_per_subject(2.try_into().unwrap());
+        let one = registry.register(&Identity::new("jo", AuthMethod::Jwt));
+        let lease = registry.inner.new_lease();
+        registry
+            .inner
+            .state()
+            .cap
+            .slots("jo")
+            .leases
+            .push(lease.clone());
+        let displaced = |lease: &str| Revocation::Displaced {
+            subject: "jo".into(),
+            lease: lease.into(),
+        };
+        assert_eq!(registry.inner.apply(&displaced("elsewhere:1"), None), 0);
+        assert!(!one.is_revoked());
+        assert_eq!(registry.inner.apply(&displaced(&lease), None), 1);
+        assert!(one.is_replaced());
+        // Once only, and never recorded.
+        assert_eq!(registry.inner.apply(&displaced(&lease), None), 0);
+        assert!(registry.inner.state().records.order.is_empty());
+        assert!(!registry.is_revoked(&Identity::new("jo", AuthMethod::Jwt)));
+        drop(one);
+        assert!(registry.inner.state().cap.subjects.is_empty());
+    }
+
+    #[test]
+    fn lease_ids_sort_by_creation() {
+        let inner = Inner::new(None);
+        let first = inner.new_lease();
+        std::thread::sleep(Duration::from_millis(2));
+        let other = Inner::new(None).new_lease();
+        std::thread::sleep(Duration::from_millis(2));
+        let mut ids: Vec<Box<str>> = (0..12).map(|_| inner.new_lease()).collect();
+        assert!(first < other && other < ids[0]);
+        let sorted = ids.clone();
+        ids.sort();
+        assert_eq!(ids, sorted, "a registry's ids of one millisecond too");
+    }
+
     #[test]
     fn wire_format() {
         let json = serde_json::to_string(&Revocation::Session("abc".into())).unwrap();
@@ -1611,5 +1688,15 @@ mod tests {
             r#"{"kind":"issued_before","value":{"subject":"a","at":7}}"#
         );
         assert_eq!(serde_json::from_str::<Revocation>(&json).unwrap(), dated);
+        let displaced = Revocation::Displaced {
+            subject: "a\"b".into(),
+            lease: "1-2:3".into(),
+        };
+        let json = serde_json::to_string(&displaced).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"displaced","value":{"subject":"a\"b","lease":"1-2:3"}}"#
+        );
+        assert_eq!(serde_json::from_str::<Revocation>(&json).unwrap(), displaced);
     }
 }
