@@ -442,7 +442,8 @@ impl RevocationBus for RedisBus {
             let max = i64::try_from(max).unwrap_or(i64::MAX);
             // The message is `Revocation::Displaced`'s wire format.
             let subject_json = serde_json::to_string(subject).map_err(BusError::new)?;
-            let head = format!(r#"{{"kind":"displaced","value":{{"subject":{subject_json},"lease":"#);
+            let head =
+                format!(r#"{{"kind":"displaced","value":{{"subject":{subject_json},"lease":"#);
             let args: Vec<Value> = vec![
                 millis(now).into(),
                 max.into(),

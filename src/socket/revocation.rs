@@ -985,7 +985,10 @@ impl Revocations {
     /// At most `max` live connections per subject on this instance: past
     /// it, [`revocable`](Self::revocable) refuses the subject's upgrades
     /// with `429` and `Retry-After: 5`
-    /// ([`AuthError::TooManyConnections`]) until one of its sockets ends.
+    /// ([`AuthError::TooManyConnections`]) until one of its sockets ends;
+    /// or, with [`over_cap(OverCap::CloseOldest)`](Self::over_cap), admits
+    /// them and closes the subject's oldest socket with
+    /// [`CloseCodes::replaced_code`](crate::socket::CloseCodes::replaced_code).
     ///
     /// The count is of the connections registered here (every socket a
     /// [`SessionGuard`](crate::socket::SessionGuard) with this registry
@@ -1117,7 +1120,9 @@ impl Revocations {
             if policy == OverCap::CloseOldest && !state.cap.has_room(subject, now, &mut released) {
                 state.replace_oldest(subject, &mut released);
             }
-            state.cap.reserve(subject, now, lease.clone(), &mut released)
+            state
+                .cap
+                .reserve(subject, now, lease.clone(), &mut released)
         };
         if !reserved && let Some(lease) = lease {
             released.push((subject.into(), lease));
@@ -1146,7 +1151,8 @@ impl Revocations {
     /// `Retry-After: 1`): a revocation made meanwhile could be missed, and
     /// the registry fails closed rather than open. With
     /// [`max_connections_per_subject`](Self::max_connections_per_subject),
-    /// it also enforces that cap (`429`).
+    /// it also enforces that cap (`429`, or the oldest socket closed: see
+    /// [`over_cap`](Self::over_cap)).
     ///
     /// Wrap it *outside* [`Cached`](crate::Cached): a cached identity is then
     /// checked on every use and never returned once revoked.
@@ -1697,6 +1703,9 @@ mod tests {
             json,
             r#"{"kind":"displaced","value":{"subject":"a\"b","lease":"1-2:3"}}"#
         );
-        assert_eq!(serde_json::from_str::<Revocation>(&json).unwrap(), displaced);
+        assert_eq!(
+            serde_json::from_str::<Revocation>(&json).unwrap(),
+            displaced
+        );
     }
 }
