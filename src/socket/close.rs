@@ -240,6 +240,7 @@ pub fn close_reason(reason: &str) -> &str {
 /// | session expired | 4002 | 4401 | stops (fatal) |
 /// | forbidden: refresh for another subject, missing scope | 4003 | 4403 | retries |
 /// | revoked | 4003 | 4403 | retries |
+/// | replaced: the subject's oldest socket, closed for a new one at the per-subject cap ([`OverCap::CloseOldest`](crate::socket::OverCap::CloseOldest)) | 4009 | 4409 | stops (fatal) |
 /// | auth timeout | 4008 | 4408 | retries |
 /// | auth message too big | 1009 | 1009 | stops (fatal) |
 /// | too many connections awaiting auth | 1013 | 4429 | stops (fatal) |
@@ -254,7 +255,10 @@ pub fn close_reason(reason: &str) -> &str {
 /// and the others up to its `retryAttempts`. So
 /// an expired session closes with 4401: the client stops instead of
 /// retrying with the expired token (get a fresh one and connect again);
-/// a refused token is refused with 4403 on every retry.
+/// a refused token is refused with 4403 on every retry; a socket replaced
+/// by a newer one of its subject closes with 4409, so that client stops
+/// rather than reconnecting and replacing another of the subject's sockets
+/// in turn.
 ///
 /// ```
 /// use tower_ws_auth::socket::CloseCodes;
@@ -273,6 +277,7 @@ pub struct CloseCodes {
     expired: u16,
     forbidden: u16,
     revoked: u16,
+    replaced: u16,
     timeout: u16,
     too_big: u16,
     too_many: u16,
@@ -287,6 +292,7 @@ impl Default for CloseCodes {
             expired: 4002,
             forbidden: 4003,
             revoked: 4003,
+            replaced: 4009,
             timeout: 4008,
             too_big: 1009,
             too_many: 1013,
@@ -330,6 +336,7 @@ impl CloseCodes {
             expired: 4401,
             forbidden: 4403,
             revoked: 4403,
+            replaced: 4409,
             timeout: 4408,
             too_big: 1009,
             too_many: 4429,
@@ -354,6 +361,11 @@ impl CloseCodes {
         "a forbidden refresh or a missing scope"
     );
     code!(revoked, revoked_code, "a revoked session");
+    code!(
+        replaced,
+        replaced_code,
+        "a socket closed to make room for a newer one of its subject (the per-subject cap's `OverCap::CloseOldest`)"
+    );
     code!(
         timeout,
         timeout_code,
@@ -393,6 +405,7 @@ mod tests {
                 codes.expired,
                 codes.forbidden,
                 codes.revoked,
+                codes.replaced,
                 codes.timeout,
                 codes.too_big,
                 codes.too_many,

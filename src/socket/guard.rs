@@ -51,6 +51,11 @@ pub enum EndReason {
     Expired,
     /// The connection was revoked; closed with [`CloseCodes::revoked_code`].
     Revoked,
+    /// The connection was closed to make room for a newer one of its
+    /// subject at the per-subject cap
+    /// ([`OverCap::CloseOldest`](crate::socket::OverCap::CloseOldest));
+    /// closed with [`CloseCodes::replaced_code`].
+    Replaced,
     /// A refresh carried another subject's credential; closed with
     /// [`CloseCodes::forbidden_code`].
     RefreshForOtherSubject,
@@ -536,12 +541,14 @@ where
             }
             let codes = self.guard.settings.codes;
             // Revocation and expiry first, whatever else is going on.
-            if self
-                .registration
-                .as_ref()
-                .is_some_and(|r| r.poll_revoked(cx).is_ready())
+            if let Some(registration) = &self.registration
+                && registration.poll_revoked(cx).is_ready()
             {
-                self.end(EndReason::Revoked, codes.revoked_code(), "revoked");
+                if registration.is_replaced() {
+                    self.end(EndReason::Replaced, codes.replaced_code(), "replaced");
+                } else {
+                    self.end(EndReason::Revoked, codes.revoked_code(), "revoked");
+                }
                 continue;
             }
             let timer = self.poll_timer(cx);

@@ -45,7 +45,7 @@ pub use messages::{AuthMessages, GraphqlWsDeferredAck, GraphqlWsMessages, JsonMe
 #[cfg(feature = "redis")]
 pub use redis_bus::RedisBus;
 pub use revocation::{
-    BusError, LocalBus, Registration, Revocable, Revocation, RevocationBus, Revocations,
+    BusError, LocalBus, OverCap, Registration, Revocable, Revocation, RevocationBus, Revocations,
 };
 pub use split::{GuardedReceiver, GuardedSender};
 

@@ -40,6 +40,30 @@ end
 return 0
 ";
 
+/// Takes a lease, removing the oldest ones (their ids sort by creation
+/// time) while `max` or more unexpired ones are held, and telling their
+/// instances on the channel, all in one step: KEYS[1] the subject's leases;
+/// ARGV now (ms), max, until (ms), lease, TTL (ms), channel, and the
+/// message's text before and after the lease (JSON-encoded here). Returns
+/// the leases removed.
+const DISPLACE: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local removed = {}
+local held = redis.call('ZRANGE', KEYS[1], 0, -1)
+table.sort(held)
+local count = #held
+for _, oldest in ipairs(held) do
+  if count < tonumber(ARGV[2]) then break end
+  redis.call('ZREM', KEYS[1], oldest)
+  redis.call('PUBLISH', ARGV[6], ARGV[7] .. cjson.encode(oldest) .. ARGV[8])
+  table.insert(removed, oldest)
+  count = count - 1
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return removed
+";
+
 /// A [`RevocationBus`] over Redis pub/sub (with the fred client): every
 /// instance connected to the same Redis (and channel) sees every
 /// revocation.
@@ -68,7 +92,13 @@ return 0
 /// `<channel>:cap:<subject>` (a sorted set by expiry, checked and added to
 /// by one Lua script), renewed by its instance and given back when it ends;
 /// the leases of an instance that died lapse after
-/// [`lease_ttl`](super::Revocations::lease_ttl).
+/// [`lease_ttl`](super::Revocations::lease_ttl). With
+/// [`OverCap::CloseOldest`](super::OverCap::CloseOldest), a second Lua script
+/// takes the lease at the cap by removing the oldest one (lease ids begin
+/// with their creation time) and publishes a
+/// [`Revocation::Displaced`] naming it on the channel, in the same atomic
+/// step; the instance holding it closes its socket (an older instance
+/// ignores the message).
 ///
 /// ```no_run
 /// use tower_ws_auth::socket::Revocations;
@@ -275,6 +305,17 @@ impl RevocationBus for RedisBus {
     ) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
             let payload = serde_json::to_string(revocation).map_err(BusError::new)?;
+            if matches!(revocation, Revocation::Displaced { .. }) {
+                // Meant for the instances connected now; nothing to keep.
+                return self
+                    .timed(
+                        "timed out publishing to Redis",
+                        self.publisher
+                            .publish::<Value, _, _>(&self.channel, payload.as_str()),
+                    )
+                    .await
+                    .map(drop);
+            }
             let key = self.active_key();
             let work = async {
                 // Stored first: an instance that misses the message finds
@@ -384,6 +425,42 @@ impl RevocationBus for RedisBus {
                 )
                 .await?;
             Ok(taken == 1)
+        })
+    }
+
+    fn acquire_lease_displacing<'a>(
+        &'a self,
+        subject: &'a str,
+        lease: &'a str,
+        max: usize,
+        until: SystemTime,
+    ) -> BoxFuture<'a, Result<Vec<String>, BusError>> {
+        Box::pin(async move {
+            let now = SystemTime::now();
+            let ttl = until.duration_since(now).unwrap_or_default();
+            let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+            let max = i64::try_from(max).unwrap_or(i64::MAX);
+            // The message is `Revocation::Displaced`'s wire format.
+            let subject_json = serde_json::to_string(subject).map_err(BusError::new)?;
+            let head =
+                format!(r#"{{"kind":"displaced","value":{{"subject":{subject_json},"lease":"#);
+            let args: Vec<Value> = vec![
+                millis(now).into(),
+                max.into(),
+                millis(until).into(),
+                lease.into(),
+                ttl.into(),
+                self.channel.as_str().into(),
+                head.into(),
+                "}}".into(),
+            ];
+            let removed: Vec<String> = self
+                .timed(
+                    "timed out taking a connection lease",
+                    self.publisher.eval(DISPLACE, self.cap_key(subject), args),
+                )
+                .await?;
+            Ok(removed)
         })
     }
 

@@ -39,6 +39,44 @@ pub enum Revocation {
         /// The last second (Unix time) of the credentials revoked.
         at: u64,
     },
+    /// The connection holding `lease` on `subject`'s per-subject cap shared
+    /// through the bus: another instance gave its slot to a newer connection
+    /// ([`OverCap::CloseOldest`]). The instance holding the lease closes that
+    /// connection with
+    /// [`CloseCodes::replaced_code`](crate::socket::CloseCodes::replaced_code);
+    /// nothing is refused at the handshake and nothing is kept on record.
+    /// A bus sends it (the application has no reason to).
+    ///
+    /// Wire format: `{"kind":"displaced","value":{"subject":..,"lease":..}}`;
+    /// a peer built before this variant existed cannot read it and ignores
+    /// it (with a warning), so its socket stays open.
+    Displaced {
+        /// The subject.
+        subject: String,
+        /// The lease id.
+        lease: String,
+    },
+}
+
+/// What [`Revocations::max_connections_per_subject`] does with an upgrade of
+/// a subject that already has the maximum of live connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OverCap {
+    /// Refuse the new upgrade with `429` and `Retry-After: 5` (the default).
+    #[default]
+    RefuseNew,
+    /// Admit the new upgrade and close the subject's oldest live socket
+    /// with [`CloseCodes::replaced_code`](crate::socket::CloseCodes::replaced_code)
+    /// (4009 by default, 4409 in the graphql-ws preset), after the usual
+    /// closing handshake. The oldest is the one whose slot was taken first:
+    /// on one instance, the first registered; across instances, the lease
+    /// created first (by the wall clock of the instance that took it).
+    /// A socket being replaced no longer counts toward the cap. When every
+    /// slot is still reserved by an upgrade whose socket has not registered
+    /// yet, there is no socket to close and the upgrade is refused with
+    /// `429` all the same.
+    CloseOldest,
 }
 
 /// Seconds since the Unix epoch (0 before it).
@@ -64,6 +102,7 @@ impl Revocation {
             Self::IssuedBefore { subject, at } => {
                 identity.subject() == subject && issued_by(identity, *at)
             }
+            Self::Displaced { .. } => false,
         }
     }
 
@@ -155,6 +194,30 @@ pub trait RevocationBus: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(true)))
     }
 
+    /// Takes the lease `lease` on one of the `max` live connections of
+    /// `subject` across instances, as [`acquire_lease`](Self::acquire_lease)
+    /// does, except that at the cap the oldest unexpired lease (the one whose
+    /// id sorts first: ids begin with their creation time) is removed to
+    /// make room, in the same atomic step, and its instance is told with a
+    /// [`Revocation::Displaced`] on the bus. Returns the leases removed
+    /// (none below the cap). By default, `acquire_lease`, and an error at
+    /// the cap (the bus cannot displace).
+    fn acquire_lease_displacing<'a>(
+        &'a self,
+        subject: &'a str,
+        lease: &'a str,
+        max: usize,
+        until: SystemTime,
+    ) -> BoxFuture<'a, Result<Vec<String>, BusError>> {
+        Box::pin(async move {
+            if self.acquire_lease(subject, lease, max, until).await? {
+                Ok(Vec::new())
+            } else {
+                Err(BusError::new("this bus cannot displace connection leases"))
+            }
+        })
+    }
+
     /// Gives the lease back (its connection ended).
     fn release_lease<'a>(
         &'a self,
@@ -237,12 +300,19 @@ struct Signal {
     /// The guarded socket's task, woken by the revocation.
     waker: AtomicWaker,
     revoked: AtomicBool,
+    /// Revoked to make room for a newer connection of its subject.
+    replaced: AtomicBool,
 }
 
 impl Signal {
     fn revoke(&self) {
         self.revoked.store(true, Ordering::SeqCst);
         self.waker.wake();
+    }
+
+    fn replace(&self) {
+        self.replaced.store(true, Ordering::SeqCst);
+        self.revoke();
     }
 }
 
@@ -252,6 +322,8 @@ struct Entry {
     /// registration).
     subject: Box<str>,
     signal: Arc<Signal>,
+    /// `false` once replaced: it no longer counts toward the cap.
+    counted: bool,
 }
 
 /// How long a slot reserved at the handshake waits for its socket to
@@ -282,6 +354,7 @@ const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 /// at the handshake for sockets not registered yet.
 struct Cap {
     max: Option<NonZeroUsize>,
+    policy: OverCap,
     lease_ttl: Duration,
     subjects: HashMap<Box<str>, Slots>,
     /// Every pending reservation, in order, to expire them.
@@ -501,6 +574,7 @@ impl Records {
             Revocation::Session(v) => (Key::Session, v, 0),
             Revocation::Token(v) => (Key::Token, v, 0),
             Revocation::IssuedBefore { subject, at } => (Key::Subject, subject, *at),
+            Revocation::Displaced { .. } => return,
         };
         let value: Box<str> = value.as_str().into();
         let record = match self.map(key).get(&value) {
@@ -549,6 +623,44 @@ struct State {
     cap: Cap,
 }
 
+impl State {
+    /// Replaces `subject`'s oldest live connection that still counts toward
+    /// the cap: it is signalled (closed with the replaced code) and stops
+    /// counting. `false` if the subject has none.
+    fn replace_oldest(&mut self, subject: &str, released: &mut Vec<Lease>) -> bool {
+        let oldest = self
+            .entries
+            .iter_mut()
+            .filter(|(_, entry)| entry.counted && &*entry.subject == subject)
+            .min_by_key(|(id, _)| **id);
+        let Some((_, entry)) = oldest else {
+            return false;
+        };
+        entry.counted = false;
+        entry.signal.replace();
+        self.cap.unregister(subject, released);
+        true
+    }
+
+    /// The bus took `lease` of `subject` away for a newer connection: if
+    /// this instance holds it, its oldest connection of the subject is
+    /// replaced. How many were (0 or 1).
+    fn displace(&mut self, subject: &str, lease: &str) -> usize {
+        let Some(slots) = self.cap.subjects.get_mut(subject) else {
+            return 0;
+        };
+        let Some(at) = slots.leases.iter().position(|l| &**l == lease) else {
+            return 0;
+        };
+        slots.leases.remove(at);
+        // One lease fewer than slots now: replacing gives none back.
+        let mut released = Vec::new();
+        let replaced = self.replace_oldest(subject, &mut released);
+        self.cap.forget_if_idle(subject);
+        usize::from(replaced)
+    }
+}
+
 struct Inner {
     state: Mutex<State>,
     next: AtomicU64,
@@ -567,6 +679,7 @@ impl Inner {
                 records: Records::new(),
                 cap: Cap {
                     max: None,
+                    policy: OverCap::RefuseNew,
                     lease_ttl: DEFAULT_LEASE_TTL,
                     subjects: HashMap::new(),
                     reservations: VecDeque::new(),
@@ -579,9 +692,15 @@ impl Inner {
         }
     }
 
+    /// A new lease id: its creation time (ms since the Unix epoch) first,
+    /// zero-padded, so that ids sort by age (what the bus compares to find
+    /// the oldest), then this registry's prefix and a counter.
     fn new_lease(&self) -> Box<str> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{}:{n}", self.lease_prefix).into()
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("{ms:015}-{}:{n:020}", self.lease_prefix).into()
     }
 
     /// Gives `leases` back to the bus, in the background (a lease that
@@ -615,6 +734,9 @@ impl Inner {
     /// record).
     fn apply(&self, revocation: &Revocation, until: Option<SystemTime>) -> usize {
         let mut state = self.state();
+        if let Revocation::Displaced { subject, lease } = revocation {
+            return state.displace(subject, lease);
+        }
         let until = until.unwrap_or_else(|| state.records.end_of(revocation, SystemTime::now()));
         state.records.insert(revocation, until, Instant::now());
         let mut closed = 0;
@@ -863,7 +985,10 @@ impl Revocations {
     /// At most `max` live connections per subject on this instance: past
     /// it, [`revocable`](Self::revocable) refuses the subject's upgrades
     /// with `429` and `Retry-After: 5`
-    /// ([`AuthError::TooManyConnections`]) until one of its sockets ends.
+    /// ([`AuthError::TooManyConnections`]) until one of its sockets ends;
+    /// or, with [`over_cap(OverCap::CloseOldest)`](Self::over_cap), admits
+    /// them and closes the subject's oldest socket with
+    /// [`CloseCodes::replaced_code`](crate::socket::CloseCodes::replaced_code).
     ///
     /// The count is of the connections registered here (every socket a
     /// [`SessionGuard`](crate::socket::SessionGuard) with this registry
@@ -892,6 +1017,35 @@ impl Revocations {
         self
     }
 
+    /// What happens to an upgrade of a subject at the
+    /// [cap](Self::max_connections_per_subject): refused with `429`
+    /// ([`OverCap::RefuseNew`], the default), or admitted while the
+    /// subject's oldest live socket is closed with
+    /// [`CloseCodes::replaced_code`](crate::socket::CloseCodes::replaced_code)
+    /// ([`OverCap::CloseOldest`]).
+    ///
+    /// With a bus that shares the cap (`RedisBus`), the oldest socket may
+    /// live on another instance: the bus removes its lease and tells that
+    /// instance (a [`Revocation::Displaced`] message), which closes it; if
+    /// that instance is dead, its lease is simply gone. An instance built
+    /// before this policy existed ignores the message: its socket stays
+    /// open, no longer counted, until it ends. Every instance sharing a cap
+    /// should use the same policy.
+    ///
+    /// ```
+    /// use tower_ws_auth::socket::{OverCap, Revocations};
+    ///
+    /// let revocations = Revocations::new()
+    ///     .max_connections_per_subject(3.try_into().unwrap())
+    ///     .over_cap(OverCap::CloseOldest);
+    /// # drop(revocations);
+    /// ```
+    #[must_use]
+    pub fn over_cap(self, policy: OverCap) -> Self {
+        self.inner.state().cap.policy = policy;
+        self
+    }
+
     /// How long a lease on a cap shared through the bus lasts unless its
     /// instance renews it (default 30 seconds, at least 300 ms; renewed
     /// every third of it): how long the slots of an instance that died stay
@@ -907,24 +1061,45 @@ impl Revocations {
     async fn reserve(&self, subject: &str) -> Result<(), AuthError> {
         let inner = &self.inner;
         let mut released = Vec::new();
-        let (max, ttl) = {
+        let (max, ttl, policy) = {
             let mut state = inner.state();
             let max = state.cap.max;
+            let policy = state.cap.policy;
             let room = state.cap.has_room(subject, Instant::now(), &mut released);
             let ttl = state.cap.lease_ttl;
             drop(state);
             inner.release(std::mem::take(&mut released));
             match max {
                 None => return Ok(()),
-                Some(_) if !room => return Err(AuthError::too_many_connections(CAP_RETRY_AFTER)),
-                Some(max) => (max, ttl),
+                Some(_) if !room && policy == OverCap::RefuseNew => {
+                    return Err(AuthError::too_many_connections(CAP_RETRY_AFTER));
+                }
+                Some(max) => (max, ttl, policy),
             }
         };
         let lease = match &inner.bus {
             Some(bus) if bus.shares_leases() => {
                 let lease = inner.new_lease();
                 let until = SystemTime::now() + ttl;
-                match bus.acquire_lease(subject, &lease, max.get(), until).await {
+                let taken = match policy {
+                    OverCap::CloseOldest => bus
+                        .acquire_lease_displacing(subject, &lease, max.get(), until)
+                        .await
+                        .map(|displaced| {
+                            // A lease of this instance is replaced now (the
+                            // bus's message then finds it gone); another
+                            // instance's, when the message reaches it.
+                            for lease in displaced {
+                                let subject = subject.to_owned();
+                                inner.apply(&Revocation::Displaced { subject, lease }, None);
+                            }
+                            true
+                        }),
+                    OverCap::RefuseNew => {
+                        bus.acquire_lease(subject, &lease, max.get(), until).await
+                    }
+                };
+                match taken {
                     Ok(true) => Some(lease),
                     Ok(false) => return Err(AuthError::too_many_connections(CAP_RETRY_AFTER)),
                     Err(error) => {
@@ -937,11 +1112,18 @@ impl Revocations {
             }
             _ => None,
         };
-        let reserved =
-            inner
-                .state()
+        let reserved = {
+            let mut state = inner.state();
+            let now = Instant::now();
+            // Room is made here: on a cap of this instance only, or when this
+            // instance counts more than the bus does.
+            if policy == OverCap::CloseOldest && !state.cap.has_room(subject, now, &mut released) {
+                state.replace_oldest(subject, &mut released);
+            }
+            state
                 .cap
-                .reserve(subject, Instant::now(), lease.clone(), &mut released);
+                .reserve(subject, now, lease.clone(), &mut released)
+        };
         if !reserved && let Some(lease) = lease {
             released.push((subject.into(), lease));
         }
@@ -969,7 +1151,8 @@ impl Revocations {
     /// `Retry-After: 1`): a revocation made meanwhile could be missed, and
     /// the registry fails closed rather than open. With
     /// [`max_connections_per_subject`](Self::max_connections_per_subject),
-    /// it also enforces that cap (`429`).
+    /// it also enforces that cap (`429`, or the oldest socket closed: see
+    /// [`over_cap`](Self::over_cap)).
     ///
     /// Wrap it *outside* [`Cached`](crate::Cached): a cached identity is then
     /// checked on every use and never returned once revoked.
@@ -1004,6 +1187,7 @@ impl Revocations {
         let signal = Arc::new(Signal {
             waker: AtomicWaker::new(),
             revoked: AtomicBool::new(false),
+            replaced: AtomicBool::new(false),
         });
         let mut state = self.inner.state();
         let now = Instant::now();
@@ -1018,6 +1202,7 @@ impl Revocations {
                 identity: identity.clone(),
                 subject: identity.subject().into(),
                 signal: signal.clone(),
+                counted: true,
             },
         );
         drop(state);
@@ -1170,6 +1355,15 @@ impl Registration {
         self.signal.revoked.load(Ordering::SeqCst)
     }
 
+    /// `true` if the connection was revoked to make room for a newer one of
+    /// its subject ([`OverCap::CloseOldest`]) rather than by a revocation;
+    /// its guard closes it with
+    /// [`CloseCodes::replaced_code`](crate::socket::CloseCodes::replaced_code)
+    /// instead of the revoked code. Implies [`is_revoked`](Self::is_revoked).
+    pub fn is_replaced(&self) -> bool {
+        self.signal.replaced.load(Ordering::SeqCst)
+    }
+
     /// Replaces the identity the entry matches on (after a refresh).
     pub fn update(&self, identity: &Identity) {
         if let Some(registry) = self.registry.upgrade() {
@@ -1189,7 +1383,7 @@ impl Drop for Registration {
         if let Some(registry) = self.registry.upgrade() {
             let mut state = registry.state();
             let mut released = Vec::new();
-            if let Some(entry) = state.entries.remove(&self.id) {
+            if let Some(entry) = state.entries.remove(&self.id).filter(|e| e.counted) {
                 state.cap.unregister(&entry.subject, &mut released);
             }
             drop(state);
@@ -1407,6 +1601,83 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn close_oldest_replaces_the_first_registered_and_stops_counting_it() {
+        let registry = Revocations::new()
+            .max_connections_per_subject(2.try_into().unwrap())
+            .over_cap(OverCap::CloseOldest);
+        let auth = registry.revocable(crate::authenticate_fn(|_, _| async {
+            Ok(Identity::new("ivy", AuthMethod::Jwt))
+        }));
+        let parts = http::Request::new(()).into_parts().0;
+        let credential = Credential::new(crate::Carrier::Bearer, "t");
+        // Both slots reserved, no socket yet: nothing to close, refused.
+        assert!(auth.authenticate(&credential, &parts).await.is_ok());
+        assert!(auth.authenticate(&credential, &parts).await.is_ok());
+        let refused = auth.authenticate(&credential, &parts).await;
+        assert!(matches!(refused, Err(AuthError::TooManyConnections { .. })));
+        let one = registry.register(&Identity::new("ivy", AuthMethod::Jwt));
+        let two = registry.register(&Identity::new("ivy", AuthMethod::Jwt));
+        // At the cap: admitted, and the oldest is replaced.
+        assert!(auth.authenticate(&credential, &parts).await.is_ok());
+        assert!(one.is_revoked() && one.is_replaced());
+        assert!(!two.is_revoked());
+        let three = registry.register(&Identity::new("ivy", AuthMethod::Jwt));
+        // The replaced one no longer counts: the next replaces `two`.
+        assert!(auth.authenticate(&credential, &parts).await.is_ok());
+        assert!(two.is_replaced() && !three.is_revoked());
+        let four = registry.register(&Identity::new("ivy", AuthMethod::Jwt));
+        drop((one, two));
+        assert_eq!(registry.inner.state().cap.subjects["ivy"].live, 2);
+        // A revocation is not a replacement.
+        registry.revoke_subject("ivy").await.unwrap();
+        assert!(three.is_revoked() && !three.is_replaced());
+        drop((three, four));
+        assert!(registry.inner.state().cap.subjects.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_displaced_lease_replaces_a_socket_of_its_holder_only() {
+        let registry = Revocations::new().max_connections_per_subject(2.try_into().unwrap());
+        let one = registry.register(&Identity::new("jo", AuthMethod::Jwt));
+        let lease = registry.inner.new_lease();
+        registry
+            .inner
+            .state()
+            .cap
+            .slots("jo")
+            .leases
+            .push(lease.clone());
+        let displaced = |lease: &str| Revocation::Displaced {
+            subject: "jo".into(),
+            lease: lease.into(),
+        };
+        assert_eq!(registry.inner.apply(&displaced("elsewhere:1"), None), 0);
+        assert!(!one.is_revoked());
+        assert_eq!(registry.inner.apply(&displaced(&lease), None), 1);
+        assert!(one.is_replaced());
+        // Once only, and never recorded.
+        assert_eq!(registry.inner.apply(&displaced(&lease), None), 0);
+        assert!(registry.inner.state().records.order.is_empty());
+        assert!(!registry.is_revoked(&Identity::new("jo", AuthMethod::Jwt)));
+        drop(one);
+        assert!(registry.inner.state().cap.subjects.is_empty());
+    }
+
+    #[test]
+    fn lease_ids_sort_by_creation() {
+        let inner = Inner::new(None);
+        let first = inner.new_lease();
+        std::thread::sleep(Duration::from_millis(2));
+        let other = Inner::new(None).new_lease();
+        std::thread::sleep(Duration::from_millis(2));
+        let mut ids: Vec<Box<str>> = (0..12).map(|_| inner.new_lease()).collect();
+        assert!(first < other && other < ids[0]);
+        let sorted = ids.clone();
+        ids.sort();
+        assert_eq!(ids, sorted, "a registry's ids of one millisecond too");
+    }
+
     #[test]
     fn wire_format() {
         let json = serde_json::to_string(&Revocation::Session("abc".into())).unwrap();
@@ -1423,5 +1694,18 @@ mod tests {
             r#"{"kind":"issued_before","value":{"subject":"a","at":7}}"#
         );
         assert_eq!(serde_json::from_str::<Revocation>(&json).unwrap(), dated);
+        let displaced = Revocation::Displaced {
+            subject: "a\"b".into(),
+            lease: "1-2:3".into(),
+        };
+        let json = serde_json::to_string(&displaced).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"displaced","value":{"subject":"a\"b","lease":"1-2:3"}}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Revocation>(&json).unwrap(),
+            displaced
+        );
     }
 }

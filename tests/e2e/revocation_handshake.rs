@@ -4,7 +4,8 @@
 //! revocation was made, and one that starts afterwards; a cached identity
 //! is refused once revoked; the per-subject cap of live sockets, on one
 //! instance and across two sharing Redis, and the leases of an instance that
-//! died lapsing. Each against an axum server and a hyper +
+//! died lapsing; the "close the oldest" policy (`OverCap::CloseOldest`) on
+//! one instance and across two. Each against an axum server and a hyper +
 //! tokio-tungstenite server, with a real tokio-tungstenite client.
 
 use crate::common;
@@ -21,7 +22,7 @@ use http::StatusCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower_ws_auth::jwt::JwtAuthenticator;
-use tower_ws_auth::socket::{RedisBus, Revocations};
+use tower_ws_auth::socket::{OverCap, RedisBus, Revocations};
 use tower_ws_auth::{Authenticator, BoxAuthenticator, authenticate_fn};
 
 const SECRET: &str = "revocation-handshake-test-secret-0123456789";
@@ -384,6 +385,80 @@ async fn a_dead_instance_releases_its_leases(kind: Kind) {
     until_accepted(b_addr, &alice, "A's leases lapsed").await;
 }
 
+/// Echoes a text on `ws` (it is still open and served).
+async fn still_open(ws: &mut common::Ws, what: &str) {
+    send(ws, what).await;
+    assert_eq!(next_text(ws).await, what);
+}
+
+/// The Close the peer observes on `ws`: `code`, then a clean end.
+async fn closed_with(ws: &mut common::Ws, code: u16, what: &str) {
+    let (got, reason, _) = close_of(ws).await;
+    assert_eq!((got, reason.as_str()), (code, "replaced"), "{what}");
+    common::assert_clean_end(ws, what).await;
+}
+
+/// `max_connections_per_subject(2)` with `OverCap::CloseOldest`: alice's
+/// third upgrade is accepted at once, her first socket closes with 4009
+/// (cleanly) and her second stays open; a fourth closes the second, not
+/// the first again (a replaced socket no longer counts); bob is untouched.
+async fn the_oldest_socket_is_closed_at_the_cap(kind: Kind) {
+    let revocations = Revocations::new()
+        .max_connections_per_subject(2.try_into().unwrap())
+        .over_cap(OverCap::CloseOldest);
+    let addr = revocable_instance(kind, &revocations).await;
+    let alice = jwt("alice", unix_now() - 5, None);
+    let mut bob = open_with(addr, &jwt("bob", unix_now() - 5, None)).await;
+    let mut first = open_with(addr, &alice).await;
+    let mut second = open_with(addr, &alice).await;
+    let mut third = open_with(addr, &alice).await;
+    closed_with(&mut first, 4009, "the first socket").await;
+    still_open(&mut second, "second").await;
+    still_open(&mut third, "third").await;
+    let mut fourth = open_with(addr, &alice).await;
+    closed_with(&mut second, 4009, "the second socket").await;
+    still_open(&mut third, "third").await;
+    still_open(&mut fourth, "fourth").await;
+    still_open(&mut bob, "bob").await;
+}
+
+/// `OverCap::CloseOldest` across two instances sharing Redis (cap 2): alice
+/// has her oldest socket on A and one on B; a new one on B is accepted and
+/// the one on A closes with 4009; then a new one on A closes the older of
+/// B's.
+async fn the_oldest_socket_is_closed_across_instances(kind: Kind) {
+    let Some(redis) = Redis::get("the_oldest_socket_is_closed_across_instances") else {
+        return;
+    };
+    let channel = format!("oldest:{}:{kind:?}", std::process::id());
+    let cap = 2.try_into().unwrap();
+    let a = bus(&redis.url(), &channel)
+        .await
+        .max_connections_per_subject(cap)
+        .over_cap(OverCap::CloseOldest);
+    let b = bus(&redis.url(), &channel)
+        .await
+        .max_connections_per_subject(cap)
+        .over_cap(OverCap::CloseOldest);
+    let a_addr = revocable_instance(kind, &a).await;
+    let b_addr = revocable_instance(kind, &b).await;
+    let alice = jwt("alice", unix_now() - 5, None);
+    let mut on_a = open_with(a_addr, &alice).await;
+    // Lease ids order by the millisecond they were taken.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut on_b = open_with(b_addr, &alice).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut newer_on_b = open_with(b_addr, &alice).await;
+    closed_with(&mut on_a, 4009, "the oldest socket, on A").await;
+    still_open(&mut on_b, "on B").await;
+    still_open(&mut newer_on_b, "newer on B").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut again_on_a = open_with(a_addr, &alice).await;
+    closed_with(&mut on_b, 4009, "the oldest socket, now on B").await;
+    still_open(&mut newer_on_b, "newer on B").await;
+    still_open(&mut again_on_a, "again on A").await;
+}
+
 macro_rules! for_both_adapters {
     ($($name:ident),* $(,)?) => {
         mod axum_adapter {
@@ -402,4 +477,6 @@ for_both_adapters!(
     live_sockets_are_capped_per_subject,
     the_cap_holds_across_instances,
     a_dead_instance_releases_its_leases,
+    the_oldest_socket_is_closed_at_the_cap,
+    the_oldest_socket_is_closed_across_instances,
 );
