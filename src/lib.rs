@@ -19,6 +19,10 @@ mod identity;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))))]
 pub mod jwt;
 mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+mod observe;
 mod origin;
 mod rejection;
 #[cfg(feature = "sessions")]

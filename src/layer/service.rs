@@ -144,8 +144,12 @@ impl<A: Authenticator, H> Shared<A, H> {
         // out of it.
         let mut parts = Box::new(parts);
         Box::pin(async move {
-            match this.authenticator.authenticate(&credential, &parts).await {
+            let timer = crate::observe::Timer::start();
+            let verdict = this.authenticator.authenticate(&credential, &parts).await;
+            timer.record(this.authenticator.name());
+            match verdict {
                 Ok(identity) => {
+                    crate::observe::upgrade(None, Some(credential.carrier().as_str()));
                     tracing::debug!(
                         target: "tower_ws_auth",
                         outcome = "accepted",
@@ -184,6 +188,10 @@ impl<A, H> Shared<A, H> {
     {
         let rejection = rejection.with_realm(self.config.realm.as_ref());
         log_rejection(&rejection, parts.uri.path(), source);
+        crate::observe::upgrade(
+            Some(rejection.kind().as_str()),
+            rejection.carrier().map(Carrier::as_str),
+        );
         let response = self.handler.respond(&rejection);
         #[cfg(feature = "close-rejections")]
         if let Some(close) = &self.config.close {

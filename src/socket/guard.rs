@@ -65,6 +65,23 @@ pub enum EndReason {
     Error,
 }
 
+impl EndReason {
+    /// A short name for logs and metrics: `expired`, `revoked`,
+    /// `refresh_other_subject`, `refresh_rejected`, `peer`, `application`,
+    /// `error` (the `reason` label of `tower_ws_auth_closes_total`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::RefreshForOtherSubject => "refresh_other_subject",
+            Self::RefreshRejected => "refresh_rejected",
+            Self::PeerClosed => "peer",
+            Self::Closed => "application",
+            Self::Error => "error",
+        }
+    }
+}
+
 /// Configuration of the post-handshake guard; [`wrap`](Self::wrap) a socket
 /// with it.
 ///
@@ -233,6 +250,7 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
             unflushed: false,
             phase: Phase::Open,
             ended: None,
+            open: crate::observe::OpenSocket::open(),
         };
         guarded.schedule();
         guarded
@@ -294,6 +312,9 @@ pub struct GuardedSocket<S: AuthSocket, A = NoRefresh, M = JsonMessages> {
     unflushed: bool,
     phase: Phase<S::Message>,
     ended: Option<EndReason>,
+    /// Counted in the open-connections gauge until dropped (feature
+    /// `metrics`; nothing without it).
+    open: crate::observe::OpenSocket,
 }
 
 /// Where a guarded socket is. The rare states are boxed: an idle
@@ -433,10 +454,17 @@ where
         self.socket
     }
 
+    /// Records why the socket ended (counted in `closes_total` the first
+    /// time).
+    fn set_ended(&mut self, reason: EndReason) {
+        self.ended = Some(reason);
+        self.open.end(reason.as_str());
+    }
+
     /// Begins the guard's close.
     fn end(&mut self, reason: EndReason, code: u16, text: &str) {
         tracing::debug!(target: "tower_ws_auth", subject = self.identity.subject(), close_code = code, end = ?reason, "closing guarded socket");
-        self.ended = Some(reason);
+        self.set_ended(reason);
         self.begin(
             Closing::close::<S>(code, text, self.guard.settings.close_timeout),
             None,
@@ -511,7 +539,7 @@ where
 
     /// The socket failed while the guard wrote: it ends with `error`.
     fn failed(&mut self, error: SocketError) -> Poll<Option<Result<S::Message, SocketError>>> {
-        self.ended = Some(EndReason::Error);
+        self.set_ended(EndReason::Error);
         self.registration = None;
         self.timer = None;
         self.phase = Phase::Done;
@@ -585,14 +613,14 @@ where
             }
             let message = match ready!(Pin::new(&mut self.socket).poll_next(cx)) {
                 None => {
-                    self.ended = Some(EndReason::PeerClosed);
+                    self.set_ended(EndReason::PeerClosed);
                     self.registration = None;
                     self.timer = None;
                     self.phase = Phase::Done;
                     return Poll::Ready(None);
                 }
                 Some(Err(error)) => {
-                    self.ended = Some(EndReason::Error);
+                    self.set_ended(EndReason::Error);
                     match Closing::fail::<S>(&error, self.guard.settings.close_timeout) {
                         Some(closing) => {
                             self.begin(closing, Some(Err(SocketError::new(error))));
@@ -611,8 +639,8 @@ where
             let parsed = match S::frame(&message) {
                 Frame::Close(_) => {
                     // Answered (and flushed) before it is delivered.
-                    self.ended = Some(EndReason::PeerClosed);
                     let timeout = settings.close_timeout;
+                    self.set_ended(EndReason::PeerClosed);
                     self.begin(Closing::answer(timeout), Some(Ok(message)));
                     continue;
                 }
