@@ -39,6 +39,8 @@ mod hyper_server;
 mod jwks;
 mod jwt;
 mod logging;
+#[cfg(all(feature = "metrics", feature = "axum", feature = "tungstenite"))]
+mod metrics;
 mod origin;
 #[cfg(all(feature = "axum", feature = "tungstenite", feature = "sessions"))]
 mod revocation_race;
