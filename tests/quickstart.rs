@@ -619,12 +619,19 @@ async fn metrics_count_refusals_and_follow_open_sockets() {
     // The server drops its socket a moment after the closing handshake.
     let deadline = Instant::now() + Duration::from_secs(10);
     while series(&metrics_page(addr).await, open, &[]) != 0.0 {
-        assert!(Instant::now() < deadline, "the gauge did not come back to 0");
+        assert!(
+            Instant::now() < deadline,
+            "the gauge did not come back to 0"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let peer = [("reason", "peer")];
     assert_eq!(
-        series(&metrics_page(addr).await, "tower_ws_auth_closes_total", &peer),
+        series(
+            &metrics_page(addr).await,
+            "tower_ws_auth_closes_total",
+            &peer
+        ),
         1.0
     );
 }

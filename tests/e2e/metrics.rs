@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio_tungstenite::tungstenite::Message;
 use http::StatusCode;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use tokio_tungstenite::tungstenite::Message;
 use tower_ws_auth::metrics as m;
 use tower_ws_auth::socket::Revocations;
 
@@ -131,7 +131,12 @@ fn assert_documented((name, labels): &Series) {
         );
     }
     if name == m::UPGRADES_TOTAL {
-        let value = |key: &str| labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let value = |key: &str| {
+            labels
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(
             value("outcome") == Some("accepted"),
             value("reason") == Some("none"),
@@ -140,8 +145,16 @@ fn assert_documented((name, labels): &Series) {
     }
 }
 
-fn upgrade(outcome: &'static str, reason: &'static str, carrier: &'static str) -> Vec<(&'static str, &'static str)> {
-    vec![("outcome", outcome), ("reason", reason), ("carrier", carrier)]
+fn upgrade(
+    outcome: &'static str,
+    reason: &'static str,
+    carrier: &'static str,
+) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("outcome", outcome),
+        ("reason", reason),
+        ("carrier", carrier),
+    ]
 }
 
 #[tokio::test]
@@ -158,7 +171,10 @@ async fn every_decision_of_the_layer_is_counted_once_with_its_documented_labels(
     let big = format!("Bearer {}", "a".repeat(9 * 1024));
     let refused: [(&[(&str, &str)], StatusCode); 7] = [
         (&[], StatusCode::UNAUTHORIZED),
-        (&[("authorization", "Bearer nope")], StatusCode::UNAUTHORIZED),
+        (
+            &[("authorization", "Bearer nope")],
+            StatusCode::UNAUTHORIZED,
+        ),
         (
             &[("authorization", "Bearer readonly-token")],
             StatusCode::FORBIDDEN,
@@ -190,7 +206,10 @@ async fn every_decision_of_the_layer_is_counted_once_with_its_documented_labels(
         ("/ws", &[("x-api-key", "bob-token")]),
         ("/ws?token=alice-token", &[]),
         ("/ws", &[("sec-websocket-protocol", subprotocol.as_str())]),
-        ("/ws", &[("cookie", "session=alice-session"), ("origin", SITE)]),
+        (
+            "/ws",
+            &[("cookie", "session=alice-session"), ("origin", SITE)],
+        ),
     ];
     for (path, headers) in accepted {
         let (mut ws, _) = connect(addr, path, headers).await.expect("accepted");
@@ -273,7 +292,10 @@ async fn gauge_follows_sockets(kind: Kind) {
     assert_eq!(code, 4003);
     assert_clean_end(&mut second, "revoked").await;
     recording.until(open, &[], 0.0).await;
-    assert_eq!(recording.value(m::CLOSES_TOTAL, &[("reason", "revoked")]), 1.0);
+    assert_eq!(
+        recording.value(m::CLOSES_TOTAL, &[("reason", "revoked")]),
+        1.0
+    );
 
     // The application closes: `application`.
     let mut third = open_guarded(addr, "/ws", "dave.60000").await;
@@ -316,4 +338,55 @@ async fn the_open_connections_gauge_follows_axum_sockets_up_and_down() {
 #[tokio::test]
 async fn the_open_connections_gauge_follows_tungstenite_sockets_up_and_down() {
     gauge_follows_sockets(Kind::Tungstenite).await;
+}
+
+/// A remote key set: each fetch counted by its outcome, the JWT
+/// authenticator's time under `jwt`, the refusal while the keys cannot be
+/// fetched under `unavailable`.
+#[cfg(feature = "jwks")]
+#[tokio::test]
+async fn jwks_fetches_and_jwt_authentications_are_counted() {
+    use crate::jwt_common::key_server::{KeyServer, Mode, quick, rsa_jwk, token, unavailable};
+    use crate::jwt_common::{accepted, init, serve};
+    use jsonwebtoken::Algorithm;
+    use tower_ws_auth::jwt::JwtAuthenticator;
+
+    init();
+    let recorder = DebuggingRecorder::new();
+    let mut recording = Recording {
+        snapshotter: recorder.snapshotter(),
+        recorded: Recorded::default(),
+    };
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let keys = KeyServer::start(vec![rsa_jwk("k1")]).await;
+    let jwks = quick(&keys.url()).build().unwrap();
+    let server = serve(JwtAuthenticator::from_remote_jwks(jwks)).await;
+    accepted(server.addr, &token(Algorithm::RS256, "k1", "a")).await;
+    let fetches = m::JWKS_REFRESHES_TOTAL;
+    assert_eq!(recording.value(fetches, &[("outcome", "success")]), 1.0);
+
+    keys.set_mode(Mode::Down);
+    // Past the refetch interval (200 ms), an unknown kid may be fetched.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // An unknown kid while the server is down: one fetch, which fails.
+    unavailable(server.addr, &token(Algorithm::ES256, "k2", "b")).await;
+    assert_eq!(recording.value(fetches, &[("outcome", "failure")]), 1.0);
+    assert_eq!(recording.value(fetches, &[("outcome", "success")]), 1.0);
+    assert_eq!(keys.hits(), 2);
+
+    assert_eq!(
+        recording.value(
+            m::UPGRADES_TOTAL,
+            &upgrade("rejected", "unavailable", "bearer")
+        ),
+        1.0
+    );
+    assert_eq!(
+        recording.value(m::UPGRADES_TOTAL, &upgrade("accepted", "none", "bearer")),
+        1.0
+    );
+    assert_eq!(
+        recording.samples(m::AUTHENTICATION_SECONDS, &[("authenticator", "jwt")]),
+        2
+    );
 }
