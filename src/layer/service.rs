@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use http::request::Parts;
 use http::{Request, Response};
 use tower_service::Service;
+use tracing::Span;
 
 use super::check::{Upgrade, carrier_rejection};
 use super::future::{AuthFuture, ResponseFuture};
@@ -102,27 +103,53 @@ where
                 return ResponseFuture::inner(self.inner.call(request), None);
             }
             Outcome::Reject(rejection, upgrade) => {
+                let span = auth_span(rejection.carrier());
+                let _entered = span.enter();
                 let (mut parts, _) = request.into_parts();
-                let response = self.shared.reject(*rejection, &mut parts, upgrade, None);
+                let response = self
+                    .shared
+                    .reject(*rejection, &mut parts, upgrade, None, &span);
                 return ResponseFuture::rejected(response);
             }
             Outcome::Authenticate(candidate) => candidate,
         };
+        let span = auth_span(Some(candidate.credential.carrier()));
         let (mut parts, body) = request.into_parts();
         let (credential, upgrade) = (candidate.credential, candidate.upgrade);
         if let Err((error, carrier)) = candidate.traces.remove_from(&mut parts) {
+            let _entered = span.enter();
             let rejection = *carrier_rejection(error, Some(carrier));
-            let response = self.shared.reject(rejection, &mut parts, upgrade, None);
+            let response = self
+                .shared
+                .reject(rejection, &mut parts, upgrade, None, &span);
             return ResponseFuture::rejected(response);
         }
-        let auth = Shared::authenticate(self.shared.clone(), credential, parts, upgrade);
+        let auth = Shared::authenticate(
+            self.shared.clone(),
+            credential,
+            parts,
+            upgrade,
+            span.clone(),
+        );
         // Call the service that was polled ready, once authenticated; leave
         // a fresh clone behind for the next request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let echo = candidate.traces.into_echo(upgrade == Upgrade::Http2);
-        ResponseFuture::authenticating(auth, inner, body, echo)
+        ResponseFuture::authenticating(auth, inner, body, echo, span)
     }
+}
+
+/// The `ws_auth` span of one decision: `carrier` now, `outcome` and (once
+/// authenticated) `subject` when known. Never the credential.
+fn auth_span(carrier: Option<&Carrier>) -> Span {
+    tracing::info_span!(
+        target: "tower_ws_auth",
+        "ws_auth",
+        carrier = carrier.map_or("none", Carrier::as_str),
+        outcome = tracing::field::Empty,
+        subject = tracing::field::Empty,
+    )
 }
 
 impl<A: Authenticator, H> Shared<A, H> {
@@ -135,6 +162,7 @@ impl<A: Authenticator, H> Shared<A, H> {
         credential: Credential,
         parts: Parts,
         upgrade: Upgrade,
+        span: Span,
     ) -> AuthFuture<ResB>
     where
         H: RejectionHandler<ResB>,
@@ -150,6 +178,8 @@ impl<A: Authenticator, H> Shared<A, H> {
             match verdict {
                 Ok(identity) => {
                     crate::observe::upgrade(None, Some(credential.carrier().as_str()));
+                    span.record("outcome", "accepted");
+                    span.record("subject", identity.subject());
                     tracing::debug!(
                         target: "tower_ws_auth",
                         outcome = "accepted",
@@ -165,7 +195,7 @@ impl<A: Authenticator, H> Shared<A, H> {
                 Err(error) => {
                     let rejection = Rejection::from_auth_error(&error)
                         .with_carrier(Some(credential.carrier().clone()));
-                    Err(this.reject(rejection, &mut parts, upgrade, Some(&error)))
+                    Err(this.reject(rejection, &mut parts, upgrade, Some(&error), &span))
                 }
             }
         })
@@ -182,10 +212,12 @@ impl<A, H> Shared<A, H> {
         parts: &mut Parts,
         upgrade: Upgrade,
         source: Option<&AuthError>,
+        span: &Span,
     ) -> Response<ResB>
     where
         H: RejectionHandler<ResB>,
     {
+        span.record("outcome", "rejected");
         let rejection = rejection.with_realm(self.config.realm.as_ref());
         log_rejection(&rejection, parts.uri.path(), source);
         crate::observe::upgrade(
