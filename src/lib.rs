@@ -5,6 +5,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod api_key;
+pub mod audit;
 mod authenticator;
 #[cfg(feature = "cache")]
 mod cache;

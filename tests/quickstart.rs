@@ -576,7 +576,7 @@ async fn metrics_count_refusals_and_follow_open_sockets() {
     ];
     let before = metrics_page(addr).await;
 
-    let refused = connect(addr, "/ws", &[]).await.err().expect("refused");
+    let refused = connect(addr, "/ws", &[]).await.unwrap_err();
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     let page = metrics_page(addr).await;
     assert_eq!(
@@ -585,8 +585,7 @@ async fn metrics_count_refusals_and_follow_open_sockets() {
     );
     let refused = connect(addr, "/ws", &[("authorization", "Bearer not-a-jwt")])
         .await
-        .err()
-        .expect("refused");
+        .unwrap_err();
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     let after = metrics_page(addr).await;
     assert_eq!(

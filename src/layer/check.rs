@@ -21,6 +21,7 @@ pub(crate) struct Config {
     pub(super) reject_conflicts: bool,
     pub(super) limits: Limits,
     pub(super) realm: Option<HeaderValue>,
+    pub(super) audit: Option<crate::audit::AuditHook>,
     #[cfg(feature = "close-rejections")]
     pub(super) close: Option<super::CloseRejections>,
 }
@@ -36,6 +37,7 @@ impl Default for Config {
             reject_conflicts: false,
             limits: Limits::default(),
             realm: None,
+            audit: None,
             #[cfg(feature = "close-rejections")]
             close: None,
         }

@@ -13,6 +13,7 @@ use tracing::Span;
 use super::check::{Upgrade, carrier_rejection};
 use super::future::{AuthFuture, ResponseFuture};
 use super::{Config, Outcome, PassedThrough};
+use crate::audit::AuditEvent;
 use crate::authenticator::Authenticator;
 use crate::credential::{Carrier, Credential};
 use crate::error::AuthError;
@@ -180,6 +181,16 @@ impl<A: Authenticator, H> Shared<A, H> {
                     crate::observe::upgrade(None, Some(credential.carrier().as_str()));
                     span.record("outcome", "accepted");
                     span.record("subject", identity.subject());
+                    if let Some(hook) = &this.config.audit {
+                        hook.call(&AuditEvent {
+                            event: "upgrade",
+                            outcome: "accepted",
+                            reason: "none",
+                            carrier: credential.carrier().as_str(),
+                            subject: Some(identity.subject()),
+                            peer: crate::audit::peer(&parts.extensions),
+                        });
+                    }
                     tracing::debug!(
                         target: "tower_ws_auth",
                         outcome = "accepted",
@@ -224,6 +235,16 @@ impl<A, H> Shared<A, H> {
             Some(rejection.kind().as_str()),
             rejection.carrier().map(Carrier::as_str),
         );
+        if let Some(hook) = &self.config.audit {
+            hook.call(&AuditEvent {
+                event: "upgrade",
+                outcome: "rejected",
+                reason: rejection.kind().as_str(),
+                carrier: rejection.carrier().map_or("none", Carrier::as_str),
+                subject: None,
+                peer: crate::audit::peer(&parts.extensions),
+            });
+        }
         let response = self.handler.respond(&rejection);
         #[cfg(feature = "close-rejections")]
         if let Some(close) = &self.config.close {

@@ -128,6 +128,7 @@ struct Settings {
     refreshes: bool,
     close_timeout: Duration,
     revocations: Option<Revocations>,
+    audit: Option<crate::audit::AuditHook>,
 }
 
 impl<A, M> Clone for SessionGuard<A, M> {
@@ -172,6 +173,7 @@ impl<A: Authenticator> SessionGuard<A> {
                 refreshes: TypeId::of::<A>() != TypeId::of::<NoRefresh>(),
                 close_timeout: CLOSE_TIMEOUT,
                 revocations: None,
+                audit: None,
             }),
         }
     }
@@ -218,6 +220,22 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
     #[must_use]
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         Arc::make_mut(&mut self.settings).close_timeout = timeout;
+        self
+    }
+
+    /// Calls `hook` when a guarded socket ends (`event` `socket_end`, with
+    /// the [`EndReason`], the subject and the peer address of the request
+    /// given with [`GuardedSocket::with_request`]), inline, on the task
+    /// reading the socket: it must not block, and cannot change anything; a
+    /// panic in it is caught and logged. See [`audit`](crate::audit). A
+    /// socket dropped while open (or taken back with
+    /// [`into_inner`](GuardedSocket::into_inner)) has no end to report.
+    #[must_use]
+    pub fn audit<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&crate::audit::AuditEvent<'_>) + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.settings).audit = Some(crate::audit::AuditHook::new(hook));
         self
     }
 
@@ -457,8 +475,21 @@ where
     /// Records why the socket ended (counted in `closes_total` the first
     /// time).
     fn set_ended(&mut self, reason: EndReason) {
-        self.ended = Some(reason);
+        let first = self.ended.replace(reason).is_none();
         self.open.end(reason.as_str());
+        if let (true, Some(hook)) = (first, &self.guard.settings.audit) {
+            hook.call(&crate::audit::AuditEvent {
+                event: "socket_end",
+                outcome: "ended",
+                reason: reason.as_str(),
+                carrier: "none",
+                subject: Some(self.identity.subject()),
+                peer: self
+                    .request
+                    .as_ref()
+                    .and_then(|r| crate::audit::peer(&r.extensions)),
+            });
+        }
     }
 
     /// Begins the guard's close.

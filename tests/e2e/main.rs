@@ -26,6 +26,8 @@ mod session_common;
 
 #[cfg(all(feature = "axum", feature = "tungstenite", feature = "redis"))]
 mod after_handshake;
+#[cfg(all(feature = "axum", feature = "tungstenite"))]
+mod audit;
 #[cfg(feature = "cache")]
 mod authenticators;
 mod carriers;

@@ -197,7 +197,7 @@ async fn every_decision_of_the_layer_is_counted_once_with_its_documented_labels(
         ),
     ];
     for (headers, status) in refused {
-        let refused = connect(addr, "/ws", headers).await.err().expect("refused");
+        let refused = connect(addr, "/ws", headers).await.unwrap_err();
         assert_eq!(refused.status, status, "{headers:?}");
     }
     let subprotocol = offer("alice-token");
