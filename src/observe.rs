@@ -35,7 +35,7 @@ mod imp {
         let mut keys = Vec::with_capacity(REASONS.len() * CARRIERS.len());
         for reason in REASONS {
             for carrier in CARRIERS {
-                keys.push(upgrade_key(reason, carrier));
+                keys.push(retained(upgrade_key(reason, carrier)));
             }
         }
         keys
@@ -49,7 +49,19 @@ mod imp {
         LazyLock::new(|| keys(JWKS_REFRESHES_TOTAL, "outcome", &JWKS_OUTCOMES));
 
     fn keys(name: &'static str, label: &'static str, values: &[&'static str]) -> Vec<Key> {
-        values.iter().map(|v| key(name, label, v)).collect()
+        values
+            .iter()
+            .map(|v| retained(key(name, label, v)))
+            .collect()
+    }
+
+    /// `key` with its labels in a `'static` slice, leaked once per table
+    /// entry (a fixed number per process): recorders retain keys
+    /// (`Key::to_retained`) on every registration, which copies owned
+    /// labels but not static ones.
+    fn retained(key: Key) -> Key {
+        let (name, labels) = key.into_parts();
+        Key::from_static_labels(name, Vec::leak(labels))
     }
 
     fn key(name: &'static str, label: &'static str, value: &'static str) -> Key {
