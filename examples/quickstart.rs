@@ -69,6 +69,15 @@
 //!   upgrade of `/ws` or `/ws/echo` is 429 with `Retry-After: 5` (on
 //!   `/ws/first-message` the socket closes with 1013); a slot frees when
 //!   one of the subject's sockets ends.
+//! * `GET /metrics` (the crate's default feature `metrics`; built without
+//!   it, 404): the crate's
+//!   metrics in the Prometheus text format (`text/plain; version=0.0.4`),
+//!   through `metrics-exporter-prometheus`: `tower_ws_auth_upgrades_total`
+//!   with `outcome`, `reason` and `carrier` (a refused upgrade adds one to
+//!   its `outcome="rejected"` series), `tower_ws_auth_open_connections`
+//!   (up while a `/ws`, `/ws/echo` or authenticated `/ws/first-message`
+//!   socket is open, down when it ends), `tower_ws_auth_closes_total`,
+//!   `tower_ws_auth_authentication_seconds`. Without the feature: 404.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -215,6 +224,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/admin/revoke", post(admin_revoke))
         .route("/ws-ticket", ws_ticket)
         .with_state(app);
+    let router = metrics_route(router)?;
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let token = demo_token(&secret, "alice", Duration::from_secs(3600))?;
@@ -251,6 +261,36 @@ fn ticket_route(
         .cookie(cookie, origins.clone())?
         .protect_all_requests(true);
     Ok(tickets.mint_route().layer(layer))
+}
+
+/// `GET /metrics`: installs the Prometheus recorder (process-wide) and
+/// serves what it renders.
+#[cfg(feature = "metrics")]
+fn metrics_route(router: Router) -> Result<Router, Box<dyn std::error::Error>> {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    // Folds the histograms' samples in between scrapes: bounded memory.
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let render = move || {
+        let text = prometheus.render();
+        async move {
+            let content_type = HeaderValue::from_static("text/plain; version=0.0.4");
+            ([(axum::http::header::CONTENT_TYPE, content_type)], text)
+        }
+    };
+    Ok(router.route("/metrics", get(render)))
+}
+
+/// Without the `metrics` feature there is nothing to serve.
+#[cfg(not(feature = "metrics"))]
+fn metrics_route(router: Router) -> Result<Router, Box<dyn std::error::Error>> {
+    Ok(router)
 }
 
 /// Serves `router` with the bounds the layer cannot set (`axum::serve` reads

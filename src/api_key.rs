@@ -266,6 +266,10 @@ impl<S: ApiKeyStore> ApiKeyAuthenticator<S> {
 }
 
 impl<S: ApiKeyStore> Authenticator for ApiKeyAuthenticator<S> {
+    fn name(&self) -> &'static str {
+        "api_key"
+    }
+
     async fn authenticate(
         &self,
         credential: &Credential,

@@ -49,6 +49,36 @@ pub trait Authenticator: Send + Sync + 'static {
         request: &Parts,
     ) -> impl Future<Output = Result<Identity, AuthError>> + Send;
 
+    /// A short, static name for metrics: the `authenticator` label of
+    /// `tower_ws_auth_authentication_seconds` (feature `metrics`). The
+    /// crate's authenticators answer `jwt`, `session`, `api_key`; wrappers
+    /// ([`cached`](Self::cached), [`for_carriers`](Self::for_carriers),
+    /// [`boxed`](Self::boxed)) the name of what they wrap, [`or`](Self::or)
+    /// `or`. The default is `custom`; override it with a fixed string
+    /// (never one built from a request or a credential: each distinct name
+    /// is a series of its own).
+    ///
+    /// ```
+    /// use http::request::Parts;
+    /// use tower_ws_auth::{AuthError, Authenticator, Credential, Identity};
+    ///
+    /// struct Ldap;
+    ///
+    /// impl Authenticator for Ldap {
+    ///     fn name(&self) -> &'static str {
+    ///         "ldap"
+    ///     }
+    ///
+    ///     async fn authenticate(&self, _: &Credential, _: &Parts) -> Result<Identity, AuthError> {
+    ///         Err(AuthError::invalid("directory says no"))
+    ///     }
+    /// }
+    /// assert_eq!(Ldap.name(), "ldap");
+    /// ```
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// Tries `self`, and `other` only if `self` answers
     /// [`AuthError::NotApplicable`]. A rejection by `self` is final: a bad
     /// credential never gets a second chance with another authenticator.
@@ -108,6 +138,9 @@ pub(crate) trait DynAuthenticator: Send + Sync + 'static {
         credential: &'a Credential,
         request: &'a Parts,
     ) -> BoxFuture<'a, Result<Identity, AuthError>>;
+
+    /// [`Authenticator::name`].
+    fn dyn_name(&self) -> &'static str;
 }
 
 impl<A: Authenticator> DynAuthenticator for A {
@@ -117,6 +150,10 @@ impl<A: Authenticator> DynAuthenticator for A {
         request: &'a Parts,
     ) -> BoxFuture<'a, Result<Identity, AuthError>> {
         Box::pin(self.authenticate(credential, request))
+    }
+
+    fn dyn_name(&self) -> &'static str {
+        self.name()
     }
 }
 
@@ -143,6 +180,10 @@ impl fmt::Debug for BoxAuthenticator {
 }
 
 impl Authenticator for BoxAuthenticator {
+    fn name(&self) -> &'static str {
+        self.0.dyn_name()
+    }
+
     async fn authenticate(
         &self,
         credential: &Credential,
@@ -153,6 +194,10 @@ impl Authenticator for BoxAuthenticator {
 }
 
 impl<A: Authenticator> Authenticator for Arc<A> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
     fn authenticate(
         &self,
         credential: &Credential,
@@ -226,6 +271,10 @@ pub struct Or<A, B> {
 }
 
 impl<A: Authenticator, B: Authenticator> Authenticator for Or<A, B> {
+    fn name(&self) -> &'static str {
+        "or"
+    }
+
     async fn authenticate(
         &self,
         credential: &Credential,
@@ -247,6 +296,10 @@ pub struct ForCarriers<A> {
 }
 
 impl<A: Authenticator> Authenticator for ForCarriers<A> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
     async fn authenticate(
         &self,
         credential: &Credential,

@@ -297,6 +297,10 @@ impl<A: Authenticator> Cached<A> {
 }
 
 impl<A: Authenticator> Authenticator for Cached<A> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
     async fn authenticate(
         &self,
         credential: &Credential,

@@ -542,6 +542,10 @@ impl Inner {
 }
 
 impl Authenticator for Introspection {
+    fn name(&self) -> &'static str {
+        "introspection"
+    }
+
     async fn authenticate(
         &self,
         credential: &Credential,

@@ -5,6 +5,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod api_key;
+pub mod audit;
 mod authenticator;
 #[cfg(feature = "cache")]
 mod cache;
@@ -22,6 +23,10 @@ pub mod introspection;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "jwt", feature = "jwt-rust-crypto"))))]
 pub mod jwt;
 mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+mod observe;
 mod origin;
 mod rejection;
 #[cfg(feature = "sessions")]

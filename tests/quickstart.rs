@@ -959,3 +959,119 @@ async fn ticket_contract() {
     let logs = server.output();
     assert!(!logs.contains("wst_"), "a ticket reached the logs:\n{logs}");
 }
+
+/// The value of the series `name{labels}` (exactly those labels) in a
+/// Prometheus text page; 0 when absent (a counter not yet incremented).
+#[cfg(feature = "metrics")]
+fn series(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    wanted.sort();
+    for line in page.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (found, mut found_labels) = match key.split_once('{') {
+            Some((n, rest)) => (
+                n,
+                rest.trim_end_matches('}')
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+            ),
+            None => (key, Vec::new()),
+        };
+        found_labels.sort();
+        if found == name && found_labels == wanted {
+            return value.parse().unwrap();
+        }
+    }
+    0.0
+}
+
+#[cfg(feature = "metrics")]
+async fn metrics_page(addr: SocketAddr) -> String {
+    let (status, headers, body) = common::http_request(addr, "/metrics", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/plain; version=0.0.4");
+    body
+}
+
+/// `GET /metrics`: a refused upgrade adds one to the `outcome="rejected"`
+/// series of its reason; the open-connections gauge follows a socket up
+/// and back down.
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_refusals_and_follow_open_sockets() {
+    let (_server, addr) = start_example("quickstart", &[("JWT_SECRET", SECRET)]);
+    let upgrades = "tower_ws_auth_upgrades_total";
+    let open = "tower_ws_auth_open_connections";
+    let missing = [
+        ("outcome", "rejected"),
+        ("reason", "missing_credential"),
+        ("carrier", "none"),
+    ];
+    let invalid = [
+        ("outcome", "rejected"),
+        ("reason", "invalid_token"),
+        ("carrier", "bearer"),
+    ];
+    let before = metrics_page(addr).await;
+
+    let refused = connect(addr, "/ws", &[]).await.unwrap_err();
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let page = metrics_page(addr).await;
+    assert_eq!(
+        series(&page, upgrades, &missing),
+        series(&before, upgrades, &missing) + 1.0
+    );
+    let refused = connect(addr, "/ws", &[("authorization", "Bearer not-a-jwt")])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let after = metrics_page(addr).await;
+    assert_eq!(
+        series(&after, upgrades, &invalid),
+        series(&page, upgrades, &invalid) + 1.0
+    );
+    assert_eq!(
+        series(&after, upgrades, &missing),
+        series(&page, upgrades, &missing),
+        "one decision, one count"
+    );
+
+    // The gauge: up while the socket is open (its echo comes from the
+    // guarded socket), back down once it has ended.
+    let bearer = format!("Bearer {}", token("alice", 60));
+    let (mut ws, _) = connect(addr, "/ws", &[("authorization", &bearer)])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, welcome("alice"));
+    common::assert_echo(&mut ws, "hello").await;
+    assert_eq!(series(&metrics_page(addr).await, open, &[]), 1.0);
+    let accepted = [
+        ("outcome", "accepted"),
+        ("reason", "none"),
+        ("carrier", "bearer"),
+    ];
+    assert_eq!(series(&metrics_page(addr).await, upgrades, &accepted), 1.0);
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = ws.next().await {}
+    // The server drops its socket a moment after the closing handshake.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while series(&metrics_page(addr).await, open, &[]) != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the gauge did not come back to 0"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let peer = [("reason", "peer")];
+    assert_eq!(
+        series(
+            &metrics_page(addr).await,
+            "tower_ws_auth_closes_total",
+            &peer
+        ),
+        1.0
+    );
+}

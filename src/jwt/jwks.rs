@@ -516,6 +516,7 @@ impl Shared {
             return;
         }
         let outcome = self.fetch_keys().await;
+        crate::observe::jwks_refresh(outcome.is_ok());
         let now = Instant::now();
         let mut state = self.write();
         state.generation = state.generation.wrapping_add(1);

@@ -629,6 +629,10 @@ impl<C> Authenticator for JwtAuthenticator<C>
 where
     C: DeserializeOwned + Send + Sync + 'static,
 {
+    fn name(&self) -> &'static str {
+        "jwt"
+    }
+
     async fn authenticate(
         &self,
         credential: &Credential,

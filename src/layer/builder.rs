@@ -312,6 +312,19 @@ impl<A, H> WsAuthLayer<A, H> {
         self
     }
 
+    /// Calls `hook` with every decision of the layer (accepted or
+    /// rejected, with the reason, the carrier, the subject and the peer
+    /// address when known), inline, before the response goes out: it must
+    /// not block, and cannot change the decision; a panic in it is caught
+    /// and logged. See [`audit`](crate::audit).
+    pub fn audit<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&crate::audit::AuditEvent<'_>) + Send + Sync + 'static,
+    {
+        self.config_mut().audit = Some(crate::audit::AuditHook::new(hook));
+        self
+    }
+
     /// Replaces the response for rejections; see
     /// [`RejectionHandler`](crate::RejectionHandler).
     pub fn rejection_handler<H2>(self, handler: H2) -> WsAuthLayer<A, H2> {

@@ -22,6 +22,7 @@ pub(crate) struct Config {
     pub(super) limits: Limits,
     pub(super) realm: Option<HeaderValue>,
     pub(super) throttle: Option<crate::throttle::FailedAuthLimit>,
+    pub(super) audit: Option<crate::audit::AuditHook>,
     #[cfg(feature = "close-rejections")]
     pub(super) close: Option<super::CloseRejections>,
 }
@@ -38,6 +39,7 @@ impl Default for Config {
             limits: Limits::default(),
             realm: None,
             throttle: None,
+            audit: None,
             #[cfg(feature = "close-rejections")]
             close: None,
         }

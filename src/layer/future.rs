@@ -8,6 +8,7 @@ use http::request::Parts;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
+use tracing::Span;
 
 use crate::authenticator::BoxFuture;
 use crate::credential::Echo;
@@ -28,6 +29,10 @@ pin_project! {
     {
         #[pin]
         state: State<S, ReqB, ResB>,
+        // The `ws_auth` span of an upgrade (disabled for requests passed
+        // through), entered around every poll: the authenticator, then the
+        // inner service.
+        span: Span,
     }
 }
 
@@ -62,6 +67,7 @@ where
     pub(super) fn inner(future: S::Future, echo: Option<Echo>) -> Self {
         Self {
             state: State::Inner { future, echo },
+            span: Span::none(),
         }
     }
 
@@ -71,6 +77,7 @@ where
             state: State::Rejected {
                 response: Some(response),
             },
+            span: Span::none(),
         }
     }
 
@@ -81,6 +88,7 @@ where
         inner: S,
         body: ReqB,
         echo: Option<Echo>,
+        span: Span,
     ) -> Self {
         Self {
             state: State::Authenticating {
@@ -88,6 +96,7 @@ where
                 pending: Some((inner, body)),
                 echo,
             },
+            span,
         }
     }
 }
@@ -100,6 +109,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = this.span.enter();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Authenticating {

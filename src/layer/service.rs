@@ -9,10 +9,12 @@ use std::task::{Context, Poll};
 use http::request::Parts;
 use http::{Request, Response};
 use tower_service::Service;
+use tracing::Span;
 
 use super::check::{Upgrade, carrier_rejection};
 use super::future::{AuthFuture, ResponseFuture};
 use super::{Config, Outcome, PassedThrough};
+use crate::audit::AuditEvent;
 use crate::authenticator::Authenticator;
 use crate::credential::{Carrier, Credential};
 use crate::error::AuthError;
@@ -105,31 +107,57 @@ where
                 return ResponseFuture::inner(self.inner.call(request), None);
             }
             Outcome::Reject(rejection, upgrade) => {
-                let (mut parts, _) = request.into_parts();
-                let rejection = client.judge(*rejection);
-                let response = self.shared.reject(rejection, &mut parts, upgrade, None);
-                return ResponseFuture::rejected(response);
+                let (span, (mut parts, _)) = (auth_span(rejection.carrier()), request.into_parts());
+                return self.refuse(client.judge(*rejection), &mut parts, upgrade, &span);
             }
             Outcome::Authenticate(candidate) => candidate,
         };
-        let (mut parts, body) = request.into_parts();
-        let (credential, upgrade) = (candidate.credential, candidate.upgrade);
-        if let Some(rejection) = client.refused() {
-            let response = self.shared.reject(rejection, &mut parts, upgrade, None);
-            return ResponseFuture::rejected(response);
+        let span = auth_span(Some(candidate.credential.carrier()));
+        let ((mut parts, body), upgrade) = (request.into_parts(), candidate.upgrade);
+        let refused = client.refused().or_else(|| {
+            let (error, carrier) = candidate.traces.remove_from(&mut parts).err()?;
+            Some(client.judge(*carrier_rejection(error, Some(carrier))))
+        });
+        if let Some(rejection) = refused {
+            return self.refuse(rejection, &mut parts, upgrade, &span);
         }
-        if let Err((error, carrier)) = candidate.traces.remove_from(&mut parts) {
-            let rejection = client.judge(*carrier_rejection(error, Some(carrier)));
-            let response = self.shared.reject(rejection, &mut parts, upgrade, None);
-            return ResponseFuture::rejected(response);
-        }
-        let auth = Shared::authenticate(self.shared.clone(), credential, parts, upgrade, client);
-        // Call the service that was polled ready, once authenticated; leave
-        // a fresh clone behind for the next request.
+        let (shared, credential) = (self.shared.clone(), candidate.credential);
+        let auth = Shared::authenticate(shared, credential, parts, upgrade, client, span.clone());
+        // The service polled ready runs once authenticated; a clone stays.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let echo = candidate.traces.into_echo(upgrade == Upgrade::Http2);
-        ResponseFuture::authenticating(auth, inner, body, echo)
+        ResponseFuture::authenticating(auth, inner, body, echo, span)
+    }
+}
+
+/// The `ws_auth` span of one decision: `carrier` now, `outcome` and (once
+/// authenticated) `subject` when known. Never the credential.
+fn auth_span(carrier: Option<&Carrier>) -> Span {
+    tracing::info_span!(
+        target: "tower_ws_auth",
+        "ws_auth",
+        carrier = carrier.map_or("none", Carrier::as_str),
+        outcome = tracing::field::Empty,
+        subject = tracing::field::Empty,
+    )
+}
+
+impl<S, A, H> WsAuth<S, A, H> {
+    /// The answer to a refusal before the authenticator runs.
+    fn refuse<ReqB, ResB>(
+        &self,
+        rejection: Rejection,
+        parts: &mut Parts,
+        upgrade: Upgrade,
+        span: &Span,
+    ) -> ResponseFuture<S, ReqB, ResB>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        H: RejectionHandler<ResB>,
+    {
+        let response = self.shared.reject(rejection, parts, upgrade, None, span);
+        ResponseFuture::rejected(response)
     }
 }
 
@@ -144,6 +172,7 @@ impl<A: Authenticator, H> Shared<A, H> {
         parts: Parts,
         upgrade: Upgrade,
         client: Client,
+        span: Span,
     ) -> AuthFuture<ResB>
     where
         H: RejectionHandler<ResB>,
@@ -153,8 +182,24 @@ impl<A: Authenticator, H> Shared<A, H> {
         // out of it.
         let mut parts = Box::new(parts);
         Box::pin(async move {
-            match this.authenticator.authenticate(&credential, &parts).await {
+            let timer = crate::observe::Timer::start();
+            let verdict = this.authenticator.authenticate(&credential, &parts).await;
+            timer.record(this.authenticator.name());
+            match verdict {
                 Ok(identity) => {
+                    crate::observe::upgrade(None, Some(credential.carrier().as_str()));
+                    span.record("outcome", "accepted");
+                    span.record("subject", identity.subject());
+                    if let Some(hook) = &this.config.audit {
+                        hook.call(&AuditEvent {
+                            event: "upgrade",
+                            outcome: "accepted",
+                            reason: "none",
+                            carrier: credential.carrier().as_str(),
+                            subject: Some(identity.subject()),
+                            peer: crate::audit::peer(&parts.extensions),
+                        });
+                    }
                     tracing::debug!(
                         target: "tower_ws_auth",
                         outcome = "accepted",
@@ -171,7 +216,7 @@ impl<A: Authenticator, H> Shared<A, H> {
                     let rejection = Rejection::from_auth_error(&error)
                         .with_carrier(Some(credential.carrier().clone()));
                     let rejection = client.judge(rejection);
-                    Err(this.reject(rejection, &mut parts, upgrade, Some(&error)))
+                    Err(this.reject(rejection, &mut parts, upgrade, Some(&error), &span))
                 }
             }
         })
@@ -221,12 +266,29 @@ impl<A, H> Shared<A, H> {
         parts: &mut Parts,
         upgrade: Upgrade,
         source: Option<&AuthError>,
+        span: &Span,
     ) -> Response<ResB>
     where
         H: RejectionHandler<ResB>,
     {
+        let _entered = span.enter();
+        span.record("outcome", "rejected");
         let rejection = rejection.with_realm(self.config.realm.as_ref());
         log_rejection(&rejection, parts.uri.path(), source);
+        crate::observe::upgrade(
+            Some(rejection.kind().as_str()),
+            rejection.carrier().map(Carrier::as_str),
+        );
+        if let Some(hook) = &self.config.audit {
+            hook.call(&AuditEvent {
+                event: "upgrade",
+                outcome: "rejected",
+                reason: rejection.kind().as_str(),
+                carrier: rejection.carrier().map_or("none", Carrier::as_str),
+                subject: None,
+                peer: crate::audit::peer(&parts.extensions),
+            });
+        }
         let response = self.handler.respond(&rejection);
         #[cfg(feature = "close-rejections")]
         if let Some(close) = &self.config.close {

@@ -372,6 +372,10 @@ where
     S: SessionStore,
     F: Fn(&S::Data) -> Result<IdentityBuilder, AuthError> + Send + Sync + 'static,
 {
+    fn name(&self) -> &'static str {
+        "session"
+    }
+
     async fn authenticate(
         &self,
         credential: &Credential,

@@ -52,6 +52,22 @@ pub enum FirstMessageError {
     Socket(#[from] SocketError),
 }
 
+impl FirstMessageError {
+    /// The `reason` label of `tower_ws_auth_closes_total` for this failure.
+    pub(crate) fn close_reason(&self) -> &'static str {
+        match self {
+            Self::Timeout => "auth_timeout",
+            Self::TooBig => "too_big",
+            Self::NotAuthMessage => "not_auth_message",
+            Self::Malformed => "malformed_auth_message",
+            Self::Rejected(_) => "auth_rejected",
+            Self::TooManyPending => "too_many_pending",
+            Self::PeerClosed => "peer",
+            Self::Socket(_) => "error",
+        }
+    }
+}
+
 /// Authenticates a socket by its first message.
 ///
 /// The upgrade is accepted without a credential; then the first message must
@@ -287,6 +303,19 @@ impl<A: Authenticator, M: AuthMessages> FirstMessageAuth<A, M> {
     /// [`PeerClosed`](FirstMessageError::PeerClosed) and
     /// [`Socket`](FirstMessageError::Socket).
     pub async fn authenticate<S: AuthSocket>(
+        &self,
+        socket: S,
+        request: &Parts,
+    ) -> Result<(S, Identity), FirstMessageError> {
+        let authenticated = self.run(socket, request).await;
+        if let Err(error) = &authenticated {
+            crate::observe::close(error.close_reason());
+        }
+        authenticated
+    }
+
+    /// [`authenticate`](Self::authenticate), before its outcome is counted.
+    async fn run<S: AuthSocket>(
         &self,
         mut socket: S,
         request: &Parts,

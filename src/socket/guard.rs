@@ -70,6 +70,24 @@ pub enum EndReason {
     Error,
 }
 
+impl EndReason {
+    /// A short name for logs and metrics: `expired`, `revoked`,
+    /// `refresh_other_subject`, `refresh_rejected`, `peer`, `application`,
+    /// `error`, `replaced` (the `reason` label of `tower_ws_auth_closes_total`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::RefreshForOtherSubject => "refresh_other_subject",
+            Self::RefreshRejected => "refresh_rejected",
+            Self::PeerClosed => "peer",
+            Self::Closed => "application",
+            Self::Error => "error",
+            Self::Replaced => "replaced",
+        }
+    }
+}
+
 /// Configuration of the post-handshake guard; [`wrap`](Self::wrap) a socket
 /// with it.
 ///
@@ -116,6 +134,7 @@ struct Settings {
     refreshes: bool,
     close_timeout: Duration,
     revocations: Option<Revocations>,
+    audit: Option<crate::audit::AuditHook>,
 }
 
 impl<A, M> Clone for SessionGuard<A, M> {
@@ -160,6 +179,7 @@ impl<A: Authenticator> SessionGuard<A> {
                 refreshes: TypeId::of::<A>() != TypeId::of::<NoRefresh>(),
                 close_timeout: CLOSE_TIMEOUT,
                 revocations: None,
+                audit: None,
             }),
         }
     }
@@ -209,6 +229,22 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
         self
     }
 
+    /// Calls `hook` when a guarded socket ends (`event` `socket_end`, with
+    /// the [`EndReason`], the subject and the peer address of the request
+    /// given with [`GuardedSocket::with_request`]), inline, on the task
+    /// reading the socket: it must not block, and cannot change anything; a
+    /// panic in it is caught and logged. See [`audit`](crate::audit). A
+    /// socket dropped while open (or taken back with
+    /// [`into_inner`](GuardedSocket::into_inner)) has no end to report.
+    #[must_use]
+    pub fn audit<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&crate::audit::AuditEvent<'_>) + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.settings).audit = Some(crate::audit::AuditHook::new(hook));
+        self
+    }
+
     /// Another message format.
     pub fn messages<M2: AuthMessages>(self, messages: M2) -> SessionGuard<A, M2> {
         SessionGuard {
@@ -238,6 +274,7 @@ impl<A: Authenticator, M: AuthMessages> SessionGuard<A, M> {
             unflushed: false,
             phase: Phase::Open,
             ended: None,
+            open: crate::observe::OpenSocket::open(),
         };
         guarded.schedule();
         guarded
@@ -299,6 +336,9 @@ pub struct GuardedSocket<S: AuthSocket, A = NoRefresh, M = JsonMessages> {
     unflushed: bool,
     phase: Phase<S::Message>,
     ended: Option<EndReason>,
+    /// Counted in the open-connections gauge until dropped (feature
+    /// `metrics`; nothing without it).
+    open: crate::observe::OpenSocket,
 }
 
 /// Where a guarded socket is. The rare states are boxed: an idle
@@ -438,10 +478,30 @@ where
         self.socket
     }
 
+    /// Records why the socket ended (counted in `closes_total` the first
+    /// time).
+    fn set_ended(&mut self, reason: EndReason) {
+        let first = self.ended.replace(reason).is_none();
+        self.open.end(reason.as_str());
+        if let (true, Some(hook)) = (first, &self.guard.settings.audit) {
+            hook.call(&crate::audit::AuditEvent {
+                event: "socket_end",
+                outcome: "ended",
+                reason: reason.as_str(),
+                carrier: "none",
+                subject: Some(self.identity.subject()),
+                peer: self
+                    .request
+                    .as_ref()
+                    .and_then(|r| crate::audit::peer(&r.extensions)),
+            });
+        }
+    }
+
     /// Begins the guard's close.
     fn end(&mut self, reason: EndReason, code: u16, text: &str) {
         tracing::debug!(target: "tower_ws_auth", subject = self.identity.subject(), close_code = code, end = ?reason, "closing guarded socket");
-        self.ended = Some(reason);
+        self.set_ended(reason);
         self.begin(
             Closing::close::<S>(code, text, self.guard.settings.close_timeout),
             None,
@@ -516,7 +576,7 @@ where
 
     /// The socket failed while the guard wrote: it ends with `error`.
     fn failed(&mut self, error: SocketError) -> Poll<Option<Result<S::Message, SocketError>>> {
-        self.ended = Some(EndReason::Error);
+        self.set_ended(EndReason::Error);
         self.registration = None;
         self.timer = None;
         self.phase = Phase::Done;
@@ -592,14 +652,14 @@ where
             }
             let message = match ready!(Pin::new(&mut self.socket).poll_next(cx)) {
                 None => {
-                    self.ended = Some(EndReason::PeerClosed);
+                    self.set_ended(EndReason::PeerClosed);
                     self.registration = None;
                     self.timer = None;
                     self.phase = Phase::Done;
                     return Poll::Ready(None);
                 }
                 Some(Err(error)) => {
-                    self.ended = Some(EndReason::Error);
+                    self.set_ended(EndReason::Error);
                     match Closing::fail::<S>(&error, self.guard.settings.close_timeout) {
                         Some(closing) => {
                             self.begin(closing, Some(Err(SocketError::new(error))));
@@ -618,8 +678,8 @@ where
             let parsed = match S::frame(&message) {
                 Frame::Close(_) => {
                     // Answered (and flushed) before it is delivered.
-                    self.ended = Some(EndReason::PeerClosed);
                     let timeout = settings.close_timeout;
+                    self.set_ended(EndReason::PeerClosed);
                     self.begin(Closing::answer(timeout), Some(Ok(message)));
                     continue;
                 }

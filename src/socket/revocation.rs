@@ -1295,6 +1295,10 @@ impl<A> fmt::Debug for Revocable<A> {
 }
 
 impl<A: Authenticator> Authenticator for Revocable<A> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
     async fn authenticate(
         &self,
         credential: &Credential,

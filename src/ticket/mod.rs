@@ -274,6 +274,10 @@ fn is_well_formed(ticket: &str) -> bool {
 }
 
 impl Authenticator for Tickets {
+    fn name(&self) -> &'static str {
+        "ticket"
+    }
+
     async fn authenticate(
         &self,
         credential: &Credential,

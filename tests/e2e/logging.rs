@@ -114,3 +114,61 @@ async fn decisions_are_logged_without_secrets() {
         "a backend outage is a warning:\n{logs}"
     );
 }
+
+/// The `ws_auth` span: around the authenticator and the handler, with the
+/// carrier, the outcome and the subject (never the credential); the
+/// handler hands it to the socket's task (`.instrument(Span::current())`)
+/// so that the connection's own logs say who it is.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn the_ws_auth_span_carries_the_subject_into_the_socket_task() {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use axum::response::Response;
+    use axum::routing::any;
+    use tower_ws_auth::Identity;
+    use tracing::Instrument;
+
+    async fn handler(ws: WebSocketUpgrade, identity: Identity) -> Response {
+        tracing::info!(target: "app", "handler of {}", identity.subject());
+        let span = tracing::Span::current();
+        ws.on_upgrade(move |mut socket| {
+            async move {
+                tracing::info!(target: "app", "socket task");
+                let _ = socket.send(Message::Text("hi".into())).await;
+                while let Some(Ok(_)) = socket.recv().await {}
+            }
+            .instrument(span)
+        })
+    }
+
+    let capture = LogCapture::start();
+    let layer = WsAuthLayer::new(tokens(&Calls::default())).bearer_header();
+    let addr = serve(axum::Router::new().route("/ws", any(handler)).layer(layer)).await;
+    let (mut ws, _) = connect(addr, "/ws", &[("authorization", "Bearer alice-token")])
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut ws).await, "hi");
+    let refused = connect(addr, "/ws", &[("authorization", "Bearer sekrit-5")])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, http::StatusCode::UNAUTHORIZED);
+    drop(ws);
+
+    let text = capture.text();
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {text}"))
+            .to_owned()
+    };
+    let accepted = r#"ws_auth{carrier="bearer" outcome="accepted" subject="alice"}"#;
+    for event in ["handler of alice", "socket task", "request authenticated"] {
+        assert!(line(event).contains(accepted), "{event}: {}", line(event));
+    }
+    let rejected = r#"ws_auth{carrier="bearer" outcome="rejected"}"#;
+    assert!(line("request rejected").contains(rejected), "{text}");
+    assert!(
+        !text.contains("alice-token") && !text.contains("sekrit-5"),
+        "{text}"
+    );
+}

@@ -27,6 +27,8 @@ mod session_common;
 
 #[cfg(all(feature = "axum", feature = "tungstenite", feature = "redis"))]
 mod after_handshake;
+#[cfg(all(feature = "axum", feature = "tungstenite"))]
+mod audit;
 #[cfg(feature = "cache")]
 mod authenticators;
 mod carriers;
@@ -40,6 +42,8 @@ mod hyper_server;
 mod jwks;
 mod jwt;
 mod logging;
+#[cfg(all(feature = "metrics", feature = "axum", feature = "tungstenite"))]
+mod metrics;
 #[cfg(all(feature = "axum", feature = "jwks"))]
 mod oidc;
 mod origin;
