@@ -15,6 +15,11 @@ use crate::authenticator::BoxFuture;
 /// The default channel.
 const DEFAULT_CHANNEL: &str = "tower-ws-auth:revocations";
 
+/// How many received revocations may wait to be applied (fred's default,
+/// 32, lost most of a burst of 125 revocations on the receiving instances:
+/// benches/scale.rs); the same as [`LocalBus`](super::LocalBus).
+const BROADCAST_CAPACITY: usize = 1024;
+
 /// A [`RevocationBus`] over Redis pub/sub (with the fred client): every
 /// instance connected to the same Redis (and channel) sees every
 /// revocation.
@@ -23,7 +28,9 @@ const DEFAULT_CHANNEL: &str = "tower-ws-auth:revocations";
 /// every 100 ms) and the subscription is renewed; revocations published
 /// while Redis was down are lost, as pub/sub keeps nothing, but the
 /// instance that revoked applied them to its own connections. Publishing
-/// gives up after two seconds.
+/// gives up after two seconds. Up to 1,024 received revocations wait to be
+/// applied; past that (a burst larger than that, arriving faster than the
+/// instance applies them) the excess is lost, with a warning.
 ///
 /// ```no_run
 /// use tower_ws_auth::socket::Revocations;
@@ -63,6 +70,7 @@ impl RedisBus {
         let mut builder = Builder::from_config(config);
         builder.set_policy(ReconnectPolicy::new_constant(0, 100));
         builder.with_connection_config(|c| c.connection_timeout = timeout);
+        builder.with_performance_config(|c| c.broadcast_channel_capacity = BROADCAST_CAPACITY);
         let publisher = builder.build().map_err(BusError::new)?;
         let subscriber = builder.build_subscriber_client().map_err(BusError::new)?;
         for client in [&publisher as &dyn Init, &subscriber as &dyn Init] {
