@@ -576,7 +576,7 @@ impl Drop for Registration {
             // live connections after a peak (100,000 connections left 3 MiB
             // behind). Amortized: a shrink rehashes the live quarter.
             let (len, capacity) = (state.entries.len(), state.entries.capacity());
-            if capacity > 1024 && len < capacity / 4 {
+            if capacity > 64 && len < capacity / 4 {
                 state.entries.shrink_to(len * 2);
             }
         }
