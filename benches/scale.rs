@@ -899,6 +899,15 @@ async fn local(figures: &mut Figures, n: usize, subjects: usize) {
     wave.close().await;
     let bare_per = bare_stats.allocated.saturating_sub(before.allocated) / n;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let bare_after = server.stats().await;
+    figures.row(
+        "local, bare WebSocket wave: server memory after all closed (no registry, no guard)",
+        format!(
+            "{} allocated ({:+} B against before the wave)",
+            mib(bare_after.allocated),
+            bare_after.allocated as i64 - before.allocated as i64
+        ),
+    );
 
     let before = server.stats().await;
     let mut wave = open(1, n, subjects, far, &targets).await;
@@ -1068,9 +1077,10 @@ async fn storm(
     figures.row("expiry storm: server memory after all expired", {
         let growth = after.allocated as f64 / baseline.allocated as f64 - 1.0;
         format!(
-            "{} allocated ({:+.1} % of baseline: {}), {} RSS",
+            "{} allocated ({:+.1} % of baseline, {:+} B: {}), {} RSS",
             mib(after.allocated),
             growth * 100.0,
+            after.allocated as i64 - baseline.allocated as i64,
             if growth <= 0.10 {
                 "within 10 %"
             } else {
