@@ -16,7 +16,8 @@
 //! stdin/stdout, one line per command (`stats`, `revoke_subjects START
 //! COUNT`, `revoke_token ID`), and exits when its stdin closes. The
 //! tokio-tungstenite clients live in this process (one worker thread), bound
-//! to 127.0.x.y source addresses (10,000 connections per address, a new
+//! to 127.0.x.y source addresses and explicit source ports (10,000
+//! connections per address, ports from 20,000, a new
 //! range per wave) so that ephemeral ports never run out; both processes
 //! raise their file-descriptor limit themselves (up to
 //! `/proc/sys/fs/nr_open`).
@@ -90,6 +91,9 @@ const SERVER_ENV: &str = "SCALE_BENCH_SERVER";
 const SECRET: &str = "scale-bench-hs256-secret-0123456789abcdef";
 const IN_FLIGHT: usize = 256;
 const PER_SOURCE_ADDRESS: usize = 10_000;
+/// Client source ports: `FIRST_SOURCE_PORT..FIRST_SOURCE_PORT + 10,000` on
+/// each 127.0.x.y (no server listens there: they listen on 127.0.0.1).
+const FIRST_SOURCE_PORT: u16 = 20_000;
 /// The route (`/ws/9`) of a WebSocket without this crate, for comparison.
 const BARE: usize = 9;
 const WARM_UP: usize = 2_000;
@@ -465,15 +469,15 @@ fn token(subject: &str, jti: &str, exp: u64) -> String {
 }
 
 async fn connect(
-    source: [u8; 4],
+    source: SocketAddr,
     target: (SocketAddr, usize),
     bearer: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
     let socket = TcpSocket::new_v4().expect("socket");
     socket.set_reuseaddr(true).expect("SO_REUSEADDR");
     socket
-        .bind(SocketAddr::from((source, 0)))
-        .unwrap_or_else(|e| panic!("bind {source:?}: {e}"));
+        .bind(source)
+        .unwrap_or_else(|e| panic!("bind {source}: {e}"));
     let stream = socket.connect(target.0).await.expect("connect");
     stream.set_nodelay(true).expect("TCP_NODELAY");
     let mut request = format!("ws://{}/ws/{}", target.0, target.1)
@@ -524,7 +528,14 @@ async fn open(
     for (i, bearer) in bearers.into_iter().enumerate() {
         let permit = permits.clone().acquire_owned().await.expect("semaphore");
         let target = targets[(i / subjects) % targets.len()];
-        let source = [127, 0, wave, 1 + (i / PER_SOURCE_ADDRESS) as u8];
+        // An explicit source port, below the ephemeral range: with port 0
+        // the kernel searches for a free port on every bind, and that search
+        // (`inet_bhash2_conflict`) took most of this process's CPU at
+        // 19,000 connections.
+        let source = SocketAddr::from((
+            [127, 0, wave, 1 + (i / PER_SOURCE_ADDRESS) as u8],
+            FIRST_SOURCE_PORT + (i % PER_SOURCE_ADDRESS) as u16,
+        ));
         let closed_tx = closed_tx.clone();
         let opened_tx = opened_tx.clone();
         let mut close_rx = close_rx.clone();
@@ -663,7 +674,7 @@ async fn control(
 ) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
     let exp = unix_now().as_secs() + 3600;
     connect(
-        [127, 0, 200, 1],
+        SocketAddr::from(([127, 0, 200, 1], 0)),
         target,
         &format!("Bearer {}", token("control", "jti-control", exp)),
     )
