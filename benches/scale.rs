@@ -22,23 +22,36 @@
 //! raise their file-descriptor limit themselves (up to
 //! `/proc/sys/fs/nr_open`).
 //!
-//! Scenarios, each reported as a table on stdout:
+//! Every process needs a descriptor per connection: when the open-file
+//! limit cannot be raised far enough (the hard limit needs
+//! `CAP_SYS_RESOURCE`), the bench lowers the count to what fits and says so
+//! loudly.
 //!
-//! 1. **Local**: one server process, two registries sharing a `LocalBus`
-//!    (`/ws/0` and `/ws/1`, half the connections each). Opens
-//!    `SCALE_BENCH_CONNECTIONS` (default 100,000) connections across
+//! Scenarios, in this order, reported as one table on stdout:
+//!
+//! 1. **The registry alone**: `SCALE_BENCH_REGISTRY` (default 100,000)
+//!    identities registered in a `Revocations` in this process (no sockets),
+//!    a tenth as many subjects; the time of 1 and of 1,000 `revoke_subject`
+//!    calls, on one registry and on one of two sharing a `LocalBus`.
+//! 2. **Local**: one server process, two registries sharing a `LocalBus`
+//!    (`/ws/0` and `/ws/1`, half the connections each), a warm-up wave of
+//!    2,000 connections, then the baseline. Waves of
+//!    `SCALE_BENCH_CONNECTIONS` (default 100,000) connections over
 //!    `SCALE_BENCH_SUBJECTS` (default a tenth of that) subjects, 256
-//!    handshakes in flight: handshakes per second, p50/p99 handshake latency,
-//!    server memory per connection (allocator and RSS). Then revocations on
-//!    the first registry, timed from the command to the last affected
-//!    client's Close frame: one subject (5 times), one token id (3 times),
-//!    1,000 subjects in a burst (3 times). The clients close the rest;
-//!    the server's allocated bytes must come back within 10 % of the
-//!    baseline (measured after a warm-up wave of 2,000 connections).
-//! 2. **Expiry storm**: a second wave of the same size whose tokens all
-//!    carry the same `exp`, a few seconds after the wave is open: every
-//!    socket must close with 4002 within 2 s of `exp`, while a control
-//!    connection (another subject, far expiry) measures echo round trips.
+//!    handshakes in flight: handshakes per second, p50/p99 handshake
+//!    latency, server memory per connection (allocator and RSS).
+//!    - **Expiry storm**: a wave whose tokens all carry the same `exp`, set
+//!      so that the wave is open before it: every socket must close with
+//!      4002 within 2 s of `exp`, while a control connection (another
+//!      subject, far expiry) measures echo round trips; then the server's
+//!      allocated bytes must be back within 10 % of the baseline.
+//!    - **Bare WebSocket**: the same wave on a route without the layer and
+//!      the guard (`/ws/9`): what the socket costs without this crate.
+//!    - **Revocations** on the first registry, timed from the command to
+//!      the last affected client's Close frame (4003, checked): one subject
+//!      (5 times), one token id (3 times), 1,000 subjects in a burst (up to
+//!      3 times, as many as the subjects allow), with the server's and the
+//!      clients' CPU time. The clients close the rest.
 //! 3. **Redis** (feature `redis`, a `redis-server` binary found as the tests
 //!    find it): a private `redis-server`, two server processes with a
 //!    `RedisBus` each, half the connections on each (every subject on
@@ -49,9 +62,9 @@
 //! before T" does not exist in this version, so it is not measured (the
 //! expiry storm closes every socket at once, the same close work).
 //!
-//! Bounded: every wait has a timeout (60 s to open a wave's connections
-//! after the last handshake started, 30 s per fan-out), servers exit with
-//! their stdin, loopback only. `cargo test` does not run it (without
+//! Bounded: every wait has a timeout (60 s without a handshake completing
+//! while a wave opens, 30 s per fan-out or close, 60 s per server reply),
+//! servers exit with their stdin, loopback only. `cargo test` does not run it (without
 //! `--bench` it returns at once).
 
 #[cfg(feature = "redis")]
