@@ -16,6 +16,8 @@
 //! configurable time (`close_timeout`, 3 s by default) for the peer's.
 //!
 #![doc = include_str!("../../docs/socket.md")]
+//!
+#![doc = include_str!("../../docs/scaling.md")]
 
 mod close;
 mod first_message;

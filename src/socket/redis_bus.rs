@@ -64,6 +64,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return removed
 ";
 
+/// How many received revocations may wait to be applied (fred's default,
+/// 32, lost most of a burst of 125 revocations on the receiving instances:
+/// benches/scale.rs); the same as [`LocalBus`](super::LocalBus).
+const BROADCAST_CAPACITY: usize = 1024;
+
 /// A [`RevocationBus`] over Redis pub/sub (with the fred client): every
 /// instance connected to the same Redis (and channel) sees every
 /// revocation.
@@ -77,7 +82,11 @@ return removed
 /// up after two seconds.
 ///
 /// The connections reconnect on their own after Redis restarts (retrying
-/// every 100 ms) and the subscription is renewed. The subscription's
+/// every 100 ms) and the subscription is renewed. Up to 1,024 received
+/// revocations wait to be applied; past that (a burst larger than that,
+/// arriving faster than the instance applies them) the excess is dropped,
+/// and the instance reloads the active revocations from Redis as after a
+/// reconnection (upgrades get 503 meanwhile), so none stays missed. The subscription's
 /// connection is also checked every second (PING, two seconds to answer).
 /// From the moment it drops or stops answering until the subscription is
 /// back and the active revocations are loaded again, the link is down
@@ -139,6 +148,7 @@ impl RedisBus {
         let mut builder = Builder::from_config(config);
         builder.set_policy(ReconnectPolicy::new_constant(0, 100));
         builder.with_connection_config(|c| c.connection_timeout = timeout);
+        builder.with_performance_config(|c| c.broadcast_channel_capacity = BROADCAST_CAPACITY);
         let publisher = builder.build().map_err(BusError::new)?;
         let subscriber = builder.build_subscriber_client().map_err(BusError::new)?;
         for client in [&publisher as &dyn Init, &subscriber as &dyn Init] {
@@ -535,6 +545,7 @@ impl RevocationBus for RedisBus {
             ));
             let (tx, rx) = mpsc::channel(256);
             let channel = self.channel.clone();
+            let link = Arc::downgrade(&self.link);
             tokio::spawn(async move {
                 loop {
                     match messages.recv().await {
@@ -557,7 +568,12 @@ impl RevocationBus for RedisBus {
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            tracing::warn!(target: "tower_ws_auth", missed, "revocation bus lagged");
+                            tracing::warn!(target: "tower_ws_auth", missed, "revocation bus lagged: catching up from Redis");
+                            // Revocations were dropped: a change of the link
+                            // makes `Revocations` reload the active ones.
+                            if let Some(link) = link.upgrade() {
+                                link.send_modify(|_| {});
+                            }
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
                     }

@@ -301,6 +301,44 @@ async fn the_redis_subscription_is_in_place_when_with_bus_returns() {
         .expect("the revocation reached the new subscriber");
 }
 
+/// A burst of revocations through Redis closes every affected socket on the
+/// other instance: none is lost while the instance applies the ones before
+/// (fred's default queue of 32 received messages dropped most of a burst).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_revocations_through_redis_closes_every_socket() {
+    let Some(redis) =
+        RedisServer::start("a_burst_of_revocations_through_redis_closes_every_socket")
+    else {
+        return;
+    };
+    let channel = format!("revocations:{}", redis.port);
+    let bus = || async {
+        RedisBus::connect(&redis.url())
+            .await
+            .unwrap()
+            .channel(channel.clone())
+    };
+    let a = Revocations::with_bus(bus().await).await.unwrap();
+    let b = App::new(Revocations::with_bus(bus().await).await.unwrap());
+    let b_addr = spawn(Kind::Axum, b.clone()).await;
+    const BURST: usize = 300;
+    let mut sockets = Vec::new();
+    for i in 0..BURST {
+        let bearer = format!("Bearer user{i}.60000");
+        sockets.push(open(b_addr, "/ws", &[("authorization", &bearer)]).await);
+    }
+    let revoking = (0..BURST).map(|i| {
+        let a = a.clone();
+        async move { a.revoke_subject(&format!("user{i}")).await.unwrap() }
+    });
+    futures_util::future::join_all(revoking).await;
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        let (code, _, _) = close_of(ws).await;
+        assert_eq!(code, 4003, "socket {i}");
+        common::assert_clean_end(ws, &format!("socket {i}")).await;
+    }
+}
+
 /// Without a refresh authenticator (`SessionGuard::expiry_only()`) no
 /// message is read as a refresh: refresh-shaped messages of any size reach
 /// the application. With one, a message over the refresh cap is not read
