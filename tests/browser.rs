@@ -42,6 +42,26 @@ fn token(subject: &str) -> String {
     .unwrap()
 }
 
+/// Clicks the element with id `id`.
+async fn click(client: &Client, id: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Types `text` into the message field, sends it, and waits for its echo.
+async fn echo(client: &Client, text: &str) {
+    let message = client.find(Locator::Id("message")).await.unwrap();
+    message.clear().await.unwrap();
+    message.send_keys(text).await.unwrap();
+    click(client, "send").await;
+    wait_text(client, "log", |t| t.contains(&format!("< {text}"))).await;
+}
+
 /// Polls the text of `#id` until `done` accepts it.
 async fn wait_text(client: &Client, id: &str, done: impl Fn(&str) -> bool) -> String {
     let started = Instant::now();
@@ -182,13 +202,7 @@ async fn quickstart_in_headless_chromium() {
         .send_keys("alice-password")
         .await
         .unwrap();
-    client
-        .find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "login").await;
     client
         .wait()
         .for_element(Locator::Id("connect-cookie"))
@@ -198,28 +212,12 @@ async fn quickstart_in_headless_chromium() {
         client.current_url().await.unwrap().as_str(),
         format!("{base}/")
     );
-    client
-        .find(Locator::Id("connect-cookie"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "connect-cookie").await;
     assert_eq!(
         wait_text(client, "who", |t| t != "nobody yet").await,
         "alice"
     );
-    let message = client.find(Locator::Id("message")).await.unwrap();
-    message.clear().await.unwrap();
-    message.send_keys("hello from chromium").await.unwrap();
-    client
-        .find(Locator::Id("send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_text(client, "log", |t| t.contains("< hello from chromium")).await;
+    echo(client, "hello from chromium").await;
 
     // 2. The subprotocol carrier: the browser opens the socket only because
     // the 101 echoes `chat`. The token (bob) wins over the cookie (alice).
@@ -230,13 +228,7 @@ async fn quickstart_in_headless_chromium() {
         .send_keys(&token("bob"))
         .await
         .unwrap();
-    client
-        .find(Locator::Id("connect-token"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "connect-token").await;
     assert_eq!(
         wait_text(client, "who", |t| t == "bob" || t.starts_with("x")).await,
         "bob"
@@ -254,30 +246,14 @@ async fn quickstart_in_headless_chromium() {
         .clear()
         .await
         .unwrap();
-    client
-        .find(Locator::Id("connect-ticket"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "connect-ticket").await;
     let status = wait_text(client, "status", |t| t.starts_with("open (ticket")).await;
     assert_eq!(status, "open (ticket, protocol chat)");
     assert_eq!(
         wait_text(client, "who", |t| t == "alice" || t.starts_with("x")).await,
         "alice"
     );
-    let message = client.find(Locator::Id("message")).await.unwrap();
-    message.clear().await.unwrap();
-    message.send_keys("hello over a ticket").await.unwrap();
-    client
-        .find(Locator::Id("send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_text(client, "log", |t| t.contains("< hello over a ticket")).await;
+    echo(client, "hello over a ticket").await;
     let logs = server.output();
     assert!(
         logs.lines().any(|l| l.contains("outcome=\"accepted\"")

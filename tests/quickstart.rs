@@ -10,11 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::process::start_example;
-use common::{Ws, connect, next_text, offer};
+use common::{Ws, after_second, connect, http_send, next_text, offer, unix_now};
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "quickstart-test-secret-0123456789-abcdefgh";
@@ -63,28 +61,10 @@ async fn post_with(
     form: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, http::HeaderMap) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut request = http::Request::post(path)
-        .header("host", addr.to_string())
-        .header("content-type", "application/x-www-form-urlencoded");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = sender
-        .send_request(
-            request
-                .body(Full::new(Bytes::from(form.to_owned())))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    let _ = body.collect().await;
-    (parts.status, parts.headers)
+    let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
+    all.extend_from_slice(headers);
+    let (status, headers, _) = http_send(addr, http::Method::POST, path, &all, form).await;
+    (status, headers)
 }
 
 async fn close_code(ws: &mut Ws) -> u16 {
@@ -546,20 +526,6 @@ fn token_issued_at(subject: &str, iat: u64) -> String {
     .unwrap()
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Waits until the wall clock is past the second `second`.
-async fn after_second(second: u64) {
-    while unix_now() <= second {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// `POST /admin/revoke`: 404 without `ADMIN_TOKEN`; 401 with a wrong or
 /// missing admin token; 204, then the subject's live sockets (JWT and
 /// session) close with 4003 and its credentials issued at or before that
@@ -789,26 +755,7 @@ async fn live_sockets_are_capped_per_subject() {
 
 /// `POST /ws-ticket` with `headers`: status, headers and body.
 async fn mint(addr: SocketAddr, headers: &[(&str, &str)]) -> (StatusCode, http::HeaderMap, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut request = http::Request::post("/ws-ticket").header("host", addr.to_string());
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = sender
-        .send_request(request.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    http_send(addr, http::Method::POST, "/ws-ticket", headers, "").await
 }
 
 /// A minted ticket, after checking the contract's answer.

@@ -320,7 +320,19 @@ pub async fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, http::HeaderMap, String) {
-    use http_body_util::{BodyExt, Empty};
+    http_send(addr, http::Method::GET, path, headers, "").await
+}
+
+/// One HTTP/1.1 request with `method`, `headers` and `body`: the status,
+/// the headers and the body (empty for a `101`).
+pub async fn http_send(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, http::HeaderMap, String) {
+    use http_body_util::{BodyExt, Full};
     use hyper_util::rt::TokioIo;
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -328,9 +340,10 @@ pub async fn http_request(
         .unwrap();
     tokio::spawn(conn.with_upgrades());
     let mut request = http::Request::builder()
+        .method(method)
         .uri(path)
         .header("host", addr.to_string())
-        .body(Empty::<bytes::Bytes>::new())
+        .body(Full::new(bytes::Bytes::from(body.to_owned())))
         .unwrap();
     for (name, value) in headers {
         request.headers_mut().append(
@@ -346,6 +359,21 @@ pub async fn http_request(
     }
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Now, in whole seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Waits until the wall clock is past the second `second`.
+pub async fn after_second(second: u64) {
+    while unix_now() <= second {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The headers of a WebSocket handshake, for `http_request`.

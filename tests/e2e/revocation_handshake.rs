@@ -13,11 +13,11 @@ use crate::common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::next_text;
 use common::redis::{Redis, RedisServer};
 use common::sockets::*;
+use common::{after_second, next_text, unix_now};
 use http::StatusCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -26,20 +26,6 @@ use tower_ws_auth::socket::{OverCap, RedisBus, Revocations};
 use tower_ws_auth::{Authenticator, BoxAuthenticator, authenticate_fn};
 
 const SECRET: &str = "revocation-handshake-test-secret-0123456789";
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Waits until the wall clock is past the second `second`.
-async fn after_second(second: u64) {
-    while unix_now() <= second {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// An HS256 JWT for `subject` issued at the Unix second `iat` (ten minutes
 /// valid), with `jti` if given.

@@ -63,28 +63,7 @@ async fn post(
     addr: std::net::SocketAddr,
     headers: &[(&str, &str)],
 ) -> (StatusCode, http::HeaderMap, String) {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::TokioIo;
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut request = http::Request::post("/ws-ticket").header("host", addr.to_string());
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = sender
-        .send_request(request.body(Empty::<bytes::Bytes>::new()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    common::http_send(addr, http::Method::POST, "/ws-ticket", headers, "").await
 }
 
 fn assert_invalid_token(refused: &common::Refused) {
