@@ -321,6 +321,8 @@ struct Entry {
     /// The subject it counts under for the cap and in the index (the
     /// identity's at registration).
     subject: Arc<str>,
+    /// Its position in its subject's list of `State::by_subject`.
+    slot: usize,
     signal: Arc<Signal>,
     /// `false` once replaced: it no longer counts toward the cap.
     counted: bool,
@@ -435,6 +437,9 @@ impl Cap {
 
     /// A socket of `subject` registers: it takes its reservation, if any.
     fn register(&mut self, subject: &str, now: Instant, released: &mut Vec<Lease>) {
+        if self.max.is_none() {
+            return; // nothing to count
+        }
         self.expire(now, released);
         let slots = self.slots(subject);
         slots.reserved.pop_front();
@@ -629,24 +634,34 @@ struct State {
 }
 
 impl State {
-    fn insert(&mut self, id: u64, entry: Entry) {
-        match self.by_subject.get_mut(&*entry.subject) {
-            Some(ids) => ids.push(id),
-            None => {
-                let mut ids = Vec::with_capacity(1);
-                ids.push(id);
-                self.by_subject.insert(entry.subject.clone(), ids);
-            }
-        }
+    fn insert(&mut self, id: u64, mut entry: Entry) {
+        let ids = match self.by_subject.get_mut(&*entry.subject) {
+            Some(ids) => ids,
+            None => self
+                .by_subject
+                .entry(entry.subject.clone())
+                .or_insert_with(|| Vec::with_capacity(1)),
+        };
+        entry.slot = ids.len();
+        ids.push(id);
         self.entries.insert(id, entry);
     }
 
+    /// Removes an entry in constant time: the last id of its subject's list
+    /// takes its slot.
     fn remove(&mut self, id: u64) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
         if let Some(ids) = self.by_subject.get_mut(&*entry.subject) {
-            ids.retain(|i| *i != id);
+            if ids.get(entry.slot) == Some(&id) {
+                ids.swap_remove(entry.slot);
+                if let Some(moved) = ids.get(entry.slot).and_then(|m| self.entries.get_mut(m)) {
+                    moved.slot = entry.slot;
+                }
+            }
             if ids.is_empty() {
                 self.by_subject.remove(&*entry.subject);
+            } else if ids.len() < ids.capacity() / 4 {
+                ids.shrink_to(ids.len() * 2);
             }
         }
         Some(entry)
@@ -1251,6 +1266,7 @@ impl Revocations {
             Entry {
                 identity: identity.clone(),
                 subject: identity.subject().into(),
+                slot: 0,
                 signal: signal.clone(),
                 counted: true,
             },
@@ -1456,6 +1472,8 @@ impl Drop for Registration {
                 state.entries.shrink_to(len * 2);
                 let subjects = state.by_subject.len();
                 state.by_subject.shrink_to(subjects * 2);
+                let capped = state.cap.subjects.len();
+                state.cap.subjects.shrink_to(capped * 2);
             }
             drop(state);
             registry.release(released);
@@ -1517,7 +1535,14 @@ mod tests {
         assert!(!moved.is_revoked());
         moved.update(&Identity::new("mallory", AuthMethod::Jwt));
         assert!(moved.is_revoked());
-        drop(held);
+        // Dropped out of order, the lists stay exact (the slot of the moved
+        // id follows it).
+        let (odd, even): (Vec<_>, Vec<_>) =
+            held.into_iter().enumerate().partition(|(i, _)| i % 2 == 1);
+        drop(odd);
+        assert_eq!(registry.revoke_subject("user-42").await.unwrap(), 3);
+        assert_eq!(registry.revoke_subject("user-43").await.unwrap(), 0);
+        drop(even);
         assert!(registry.is_empty());
         assert!(registry.inner.state().by_subject.is_empty());
     }
