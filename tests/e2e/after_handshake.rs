@@ -258,6 +258,12 @@ async fn revocation_crosses_instances_through_redis(kind: Kind) {
     }
 }
 
+/// A bus on a channel of `redis`'s own.
+async fn redis_bus(redis: &RedisServer) -> RedisBus {
+    let bus = RedisBus::connect(&redis.url()).await.unwrap();
+    bus.channel(format!("revocations:{}", redis.port))
+}
+
 /// `Revocations::with_bus` returns only once Redis has the subscription: a
 /// revocation published right after it is never missed. (fred answers
 /// SUBSCRIBE when it queues the command, before it is even written; under
@@ -269,13 +275,7 @@ async fn the_redis_subscription_is_in_place_when_with_bus_returns() {
     else {
         return;
     };
-    let channel = format!("revocations:{}", redis.port);
-    let bus = || async {
-        RedisBus::connect(&redis.url())
-            .await
-            .unwrap()
-            .channel(channel.clone())
-    };
+    let bus = || redis_bus(&redis);
     let publisher = Revocations::with_bus(bus().await).await.unwrap();
     let subscriber_bus = bus().await;
 
@@ -311,13 +311,7 @@ async fn a_burst_of_revocations_through_redis_closes_every_socket() {
     else {
         return;
     };
-    let channel = format!("revocations:{}", redis.port);
-    let bus = || async {
-        RedisBus::connect(&redis.url())
-            .await
-            .unwrap()
-            .channel(channel.clone())
-    };
+    let bus = || redis_bus(&redis);
     let a = Revocations::with_bus(bus().await).await.unwrap();
     let b = App::new(Revocations::with_bus(bus().await).await.unwrap());
     let b_addr = spawn(Kind::Axum, b.clone()).await;
@@ -648,17 +642,6 @@ fn split_halves_fit_async_graphql_axum(
     }
     let (receiver, sender) = guarded.split();
     pair(sender, receiver);
-}
-
-macro_rules! for_both_adapters {
-    ($($name:ident),* $(,)?) => {
-        mod axum_adapter {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Kind::Axum).await })*
-        }
-        mod tungstenite_adapter {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Kind::Tungstenite).await })*
-        }
-    };
 }
 
 for_both_adapters!(

@@ -14,6 +14,20 @@
 //! - [`fuzz_equivalents`]: the fuzz targets' properties under proptest.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Runs each named `async fn(Kind)` of the module as two tests, one per
+/// socket adapter (axum's `WebSocket`, tokio-tungstenite's `WebSocketStream`).
+#[allow(unused_macros)]
+macro_rules! for_both_adapters {
+    ($($name:ident),* $(,)?) => {
+        mod axum_adapter {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Kind::Axum).await })*
+        }
+        mod tungstenite_adapter {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Kind::Tungstenite).await })*
+        }
+    };
+}
+
 #[path = "../common/mod.rs"]
 mod common;
 #[cfg(feature = "http2")]

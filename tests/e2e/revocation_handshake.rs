@@ -445,17 +445,6 @@ async fn the_oldest_socket_is_closed_across_instances(kind: Kind) {
     still_open(&mut again_on_a, "again on A").await;
 }
 
-macro_rules! for_both_adapters {
-    ($($name:ident),* $(,)?) => {
-        mod axum_adapter {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Kind::Axum).await })*
-        }
-        mod tungstenite_adapter {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Kind::Tungstenite).await })*
-        }
-    };
-}
-
 for_both_adapters!(
     a_revocation_on_one_instance_is_refused_at_the_handshake_of_another,
     a_revocation_made_while_an_instance_was_cut_off_holds_when_it_is_back,
