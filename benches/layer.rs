@@ -291,6 +291,9 @@ fn layer(c: &mut Criterion) {
 ///   valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/deps/layer-* --bench \
 ///   2>&1 | grep refs; done   # (difference) / 10000 = instructions per request
 /// ```
+///
+/// With `--features metrics`, `LAYER_BENCH_RECORDER=1` runs the case under
+/// metrics-exporter-prometheus's recorder.
 fn fixed() -> bool {
     let Some(n) = std::env::var("LAYER_BENCH_FIXED")
         .ok()
@@ -304,6 +307,13 @@ fn fixed() -> bool {
         eprintln!("LAYER_BENCH_CASE must name a case");
         std::process::exit(2);
     };
+    // `LAYER_BENCH_RECORDER=1` (with `--features metrics`): under
+    // metrics-exporter-prometheus's recorder, as the prometheus cases.
+    #[cfg(feature = "metrics")]
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    #[cfg(feature = "metrics")]
+    let _local = std::env::var_os("LAYER_BENCH_RECORDER")
+        .map(|_| metrics::set_default_local_recorder(&recorder));
     for _ in 0..n {
         let r = request();
         match target {

@@ -56,7 +56,8 @@ pub trait Authenticator: Send + Sync + 'static {
     /// [`boxed`](Self::boxed)) the name of what they wrap, [`or`](Self::or)
     /// `or`. The default is `custom`; override it with a fixed string
     /// (never one built from a request or a credential: each distinct name
-    /// is a series of its own).
+    /// is a series of its own). [`WsAuthLayer::new`](crate::WsAuthLayer::new)
+    /// reads it once.
     ///
     /// ```
     /// use http::request::Parts;

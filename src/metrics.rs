@@ -86,7 +86,9 @@ pub const AUTHENTICATORS: [&str; 7] = [
 /// For a guarded socket, [`EndReason::as_str`](crate::socket::EndReason::as_str):
 /// `peer`, `expired`, `revoked`, `refresh_rejected`,
 /// `refresh_other_subject`, `application` (closed by the application),
-/// `error` (the socket failed, or a protocol error), `replaced` (closed by
+/// `too_big` (the peer sent a message over the socket's size limit; failed
+/// with 1009), `error` (the socket failed, or another protocol error),
+/// `replaced` (closed by
 /// the per-subject cap's close-the-oldest policy), and `dropped` (dropped
 /// while open, or taken back with `into_inner`).
 ///
@@ -150,7 +152,13 @@ mod tests {
                 | RejectionKind::TooManyConnections => {}
             }
             assert!(REASONS.contains(&kind.as_str()), "{kind:?}");
+            // The recording point's index of the kind is its place here.
+            assert_eq!(
+                REASONS[crate::observe::reason_index(Some(kind))],
+                kind.as_str()
+            );
         }
+        assert_eq!(REASONS[crate::observe::reason_index(None)], "none");
         assert_eq!(REASONS.len(), 11, "none and the ten kinds");
     }
 
@@ -173,7 +181,14 @@ mod tests {
                 | Carrier::Message => {}
             }
             assert!(CARRIERS.contains(&carrier.as_str()), "{carrier:?}");
+            assert_eq!(
+                crate::observe::carrier_index(Some(&carrier)).map(|i| CARRIERS[i]),
+                Some(carrier.as_str())
+            );
         }
+        let none = crate::observe::carrier_index(None);
+        assert_eq!(none.map(|i| CARRIERS[i]), Some("none"));
+        assert_eq!(crate::observe::carrier_index(Some(&Carrier::Message)), None);
     }
 
     #[cfg(feature = "socket")]
@@ -187,6 +202,7 @@ mod tests {
             EndReason::RefreshRejected,
             EndReason::PeerClosed,
             EndReason::Closed,
+            EndReason::TooBig,
             EndReason::Error,
             EndReason::Replaced,
         ] {
@@ -197,6 +213,7 @@ mod tests {
                 | EndReason::RefreshRejected
                 | EndReason::PeerClosed
                 | EndReason::Closed
+                | EndReason::TooBig
                 | EndReason::Error
                 | EndReason::Replaced => {}
             }

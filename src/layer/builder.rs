@@ -101,10 +101,11 @@ impl<A, H> fmt::Debug for WsAuthLayer<A, H> {
 impl<A: Authenticator> WsAuthLayer<A> {
     /// A layer that verifies credentials with `authenticator`.
     pub fn new(authenticator: A) -> Self {
+        let config = Config::new(authenticator.name());
         Self {
             authenticator: Arc::new(authenticator),
             handler: Arc::new(DefaultRejectionHandler),
-            config: Arc::new(Config::default()),
+            config: Arc::new(config),
         }
     }
 }

@@ -23,12 +23,16 @@ pub(crate) struct Config {
     pub(super) realm: Option<HeaderValue>,
     pub(super) throttle: Option<crate::throttle::FailedAuthLimit>,
     pub(super) audit: Option<crate::audit::AuditHook>,
+    /// The handles of the layer's metrics (nothing without the feature).
+    pub(super) metrics: crate::observe::Metrics,
     #[cfg(feature = "close-rejections")]
     pub(super) close: Option<super::CloseRejections>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
+impl Config {
+    /// The default configuration of a layer whose authenticator is named
+    /// `authenticator` ([`Authenticator::name`](crate::Authenticator::name)).
+    pub(super) fn new(authenticator: &'static str) -> Self {
         Self {
             sources: vec![Source::Bearer],
             default_sources: true,
@@ -40,6 +44,7 @@ impl Default for Config {
             realm: None,
             throttle: None,
             audit: None,
+            metrics: crate::observe::Metrics::new(authenticator),
             #[cfg(feature = "close-rejections")]
             close: None,
         }
@@ -172,7 +177,7 @@ mod tests {
         Config {
             sources,
             default_sources: false,
-            ..Config::default()
+            ..Config::new("custom")
         }
     }
 

@@ -184,13 +184,14 @@ impl<A: Authenticator, H> Shared<A, H> {
         Box::pin(async move {
             let timer = crate::observe::Timer::start();
             let verdict = this.authenticator.authenticate(&credential, &parts).await;
-            timer.record(this.authenticator.name());
+            let config = &this.config;
+            config.metrics.authentication(timer);
             match verdict {
                 Ok(identity) => {
-                    crate::observe::upgrade(None, Some(credential.carrier().as_str()));
+                    config.metrics.upgrade(None, Some(credential.carrier()));
                     span.record("outcome", "accepted");
                     span.record("subject", identity.subject());
-                    if let Some(hook) = &this.config.audit {
+                    if let Some(hook) = &config.audit {
                         hook.call(&AuditEvent {
                             event: "upgrade",
                             outcome: "accepted",
@@ -275,10 +276,9 @@ impl<A, H> Shared<A, H> {
         span.record("outcome", "rejected");
         let rejection = rejection.with_realm(self.config.realm.as_ref());
         log_rejection(&rejection, parts.uri.path(), source);
-        crate::observe::upgrade(
-            Some(rejection.kind().as_str()),
-            rejection.carrier().map(Carrier::as_str),
-        );
+        self.config
+            .metrics
+            .upgrade(Some(rejection.kind()), rejection.carrier());
         if let Some(hook) = &self.config.audit {
             hook.call(&AuditEvent {
                 event: "upgrade",

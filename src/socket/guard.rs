@@ -66,14 +66,19 @@ pub enum EndReason {
     PeerClosed,
     /// The application closed it with [`GuardedSocket::close`].
     Closed,
-    /// The socket failed.
+    /// The peer sent a message or a frame over the socket's size limit;
+    /// the connection was failed with 1009.
+    TooBig,
+    /// The socket failed (a protocol violation, failed with 1002 or 1007,
+    /// or an I/O error).
     Error,
 }
 
 impl EndReason {
     /// A short name for logs and metrics: `expired`, `revoked`,
     /// `refresh_other_subject`, `refresh_rejected`, `peer`, `application`,
-    /// `error`, `replaced` (the `reason` label of `tower_ws_auth_closes_total`).
+    /// `too_big`, `error`, `replaced` (the `reason` label of
+    /// `tower_ws_auth_closes_total`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Expired => "expired",
@@ -82,6 +87,7 @@ impl EndReason {
             Self::RefreshRejected => "refresh_rejected",
             Self::PeerClosed => "peer",
             Self::Closed => "application",
+            Self::TooBig => "too_big",
             Self::Error => "error",
             Self::Replaced => "replaced",
         }
@@ -659,7 +665,10 @@ where
                     return Poll::Ready(None);
                 }
                 Some(Err(error)) => {
-                    self.set_ended(EndReason::Error);
+                    self.set_ended(match S::failure_code(&error) {
+                        Some(1009) => EndReason::TooBig,
+                        _ => EndReason::Error,
+                    });
                     match Closing::fail::<S>(&error, self.guard.settings.close_timeout) {
                         Some(closing) => {
                             self.begin(closing, Some(Err(SocketError::new(error))));

@@ -225,8 +225,12 @@ pub async fn run_forward<S: AuthSocket + 'static>(app: App, socket: S, identity:
         .await;
 }
 
+/// The message and frame size limit of `/ws-small`.
+pub const SMALL: usize = 1024;
+
 /// The application of a guarded route: `/ws-plain`, `/ws-split`,
-/// `/ws-stream`, `/ws-forward` or `/ws`.
+/// `/ws-stream`, `/ws-forward`, or `/ws` (and `/ws-small`, `/ws` with
+/// messages limited to [`SMALL`] bytes).
 pub async fn run_guarded<S: AuthSocket + 'static>(
     path: &str,
     app: App,
@@ -287,6 +291,11 @@ async fn spawn_axum(app: App) -> SocketAddr {
         identity: Identity,
         uri: http::Uri,
     ) -> AxumResponse {
+        let ws = if uri.path() == "/ws-small" {
+            ws.max_message_size(SMALL).max_frame_size(SMALL)
+        } else {
+            ws
+        };
         ws.on_upgrade(move |socket| async move {
             run_guarded(uri.path(), app, socket, identity).await;
         })
@@ -297,6 +306,7 @@ async fn spawn_axum(app: App) -> SocketAddr {
         .route("/ws-split", any(guarded))
         .route("/ws-stream", any(guarded))
         .route("/ws-forward", any(guarded))
+        .route("/ws-small", any(guarded))
         .route_layer(WsAuthLayer::new(app.handshake.clone()).bearer_header())
         .route("/first", any(first))
         .route("/first-gql", any(first))
@@ -336,9 +346,14 @@ async fn spawn_hyper(app: App) -> SocketAddr {
                 let response = switching(&request);
                 let identity = request.extensions().get::<Identity>().cloned();
                 let path = request.uri().path().to_owned();
+                let config = (path == "/ws-small").then(|| {
+                    WebSocketConfig::default()
+                        .max_message_size(Some(SMALL))
+                        .max_frame_size(Some(SMALL))
+                });
                 tokio::spawn(async move {
                     if let (Some(socket), Some(identity)) =
-                        (upgraded(&mut request, None).await, identity)
+                        (upgraded(&mut request, config).await, identity)
                     {
                         run_guarded(&path, app, socket, identity).await;
                     }

@@ -254,6 +254,52 @@ async fn every_decision_of_the_layer_is_counted_once_with_its_documented_labels(
     assert_eq!(calls.get(), 8);
 }
 
+/// A layer keeps the handles of the first recorder that records through
+/// it, and of that one only: a recorder installed after the layer's first
+/// requests gets every decision from then on, and another recorder after
+/// it gets the decisions made under it, not the first one.
+#[tokio::test]
+async fn each_recorder_gets_the_decisions_made_under_it() {
+    let calls = Calls::default();
+    let addr = serve(app(every_carrier(&calls))).await;
+    let decide = || async {
+        let refused = connect(addr, "/ws", &[]).await.unwrap_err();
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        let bearer = [("authorization", "Bearer alice-token")];
+        let (mut ws, _) = connect(addr, "/ws", &bearer).await.expect("accepted");
+        ws.close(None).await.unwrap();
+    };
+    let recording = |recorder: &DebuggingRecorder| Recording {
+        snapshotter: recorder.snapshotter(),
+        recorded: Recorded::default(),
+    };
+    let totals = |recording: &mut Recording| {
+        let refused = upgrade("rejected", "missing_credential", "none");
+        let accepted = upgrade("accepted", "none", "bearer");
+        let timed = [("authenticator", "custom")];
+        (
+            recording.value(m::UPGRADES_TOTAL, &refused),
+            recording.value(m::UPGRADES_TOTAL, &accepted),
+            recording.samples(m::AUTHENTICATION_SECONDS, &timed),
+        )
+    };
+
+    // No recorder yet: the no-op one.
+    decide().await;
+    let (first, second) = (DebuggingRecorder::new(), DebuggingRecorder::new());
+    let (mut in_first, mut in_second) = (recording(&first), recording(&second));
+    let installed = ::metrics::set_default_local_recorder(&first);
+    decide().await;
+    decide().await;
+    drop(installed);
+    let _installed = ::metrics::set_default_local_recorder(&second);
+    decide().await;
+
+    assert_eq!(totals(&mut in_first), (2.0, 2.0, 2), "the first recorder");
+    assert_eq!(totals(&mut in_second), (1.0, 1.0, 1), "the second recorder");
+    assert_eq!(calls.get(), 4);
+}
+
 /// Opens a guarded socket on `/ws` (or `path`) and waits for its echo: the
 /// server has wrapped it.
 async fn open_guarded(addr: std::net::SocketAddr, path: &str, token: &str) -> crate::common::Ws {
@@ -317,6 +363,21 @@ async fn gauge_follows_sockets(kind: Kind) {
     assert_eq!(
         recording.value(m::CLOSES_TOTAL, &[("reason", "expired")]),
         1.0
+    );
+
+    // A message over the socket's size limit: failed with 1009, `too_big`.
+    let mut small = open_guarded(addr, "/ws-small", "erin.60000").await;
+    sockets::send(&mut small, &"x".repeat(sockets::SMALL + 1)).await;
+    let (code, _, _) = sockets::close_of(&mut small).await;
+    assert_eq!(code, 1009, "{kind:?}");
+    recording.until(open, &[], 0.0).await;
+    assert_eq!(
+        recording.value(m::CLOSES_TOTAL, &[("reason", "too_big")]),
+        1.0
+    );
+    assert_eq!(
+        recording.value(m::CLOSES_TOTAL, &[("reason", "error")]),
+        0.0
     );
 
     // A first-message authentication that times out: `auth_timeout`,
