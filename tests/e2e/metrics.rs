@@ -370,6 +370,7 @@ async fn gauge_follows_sockets(kind: Kind) {
     sockets::send(&mut small, &"x".repeat(sockets::SMALL + 1)).await;
     let (code, _, _) = sockets::close_of(&mut small).await;
     assert_eq!(code, 1009, "{kind:?}");
+    assert_clean_end(&mut small, "too big").await;
     recording.until(open, &[], 0.0).await;
     assert_eq!(
         recording.value(m::CLOSES_TOTAL, &[("reason", "too_big")]),
